@@ -1,0 +1,34 @@
+//! Storages, exactly as Proxmox VE's pve-storage sees them: storage.cfg (pve-common
+//! `SectionConfig.pm`, pve-storage `Plugin.pm`), file-based storage layout and activation
+//! (`Plugin.pm`, `DirPlugin.pm`), download file names (`Storage.pm`), content listing, volume
+//! IDs and paths, and usage (spec/pve-api.md §1.3, §7, §9).
+//!
+//! Layout:
+//! - `config`: storage.cfg text → [`StorageConfig`]; `plugins`: what each type allows;
+//!   `values`: property checks; `ids`: ID grammars.
+//! - `model`: [`Storage`], enabled/node checks and content subdirectories.
+//! - `activate`, `mounts`, `status`: the file system side.
+//! - `filename`, `ext`: download-url/upload names; `list`, `volume`: volumes.
+
+mod activate;
+mod config;
+mod error;
+mod ext;
+mod filename;
+mod ids;
+mod list;
+mod model;
+mod mounts;
+mod plugins;
+mod status;
+mod values;
+mod volume;
+
+pub use config::StorageConfig;
+pub use error::StorageError;
+pub use filename::{DownloadTarget, check_download_filename, normalize_content_filename};
+pub use ids::{is_valid_storage_id, parse_volume_id};
+pub use list::ContentItem;
+pub use model::Storage;
+pub use status::StorageStatus;
+pub use volume::{VolumeName, parse_volname};
