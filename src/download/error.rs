@@ -1,0 +1,62 @@
+//! Every way a download task can end in failure. `Display` is the task's exit status text:
+//! PVE's own words where PVE has them (spec/pve-api.md §1.6), and where PVE only relays wget or
+//! a decompressor, a clear message of the same shape and prefix. README.md lists them all.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::content_check::ContentCheckError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("decompression not supported for {0}")]
+    DecompressionNotSupported(String),
+    #[error("no decompression method found")]
+    NoDecompressionMethod,
+    #[error("refusing to override existing file '{}'", .0.display())]
+    RefuseOverride(PathBuf),
+    #[error("unable to open '{}': {source}", .path.display())]
+    ReadExisting { path: PathBuf, source: io::Error },
+    #[error("checksum mismatch: got '{got}' != expect '{expected}', aborting")]
+    ExistingMismatch { got: String, expected: String },
+    #[error("download failed: HTTP {status} {reason}")]
+    Http { status: u16, reason: String },
+    #[error("download failed: {0}")]
+    Transfer(String),
+    #[error("download failed: received interrupt")]
+    Interrupted,
+    #[error("download failed: unable to create '{}': {source}", .path.display())]
+    CreateTemp { path: PathBuf, source: io::Error },
+    #[error("download failed: unable to write '{}': {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("command '{command} {}' failed: {reason}", .path.display())]
+    Decompress {
+        command: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("checksum mismatch: got '{got}' != expect '{expected}'")]
+    ChecksumMismatch { got: String, expected: String },
+    #[error("failed to verify file: {0}")]
+    Verify(ContentCheckError),
+    #[error("unable to rename temporary file: {0}")]
+    Rename(io::Error),
+}
+
+/// reqwest's error chain reads "error sending request for url (...): ...: connection refused";
+/// the innermost cause is what a user needs, like wget's last line.
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_redirect() {
+        "too many redirects".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg = s.to_string();
+        source = s.source();
+    }
+    msg
+}

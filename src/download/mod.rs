@@ -1,0 +1,242 @@
+//! The download engine: fetch a URL into a storage directory with PVE's semantics and texts
+//! (pve-common `download_file_from_url`, spec/pve-api.md §2), but in one pass: the bytes are
+//! hashed, decoded and written while they stream, flushed, checked, then renamed into place.
+//! It knows neither actix nor the API: a plan in, log lines out, a typed error at the end.
+
+mod checksum;
+pub mod content_check;
+mod decompress;
+mod error;
+mod fetch;
+pub mod metadata;
+mod pipeline;
+mod progress;
+mod staging;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+pub use checksum::{Algorithm, Checksum};
+pub use content_check::ContentCheck;
+pub use decompress::Compression;
+pub use error::DownloadError;
+pub use fetch::{FetchConfig, FetchSetupError, Fetcher};
+
+use error::describe_reqwest;
+use pipeline::{Sink, SinkError};
+use progress::Progress;
+use staging::Staged;
+
+/// Where task-log lines go; the engine does not know it runs inside a task.
+pub trait LogSink: Send + Sync {
+    fn line(&self, text: &str);
+}
+
+pub struct DownloadPlan {
+    pub url: String,
+    /// The final path; its directory exists.
+    pub dest: PathBuf,
+    /// Directory for the temp file, on the same filesystem as `dest`, outside the content
+    /// directories, so no listing ever shows a partial file.
+    pub staging_dir: PathBuf,
+    /// The content type, for the decompression rule.
+    pub content: String,
+    pub checksum: Option<Checksum>,
+    /// The raw `compression` parameter: PVE's schema lets any string through (spec §1.1).
+    pub compression: Option<String>,
+    pub verify_certificates: bool,
+    pub check: ContentCheck,
+    /// Makes the temp file name unique per task.
+    pub task_tag: String,
+}
+
+pub async fn run(
+    plan: &DownloadPlan,
+    fetcher: &Fetcher,
+    log: &dyn LogSink,
+    cancel: &CancellationToken,
+) -> Result<(), DownloadError> {
+    let compression = resolve_compression(plan)?;
+    log.line(&format!(
+        "downloading {} to {}",
+        plan.url,
+        plan.dest.display()
+    ));
+
+    if plan.dest.is_file() {
+        return existing_target(plan, log).await;
+    }
+
+    let staged = Staged::create(&plan.staging_dir, &plan.dest, &plan.task_tag)?;
+    tokio::select! {
+        r = transfer(plan, compression, fetcher, log, &staged) => r?,
+        _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+    }
+    if let Some(c) = compression {
+        log.line(&format!(
+            "decompressed {} on the fly ({})",
+            c.pve_command(),
+            staged.path().display()
+        ));
+    }
+    let mut check_log = |l: &str| log.line(l);
+    tokio::select! {
+        r = content_check::verify_with_log(&plan.check, staged.path(), &mut check_log) => r.map_err(DownloadError::Verify)?,
+        _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+    }
+    staged.publish(&plan.dest)?;
+    log.line(&format!(
+        "download of '{}' to '{}' finished",
+        plan.url,
+        plan.dest.display()
+    ));
+    Ok(())
+}
+
+/// PVE's worker checks the compression before anything is printed (spec §1.5).
+fn resolve_compression(plan: &DownloadPlan) -> Result<Option<Compression>, DownloadError> {
+    match plan.compression.as_deref() {
+        None | Some("") => Ok(None),
+        Some(_) if plan.content != "iso" => Err(DownloadError::DecompressionNotSupported(
+            plan.content.clone(),
+        )),
+        Some(name) => Compression::parse(name)
+            .map(Some)
+            .ok_or(DownloadError::NoDecompressionMethod),
+    }
+}
+
+/// PVE's three outcomes for an existing target (spec §2 step 3): a matching checksum is success
+/// without a download, a different one fails, no checksum refuses.
+async fn existing_target(plan: &DownloadPlan, log: &dyn LogSink) -> Result<(), DownloadError> {
+    let Some(checksum) = plan.checksum.clone() else {
+        return Err(DownloadError::RefuseOverride(plan.dest.clone()));
+    };
+    let path = plan.dest.clone();
+    let algorithm = checksum.algorithm;
+    let got = tokio::task::spawn_blocking(move || checksum::hash_file(algorithm, &path))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|source| DownloadError::ReadExisting {
+            path: plan.dest.clone(),
+            source,
+        })?;
+    if checksum.matches(&got) {
+        log.line("calculating checksum of existing file...OK, got correct file already, no need to download");
+        return Ok(());
+    }
+    log.line("calculating checksum of existing file...");
+    Err(DownloadError::ExistingMismatch {
+        got,
+        expected: checksum.expected,
+    })
+}
+
+async fn transfer(
+    plan: &DownloadPlan,
+    compression: Option<Compression>,
+    fetcher: &Fetcher,
+    log: &dyn LogSink,
+    staged: &Staged,
+) -> Result<(), DownloadError> {
+    let transfer_err = |e: reqwest::Error| DownloadError::Transfer(describe_reqwest(&e));
+    let mut resp = fetcher
+        .download_client(plan.verify_certificates)
+        .get(&plan.url)
+        .send()
+        .await
+        .map_err(transfer_err)?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(DownloadError::Http {
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or("").to_string(),
+        });
+    }
+    if resp.url().as_str() != plan.url {
+        log.line(&format!("redirected to {}", resp.url()));
+    }
+    let length = resp.content_length();
+    log.line(&match length {
+        Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
+        None => "length: unspecified".to_string(),
+    });
+
+    let file = staged.open().map_err(|source| DownloadError::CreateTemp {
+        path: staged.path().to_path_buf(),
+        source,
+    })?;
+    let sink = Sink::start(
+        file,
+        plan.checksum.as_ref().map(|c| c.algorithm),
+        compression,
+    )
+    .map_err(|source| DownloadError::CreateTemp {
+        path: staged.path().to_path_buf(),
+        source,
+    })?;
+    let mut progress = Progress::new(length, Instant::now());
+    let mut stream_error = None;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let n = chunk.len() as u64;
+                if !sink.send(chunk).await {
+                    break; // the writer failed; finish() tells why
+                }
+                if let Some(line) = progress.advance(n, Instant::now()) {
+                    log.line(&line);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                stream_error = Some(transfer_err(e));
+                break;
+            }
+        }
+    }
+    let finished = sink.finish().await;
+    if let Some(e) = stream_error {
+        return Err(e);
+    }
+    let finished = finished.map_err(|e| sink_error(e, staged.path(), compression))?;
+    if let Some(expected) = length
+        && progress.bytes() != expected
+    {
+        return Err(DownloadError::Transfer(format!(
+            "connection closed after {} of {expected} bytes",
+            progress.bytes()
+        )));
+    }
+    log.line(&progress.summary(Instant::now()));
+    drop(finished.file);
+
+    if let (Some(checksum), Some(got)) = (&plan.checksum, finished.digest) {
+        if !checksum.matches(&got) {
+            log.line("calculating checksum...");
+            return Err(DownloadError::ChecksumMismatch {
+                got,
+                expected: checksum.expected.clone(),
+            });
+        }
+        log.line("calculating checksum...OK, checksum verified");
+    }
+    Ok(())
+}
+
+fn sink_error(e: SinkError, path: &Path, compression: Option<Compression>) -> DownloadError {
+    match (e, compression) {
+        (SinkError::Decode(e), Some(c)) => DownloadError::Decompress {
+            command: c.pve_command(),
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+        (SinkError::Decode(source) | SinkError::Write(source), _) => DownloadError::Write {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
