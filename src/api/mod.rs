@@ -1,0 +1,83 @@
+//! The PVE API surface isolib serves: one file per path group, each declaring its methods
+//! ([`router::ApiMethod`]); [`ROUTES`] lists them all for the dispatcher and the schema export.
+
+mod content;
+mod download_url;
+mod error;
+mod nodes;
+pub mod router;
+mod storage;
+mod tasks;
+pub mod types;
+
+pub use download_url::STAGING_DIR;
+pub use error::ApiError;
+
+use router::{ApiMethod, Params};
+use serde::de::DeserializeOwned;
+
+pub static ROUTES: &[&ApiMethod] = &[
+    &nodes::VERSION,
+    &nodes::LIST,
+    &nodes::INDEX,
+    &nodes::NODE_VERSION,
+    &nodes::QUERY_URL_METADATA,
+    &storage::LIST,
+    &storage::INDEX,
+    &storage::STATUS,
+    &content::LIST,
+    &content::DELETE,
+    &download_url::METHOD,
+    &tasks::LIST,
+    &tasks::INDEX,
+    &tasks::STATUS,
+    &tasks::LOG,
+    &tasks::STOP,
+];
+
+/// Validated parameters into a handler's typed arguments. Validation already checked every
+/// value, so a failure here is a bug between a schema and its struct.
+pub fn from_params<T: DeserializeOwned>(params: Params) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(params)).map_err(|e| {
+        ApiError::server(format!(
+            "internal error: parameters do not fit the handler: {e}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Schema;
+
+    #[test]
+    fn every_route_is_unique_and_every_pattern_compiles() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "duplicate route {} {}",
+                r.method,
+                r.path
+            );
+            for p in r.parameters.properties {
+                if let Schema::String(s) = p.schema
+                    && let Some(pat) = s.pattern
+                {
+                    assert!(pat.compiles(), "{} {} {}", r.method, r.path, p.name);
+                }
+                if p.name != "volume" {
+                    let placeholder = format!("{{{}}}", p.name);
+                    if r.path.contains(&placeholder) {
+                        assert!(
+                            !p.optional || p.name == "storage",
+                            "{}: path param {} optional",
+                            r.path,
+                            p.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

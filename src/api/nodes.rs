@@ -1,0 +1,144 @@
+//! `/version`, `/nodes`, `/nodes/{node}`, `/nodes/{node}/version` and
+//! `/nodes/{node}/query-url-metadata` (pve-manager `API2.pm`, `API2/Nodes.pm`,
+//! spec/pve-api.md §3, §6.5).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::types::{self, NODE_PROP, opt, prop};
+use super::{ApiError, from_params};
+use crate::download::metadata;
+use crate::schema::{ObjectSchema, Property};
+
+/// The PVE API level isolib speaks; clients parse it as major.minor.patch.
+const PVE_VERSION: &str = "9.2.0";
+const PVE_RELEASE: &str = "9.2";
+
+fn version_data() -> Value {
+    // repoid: PVE's is a 16-hex-digit commit id; ours names the isolib version instead.
+    json!({
+        "version": PVE_VERSION,
+        "release": PVE_RELEASE,
+        "repoid": format!("isolib-{}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+const NO_PARAMS: ObjectSchema = ObjectSchema {
+    properties: &[],
+    additional_properties: false,
+};
+static NODE_ONLY: [Property; 1] = [NODE_PROP];
+const NODE_SCHEMA: ObjectSchema = ObjectSchema {
+    properties: &NODE_ONLY,
+    additional_properties: false,
+};
+
+pub static VERSION: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/version",
+    description: "API version details.",
+    parameters: &NO_PARAMS,
+    returns: "object {version, release, repoid}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
+};
+
+pub static NODE_VERSION: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/version",
+    description: "API version details.",
+    parameters: &NODE_SCHEMA,
+    returns: "object {version, release, repoid}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
+};
+
+pub static LIST: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes",
+    description: "Cluster node index.",
+    parameters: &NO_PARAMS,
+    returns: "array of {node, status, type, id}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |ctx, _| {
+        Box::pin(async move {
+            let node = ctx.node();
+            Ok(Reply::Data(json!([{
+                "node": node, "status": "online", "type": "node", "id": format!("node/{node}"),
+            }])))
+        })
+    },
+};
+
+pub static INDEX: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}",
+    description: "Node index.",
+    parameters: &NODE_SCHEMA,
+    returns: "array of {name}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |_, _| {
+        Box::pin(async {
+            Ok(Reply::Data(json!([
+                {"name": "query-url-metadata"}, {"name": "storage"}, {"name": "tasks"}, {"name": "version"}
+            ])))
+        })
+    },
+};
+
+static METADATA_PARAMS: [Property; 3] = [
+    NODE_PROP,
+    prop("url", "The URL to query the metadata from.", &types::URL),
+    opt(
+        "verify-certificates",
+        "If false, no SSL/TLS certificates will be verified.",
+        &types::VERIFY_CERTIFICATES,
+    ),
+];
+
+pub static QUERY_URL_METADATA: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/query-url-metadata",
+    description: "Query metadata of an URL: file size, file name and mime type.",
+    parameters: &ObjectSchema {
+        properties: &METADATA_PARAMS,
+        additional_properties: false,
+    },
+    returns: "object {filename, size, mimetype}",
+    access: Access::Or(&[
+        Access::Perm {
+            path: "/",
+            privs: &["Sys.Audit", "Sys.Modify"],
+            any: false,
+        },
+        Access::Perm {
+            path: "/nodes/{node}",
+            privs: &["Sys.AccessNetwork"],
+            any: false,
+        },
+    ]),
+    allow_token: true,
+    handler: |ctx, p| Box::pin(query_url_metadata(ctx, p)),
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct MetadataArgs {
+    url: String,
+    verify_certificates: bool,
+}
+
+async fn query_url_metadata(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: MetadataArgs = from_params(params)?;
+    let meta = metadata::query(ctx.state.fetcher(), &args.url, args.verify_certificates)
+        .await
+        .map_err(ApiError::server)?;
+    Ok(Reply::Data(
+        serde_json::to_value(meta).map_err(ApiError::server)?,
+    ))
+}

@@ -1,0 +1,194 @@
+//! One declaration per endpoint ([`ApiMethod`]): path, parameter schema, access rule and
+//! handler. The dispatcher validates against it, the schema export walks it, and nothing
+//! repeats it (style.md §1.1).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use super::ApiError;
+use crate::auth::{AccessConfig, AuthId};
+use crate::schema::ObjectSchema;
+use crate::state::AppState;
+
+/// What a handler gets besides its parameters.
+pub struct Ctx {
+    pub state: AppState,
+    pub auth: AuthId,
+    pub access: Arc<AccessConfig>,
+}
+
+impl Ctx {
+    pub fn node(&self) -> &str {
+        &self.state.config().node
+    }
+
+    pub fn has(&self, path: &str, privs: &[&str], any: bool) -> bool {
+        self.access.check(&self.auth, path, privs, any)
+    }
+}
+
+pub enum Reply {
+    Data(Value),
+    /// Data plus the envelope's `total`.
+    Counted(Value, u64),
+    /// A raw body (the task-log download), with extra headers.
+    Raw {
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+}
+
+pub type Params = Map<String, Value>;
+pub type Handler = fn(Ctx, Params) -> BoxFuture<'static, Result<Reply, ApiError>>;
+
+/// PVE's permission expressions, over ACL paths with `{param}` placeholders.
+pub enum Access {
+    /// Any authenticated user; the handler checks further (task owner, per-item filters).
+    Authenticated,
+    Perm {
+        path: &'static str,
+        privs: &'static [&'static str],
+        any: bool,
+    },
+    And(&'static [Access]),
+    Or(&'static [Access]),
+}
+
+impl Access {
+    /// Checks the rule with PVE's failure texts: a failing leaf names its path and privilege,
+    /// a failing `or` names nothing (spec/pve-api.md §1.2).
+    pub fn check(
+        &self,
+        acl: &AccessConfig,
+        who: &AuthId,
+        path_params: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Access::Authenticated => Ok(()),
+            Access::Perm { path, privs, any } => {
+                let path = substitute(path, path_params);
+                if *any {
+                    if acl.check(who, &path, privs, true) {
+                        return Ok(());
+                    }
+                    return Err(ApiError::permission(Some(&format!(
+                        "{path}, {}",
+                        privs.join("|")
+                    ))));
+                }
+                for p in privs.iter() {
+                    if !acl.check(who, &path, &[p], false) {
+                        return Err(ApiError::permission(Some(&format!("{path}, {p}"))));
+                    }
+                }
+                Ok(())
+            }
+            Access::And(rules) => rules
+                .iter()
+                .try_for_each(|r| r.check(acl, who, path_params)),
+            Access::Or(rules) => {
+                if rules.iter().any(|r| r.check(acl, who, path_params).is_ok()) {
+                    Ok(())
+                } else {
+                    Err(ApiError::permission(None))
+                }
+            }
+        }
+    }
+}
+
+fn substitute(template: &str, params: &BTreeMap<String, String>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in params {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+pub struct ApiMethod {
+    pub method: &'static str,
+    /// `/nodes/{node}/storage/{storage}/content/{volume}`; a last `{volume}` takes the rest of
+    /// the path, slashes included, as PVE's `fragmentDelimiter => ''` does.
+    pub path: &'static str,
+    pub description: &'static str,
+    pub parameters: &'static ObjectSchema,
+    /// The return shape, for the exported schema.
+    pub returns: &'static str,
+    pub access: Access,
+    /// PVE's `allowtoken`: false only for ticket-only endpoints.
+    pub allow_token: bool,
+    pub handler: Handler,
+}
+
+/// Finds the method for `method` + `rel_path` and the path parameters it binds. Empty segments
+/// are skipped, so trailing and double slashes route like PVE's.
+pub fn find<'a>(
+    routes: &'a [&'a ApiMethod],
+    method: &str,
+    rel_path: &str,
+) -> Option<(&'a ApiMethod, BTreeMap<String, String>)> {
+    let segs: Vec<&str> = rel_path.split('/').filter(|s| !s.is_empty()).collect();
+    routes
+        .iter()
+        .filter(|r| r.method == method)
+        .find_map(|r| bind(r.path, &segs).map(|params| (*r, params)))
+}
+
+fn bind(template: &str, segs: &[&str]) -> Option<BTreeMap<String, String>> {
+    let tpl: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+    let mut params = BTreeMap::new();
+    for (i, t) in tpl.iter().enumerate() {
+        let name = t.strip_prefix('{').and_then(|t| t.strip_suffix('}'));
+        match name {
+            Some("volume") if i == tpl.len() - 1 => {
+                if segs.len() <= i {
+                    return None;
+                }
+                params.insert("volume".to_string(), segs[i..].join("/"));
+                return Some(params);
+            }
+            Some(name) => {
+                params.insert(name.to_string(), segs.get(i)?.to_string());
+            }
+            None if segs.get(i) == Some(t) => {}
+            None => return None,
+        }
+    }
+    (segs.len() == tpl.len()).then_some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_params_and_swallows_volume() {
+        let p = bind(
+            "/nodes/{node}/tasks/{upid}/log",
+            &["nodes", "n1", "tasks", "UPID:x", "log"],
+        )
+        .expect("match");
+        assert_eq!(p["node"], "n1");
+        assert_eq!(p["upid"], "UPID:x");
+        let p = bind(
+            "/nodes/{node}/storage/{storage}/content/{volume}",
+            &[
+                "nodes",
+                "n",
+                "storage",
+                "local",
+                "content",
+                "local:iso",
+                "x.iso",
+            ],
+        )
+        .expect("match");
+        assert_eq!(p["volume"], "local:iso/x.iso");
+        assert!(bind("/nodes/{node}", &["nodes", "n", "extra"]).is_none());
+        assert!(bind("/nodes/{node}/version", &["nodes", "n", "status"]).is_none());
+    }
+}

@@ -1,0 +1,184 @@
+//! `/nodes/{node}/storage[/{storage}[/status]]`: the storage list, index and status
+//! (pve-storage `API2/Storage/Status.pm` index/diridx/read_status, spec/pve-api.md §7.1-7.2).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::types::{self, NODE_PROP, STORAGE_PROP, opt};
+use super::{ApiError, from_params};
+use crate::schema::{ObjectSchema, Property};
+use crate::storage::{Storage, StorageConfig};
+
+/// The storage with `id`, enabled and available on `node` (PVE's storage_check_enabled).
+pub fn enabled_storage<'a>(
+    cfg: &'a StorageConfig,
+    id: &str,
+    node: &str,
+) -> Result<&'a Storage, ApiError> {
+    let storage = cfg
+        .get(id)
+        .ok_or_else(|| ApiError::server(format!("storage '{id}' does not exist")))?;
+    storage.check_enabled(node).map_err(ApiError::server)?;
+    Ok(storage)
+}
+
+const AUDIT: Access = Access::Perm {
+    path: "/storage/{storage}",
+    privs: &["Datastore.Audit", "Datastore.AllocateSpace"],
+    any: true,
+};
+
+static LIST_PARAMS: [Property; 5] = [
+    NODE_PROP,
+    opt(
+        "storage",
+        "Only list status for the specified storage.",
+        &types::STORAGE_ID,
+    ),
+    opt(
+        "content",
+        "Only list stores which support this content type.",
+        &types::STRING,
+    ),
+    opt(
+        "enabled",
+        "Only list stores which are enabled.",
+        &types::BOOLEAN,
+    ),
+    opt(
+        "format",
+        "Include information about formats.",
+        &types::BOOLEAN,
+    ),
+];
+
+pub static LIST: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/storage",
+    description: "Get status for all datastores.",
+    parameters: &ObjectSchema {
+        properties: &LIST_PARAMS,
+        additional_properties: false,
+    },
+    returns: "array of {storage, type, content, enabled, active, shared, total, used, avail, used_fraction}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |ctx, p| Box::pin(list(ctx, p)),
+};
+
+#[derive(Deserialize)]
+struct ListArgs {
+    storage: Option<String>,
+    content: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn status_item(s: &Storage, with_id: bool) -> Value {
+    let enabled = !s.disabled;
+    let st = if enabled { Some(s.status()) } else { None };
+    let active = st.as_ref().is_some_and(|st| st.active);
+    let (total, used, avail) = match &st {
+        Some(st) if st.active => (st.total, st.used, st.avail),
+        _ => (0, 0, 0),
+    };
+    let mut item = json!({
+        "type": s.kind,
+        "content": s.content.iter().cloned().collect::<Vec<_>>().join(","),
+        "enabled": u8::from(enabled),
+        "active": u8::from(active),
+        "shared": u8::from(s.shared),
+        "total": total,
+        "used": used,
+        "avail": avail,
+    });
+    if with_id {
+        item["storage"] = json!(s.id);
+        if total > 0 {
+            item["used_fraction"] = json!(used as f64 / total as f64);
+        }
+    }
+    item
+}
+
+async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: ListArgs = from_params(params)?;
+    let cfg = ctx.state.storage_config()?;
+    let wanted: Option<Vec<&str>> = args
+        .content
+        .as_deref()
+        .map(|c| c.split([',', ' ', ';']).filter(|s| !s.is_empty()).collect());
+    let items: Vec<Value> = cfg
+        .storages
+        .iter()
+        .filter(|s| s.nodes.as_ref().is_none_or(|n| n.contains(ctx.node())))
+        .filter(|s| args.storage.as_ref().is_none_or(|id| *id == s.id))
+        .filter(|s| {
+            ctx.has(
+                &format!("/storage/{}", s.id),
+                &["Datastore.Audit", "Datastore.AllocateSpace"],
+                true,
+            )
+        })
+        .filter(|s| !(args.enabled == Some(true) && s.disabled))
+        .filter(|s| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| !s.disabled && w.iter().any(|c| s.content.contains(*c)))
+        })
+        .map(|s| status_item(s, true))
+        .collect();
+    if args.storage.is_some() && items.is_empty() {
+        return Err(ApiError::param("storage", "No such storage."));
+    }
+    Ok(Reply::Data(Value::Array(items)))
+}
+
+static ITEM_PARAMS: [Property; 2] = [NODE_PROP, STORAGE_PROP];
+const ITEM_SCHEMA: ObjectSchema = ObjectSchema {
+    properties: &ITEM_PARAMS,
+    additional_properties: false,
+};
+
+pub static INDEX: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/storage/{storage}",
+    description: "Directory index.",
+    parameters: &ITEM_SCHEMA,
+    returns: "array of {subdir}",
+    access: AUDIT,
+    allow_token: true,
+    handler: |_, _| {
+        Box::pin(async {
+            Ok(Reply::Data(json!([
+                {"subdir": "content"}, {"subdir": "download-url"}, {"subdir": "status"}
+            ])))
+        })
+    },
+};
+
+pub static STATUS: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/storage/{storage}/status",
+    description: "Read storage status.",
+    parameters: &ITEM_SCHEMA,
+    returns: "object {type, content, enabled, active, shared, total, used, avail}",
+    access: AUDIT,
+    allow_token: true,
+    handler: |ctx, p| Box::pin(status(ctx, p)),
+};
+
+#[derive(Deserialize)]
+struct ItemArgs {
+    storage: String,
+}
+
+async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: ItemArgs = from_params(params)?;
+    let cfg = ctx.state.storage_config()?;
+    let s = cfg
+        .get(&args.storage)
+        .filter(|s| s.nodes.as_ref().is_none_or(|n| n.contains(ctx.node())))
+        .ok_or_else(|| ApiError::param("storage", "No such storage."))?;
+    Ok(Reply::Data(status_item(s, false)))
+}

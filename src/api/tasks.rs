@@ -1,0 +1,399 @@
+//! `/nodes/{node}/tasks[/{upid}[/log|/status]]`: list, index, status, log and stop
+//! (pve-manager `API2/Tasks.pm`, spec/pve-api.md §4.3-4.7).
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::types::{self, NODE_PROP, opt, prop};
+use super::{ApiError, from_params};
+use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+use crate::tasks::{TaskEntry, Upid};
+
+/// PVE waits up to 5 s for a stopped worker before it gives up on it.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+static SOURCE: Schema = Schema::String(StringSchema {
+    enumeration: Some(&["archive", "active", "all"]),
+    default: Some("archive"),
+    ..StringSchema::new()
+});
+
+static LIST_PARAMS: [Property; 11] = [
+    NODE_PROP,
+    opt(
+        "start",
+        "List tasks beginning from this offset.",
+        &types::START,
+    ),
+    opt("limit", "Only list this amount of tasks.", &types::LIMIT),
+    opt(
+        "userfilter",
+        "Only list tasks from this user.",
+        &types::STRING,
+    ),
+    opt(
+        "typefilter",
+        "Only list tasks of this type (e.g., vzstart, vzdump).",
+        &types::STRING,
+    ),
+    opt("vmid", "Only list tasks for this VM.", &types::INTEGER),
+    opt(
+        "errors",
+        "Only list tasks with a status of ERROR.",
+        &types::BOOLEAN,
+    ),
+    opt("source", "List archived, active or all tasks.", &SOURCE),
+    opt(
+        "since",
+        "Only list tasks since this UNIX epoch.",
+        &types::INTEGER,
+    ),
+    opt(
+        "until",
+        "Only list tasks until this UNIX epoch.",
+        &types::INTEGER,
+    ),
+    opt(
+        "statusfilter",
+        "List of Task States that should be returned (ok, error, warning, unknown).",
+        &types::STRING,
+    ),
+];
+
+pub static LIST: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/tasks",
+    description: "Read task list for one node (finished tasks).",
+    parameters: &ObjectSchema {
+        properties: &LIST_PARAMS,
+        additional_properties: false,
+    },
+    returns: "array of {upid, node, pid, pstart, starttime, type, id, user, tokenid, endtime, status}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |ctx, p| Box::pin(list(ctx, p)),
+};
+
+#[derive(Deserialize)]
+struct ListArgs {
+    start: u64,
+    limit: u64,
+    userfilter: Option<String>,
+    typefilter: Option<String>,
+    vmid: Option<i64>,
+    errors: Option<bool>,
+    source: String,
+    since: Option<i64>,
+    until: Option<i64>,
+    statusfilter: Option<String>,
+}
+
+/// PVE's status classes (`PVE::Tools::upid_normalize_status_type`).
+fn status_class(status: &str) -> &'static str {
+    if status == "OK" {
+        "ok"
+    } else if status.starts_with("WARNINGS") {
+        "warning"
+    } else if status.is_empty() || status == "unexpected status" {
+        "unknown"
+    } else {
+        "error"
+    }
+}
+
+/// A caller sees its own tasks; a user also those of its tokens (spec §4.3).
+fn owns(ctx: &Ctx, upid: &Upid) -> bool {
+    let me = ctx.auth.to_string();
+    upid.user == me || (!ctx.auth.is_token() && upid.user_and_token().0 == me)
+}
+
+fn upid_fields(upid: &Upid) -> Map<String, Value> {
+    let (user, token) = upid.user_and_token();
+    let mut m = Map::new();
+    m.insert("upid".into(), json!(upid.to_string()));
+    m.insert("node".into(), json!(upid.node));
+    m.insert("pid".into(), json!(upid.pid));
+    m.insert("pstart".into(), json!(upid.pstart));
+    m.insert("starttime".into(), json!(upid.starttime));
+    m.insert("type".into(), json!(upid.kind));
+    m.insert("id".into(), json!(upid.id));
+    m.insert("user".into(), json!(user));
+    if let Some(t) = token {
+        m.insert("tokenid".into(), json!(t));
+    }
+    m
+}
+
+async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: ListArgs = from_params(params)?;
+    let audit = ctx.has(&format!("/nodes/{}", ctx.node()), &["Sys.Audit"], false);
+    let errors_only = args.errors == Some(true);
+    let statuses: Option<Vec<String>> = args.statusfilter.filter(|_| !errors_only).map(|s| {
+        s.split([',', ' ', ';'])
+            .filter(|x| !x.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    });
+    let userfilter = args.userfilter.map(|u| u.to_lowercase());
+    let want = |e: &TaskEntry| -> bool {
+        let u = &e.upid;
+        let status = e.end.as_ref().map(|(_, s)| s.as_str());
+        match (args.source.as_str(), status) {
+            ("archive", None) | ("active", Some(_)) => return false,
+            _ => {}
+        }
+        (audit || owns(&ctx, u))
+            && userfilter
+                .as_ref()
+                .is_none_or(|f| u.user.to_lowercase().contains(f))
+            && args.typefilter.as_ref().is_none_or(|t| *t == u.kind)
+            && args.vmid.is_none_or(|v| v.to_string() == u.id)
+            && args.since.is_none_or(|s| u.starttime >= s)
+            && args.until.is_none_or(|t| u.starttime <= t)
+            && !(errors_only && status.is_some_and(|s| s == "OK"))
+            && statuses
+                .as_ref()
+                .is_none_or(|f| status.is_some_and(|s| f.iter().any(|x| x == status_class(s))))
+    };
+    let matched: Vec<TaskEntry> = ctx.state.tasks().list().into_iter().filter(want).collect();
+    let total = matched.len() as u64;
+    let items: Vec<Value> = matched
+        .into_iter()
+        .skip(args.start as usize)
+        .take(args.limit as usize)
+        .map(|e| {
+            let mut m = upid_fields(&e.upid);
+            match e.end {
+                Some((end, status)) => {
+                    m.insert("endtime".into(), json!(end));
+                    m.insert("status".into(), json!(status));
+                }
+                None => {
+                    m.insert("status".into(), json!("RUNNING"));
+                    m.insert("saved".into(), json!("0"));
+                }
+            }
+            Value::Object(m)
+        })
+        .collect();
+    Ok(Reply::Counted(Value::Array(items), total))
+}
+
+static UPID_PARAMS: [Property; 2] = [
+    NODE_PROP,
+    prop("upid", "The task's unique ID.", &types::STRING),
+];
+const UPID_SCHEMA: ObjectSchema = ObjectSchema {
+    properties: &UPID_PARAMS,
+    additional_properties: false,
+};
+
+#[derive(Deserialize)]
+struct UpidArgs {
+    upid: String,
+}
+
+/// Parses the UPID, checks the task exists and that the caller may see it: its owner, or
+/// `priv` on `/nodes/<node>`.
+fn task_for(ctx: &Ctx, upid: &str, privilege: &str) -> Result<Upid, ApiError> {
+    let upid: Upid = upid
+        .parse()
+        .map_err(|_| ApiError::param("upid", "unable to parse worker upid"))?;
+    if !ctx.state.tasks().log_path(&upid).is_file() {
+        return Err(ApiError::param("upid", "no such task"));
+    }
+    let node_path = format!("/nodes/{}", ctx.node());
+    if !owns(ctx, &upid) && !ctx.has(&node_path, &[privilege], false) {
+        return Err(ApiError::permission(Some(&format!(
+            "{node_path}, {privilege}"
+        ))));
+    }
+    Ok(upid)
+}
+
+pub static INDEX: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/tasks/{upid}",
+    description: "Task index.",
+    parameters: &UPID_SCHEMA,
+    returns: "array of {name}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |_, _| {
+        Box::pin(async { Ok(Reply::Data(json!([{"name": "log"}, {"name": "status"}]))) })
+    },
+};
+
+pub static STATUS: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/tasks/{upid}/status",
+    description: "Read task status.",
+    parameters: &UPID_SCHEMA,
+    returns: "object {upid, node, pid, pstart, starttime, type, id, user, tokenid, status, exitstatus}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |ctx, p| Box::pin(status(ctx, p)),
+};
+
+async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: UpidArgs = from_params(params)?;
+    let upid = task_for(&ctx, &args.upid, "Sys.Audit")?;
+    let mut m = upid_fields(&upid);
+    // No `exitstatus` key at all while running: the Go clients panic on null and fail on ""
+    // (clients-and-plugin.md §B.2 item 2).
+    if ctx.state.tasks().is_running(&upid) {
+        m.insert("status".into(), json!("running"));
+    } else {
+        m.insert("status".into(), json!("stopped"));
+        m.insert(
+            "exitstatus".into(),
+            json!(ctx.state.tasks().exit_status(&upid)),
+        );
+    }
+    Ok(Reply::Data(Value::Object(m)))
+}
+
+static LOG_PARAMS: [Property; 5] = [
+    NODE_PROP,
+    prop("upid", "The task's unique ID.", &types::STRING),
+    // No schema defaults here: `download` may not be combined with a start or limit that was
+    // sent, and a filled-in default would be indistinguishable from one.
+    opt(
+        "start",
+        "Start at this line when reading the tasklog (default 0)",
+        &types::COUNT,
+    ),
+    opt(
+        "limit",
+        "The amount of lines to read from the tasklog, 0 means all (default 50).",
+        &types::COUNT,
+    ),
+    opt(
+        "download",
+        "Whether the tasklog file should be downloaded. This parameter can't be used in conjunction with other parameters",
+        &types::BOOLEAN,
+    ),
+];
+
+pub static LOG: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/nodes/{node}/tasks/{upid}/log",
+    description: "Read task log.",
+    parameters: &ObjectSchema {
+        properties: &LOG_PARAMS,
+        additional_properties: false,
+    },
+    returns: "array of {n, t}",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |ctx, p| Box::pin(log(ctx, p)),
+};
+
+async fn log(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    #[derive(Deserialize)]
+    struct Args {
+        upid: String,
+        start: Option<u64>,
+        limit: Option<u64>,
+        download: Option<bool>,
+    }
+    let args: Args = from_params(params)?;
+    let upid: Upid = args
+        .upid
+        .parse()
+        .map_err(|_| ApiError::param("upid", "unable to parse worker upid"))?;
+    let node_path = format!("/nodes/{}", ctx.node());
+    if !owns(&ctx, &upid) && !ctx.has(&node_path, &["Sys.Audit"], false) {
+        return Err(ApiError::permission(Some(&format!(
+            "{node_path}, Sys.Audit"
+        ))));
+    }
+    let path = ctx.state.tasks().log_path(&upid);
+    if args.download == Some(true) {
+        if args.start.is_some() || args.limit.is_some() {
+            return Err(ApiError::server(
+                "'download' cannot be used together with 'start' or 'limit' parameters",
+            ));
+        }
+        return download_log(&upid, &path);
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(Reply::Counted(
+                json!([{"n": 1, "t": format!("unable to open file - {e}")}]),
+                1,
+            ));
+        }
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return Ok(Reply::Counted(json!([{"n": 1, "t": "no content"}]), 1));
+    }
+    let total = lines.len() as u64;
+    let take = match args.limit.unwrap_or(50) {
+        0 => usize::MAX,
+        n => n as usize,
+    };
+    let items: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .skip(args.start.unwrap_or(0) as usize)
+        .take(take)
+        .map(|(i, t)| json!({"n": i + 1, "t": t}))
+        .collect();
+    Ok(Reply::Counted(Value::Array(items), total))
+}
+
+fn download_log(upid: &Upid, path: &std::path::Path) -> Result<Reply, ApiError> {
+    let data =
+        std::fs::read(path).map_err(|e| ApiError::server(format!("unable to open file - {e}")))?;
+    let stamp = chrono::DateTime::from_timestamp(upid.starttime, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let mut headers = vec![(
+        "Content-Disposition",
+        format!(
+            "attachment; filename=\"task-{}-{}-{stamp}.log\"",
+            upid.node, upid.kind
+        ),
+    )];
+    let body = if data.len() > 1024 {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let packed = gz
+            .write_all(&data)
+            .and_then(|_| gz.finish())
+            .map_err(ApiError::server)?;
+        headers.push(("Content-Encoding", "gzip".to_string()));
+        packed
+    } else {
+        data
+    };
+    Ok(Reply::Raw {
+        content_type: "text/plain",
+        headers,
+        body,
+    })
+}
+
+pub static STOP: ApiMethod = ApiMethod {
+    method: "DELETE",
+    path: "/nodes/{node}/tasks/{upid}",
+    description: "Stop a task.",
+    parameters: &UPID_SCHEMA,
+    returns: "null",
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |ctx, p| Box::pin(stop(ctx, p)),
+};
+
+async fn stop(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: UpidArgs = from_params(params)?;
+    let upid = task_for(&ctx, &args.upid, "Sys.Modify")?;
+    ctx.state.tasks().stop(&upid, STOP_GRACE).await;
+    Ok(Reply::Data(Value::Null))
+}

@@ -1,0 +1,154 @@
+//! Named schemas shared by the endpoints, with PVE's patterns, formats and texts
+//! (pve-common `JSONSchema.pm` formats; spec/pve-api.md §1.1).
+
+use crate::config::NODE_NAME_RE;
+use crate::download::Algorithm;
+use crate::schema::{Format, Pattern, Property, Schema, StringSchema};
+use crate::storage::is_valid_storage_id;
+
+pub static NODE_FORMAT: Format = Format {
+    name: "pve-node",
+    verify: |v| {
+        if NODE_NAME_RE.is_match(v) {
+            Ok(())
+        } else {
+            Err("value does not look like a valid node name\n".into())
+        }
+    },
+};
+
+pub static STORAGE_ID_FORMAT: Format = Format {
+    name: "pve-storage-id",
+    verify: |v| {
+        if v.chars().count() < 2 {
+            Err(format!(
+                "storage ID '{v}' cannot be shorter than 2 characters\n"
+            ))
+        } else if !is_valid_storage_id(v) {
+            Err(format!("storage ID '{v}' contains illegal characters\n"))
+        } else {
+            Ok(())
+        }
+    },
+};
+
+pub const CONTENT_TYPES: &[&str] = &[
+    "images", "rootdir", "vztmpl", "iso", "backup", "snippets", "none", "import",
+];
+
+pub static CONTENT_FORMAT: Format = Format {
+    name: "pve-storage-content",
+    verify: |v| {
+        if CONTENT_TYPES.contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("invalid content type '{v}'\n"))
+        }
+    },
+};
+
+pub static URL_RE: Pattern = Pattern::new("^https?://.*$");
+
+pub static NODE: Schema = Schema::String(StringSchema {
+    format: Some(&NODE_FORMAT),
+    ..StringSchema::new()
+});
+pub static STORAGE_ID: Schema = Schema::String(StringSchema {
+    format: Some(&STORAGE_ID_FORMAT),
+    ..StringSchema::new()
+});
+pub static CONTENT_TYPE: Schema = Schema::String(StringSchema {
+    format: Some(&CONTENT_FORMAT),
+    ..StringSchema::new()
+});
+pub static URL: Schema = Schema::String(StringSchema {
+    pattern: Some(&URL_RE),
+    ..StringSchema::new()
+});
+pub static VERIFY_CERTIFICATES: Schema = Schema::Boolean {
+    default: Some(true),
+};
+pub static CHECKSUM_ALGORITHM: Schema = Schema::String(StringSchema {
+    enumeration: Some(Algorithm::NAMES),
+    ..StringSchema::new()
+});
+pub static STRING: Schema = Schema::String(StringSchema::new());
+pub static BOOLEAN: Schema = Schema::Boolean { default: None };
+pub static INTEGER: Schema = Schema::Integer {
+    minimum: None,
+    maximum: None,
+    default: None,
+};
+pub static START: Schema = Schema::Integer {
+    minimum: Some(0),
+    maximum: None,
+    default: Some(0),
+};
+pub static COUNT: Schema = Schema::Integer {
+    minimum: Some(0),
+    maximum: None,
+    default: None,
+};
+pub static LIMIT: Schema = Schema::Integer {
+    minimum: Some(0),
+    maximum: None,
+    default: Some(50),
+};
+
+pub const fn prop(
+    name: &'static str,
+    description: &'static str,
+    schema: &'static Schema,
+) -> Property {
+    Property {
+        name,
+        description,
+        optional: false,
+        schema,
+        requires: None,
+    }
+}
+
+pub const fn opt(
+    name: &'static str,
+    description: &'static str,
+    schema: &'static Schema,
+) -> Property {
+    Property {
+        name,
+        description,
+        optional: true,
+        schema,
+        requires: None,
+    }
+}
+
+pub const NODE_PROP: Property = prop("node", "The cluster node name.", &NODE);
+pub const STORAGE_PROP: Property = prop("storage", "The storage identifier.", &STORAGE_ID);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_texts() {
+        assert_eq!((NODE_FORMAT.verify)("a-b"), Ok(()));
+        assert_eq!(
+            (NODE_FORMAT.verify)("-ab"),
+            Err("value does not look like a valid node name\n".to_string())
+        );
+        assert_eq!(
+            (STORAGE_ID_FORMAT.verify)("a"),
+            Err("storage ID 'a' cannot be shorter than 2 characters\n".to_string())
+        );
+        assert_eq!(
+            (STORAGE_ID_FORMAT.verify)("a$b"),
+            Err("storage ID 'a$b' contains illegal characters\n".to_string())
+        );
+        assert_eq!(
+            (CONTENT_FORMAT.verify)("foo"),
+            Err("invalid content type 'foo'\n".to_string())
+        );
+        assert!(URL_RE.compiles());
+    }
+}

@@ -1,0 +1,179 @@
+//! The `isolib` command line: `serve` runs the daemon, `token add` manages API tokens.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{self, AuthError, AuthId};
+use crate::config::{Config, ConfigError, RawConfig};
+use crate::download::{FetchConfig, FetchSetupError, Fetcher};
+use crate::http::{self, ServeError};
+use crate::state::AppState;
+use crate::tasks::{TaskError, TaskRegistry};
+
+#[derive(Parser)]
+#[command(
+    name = "isolib",
+    version,
+    about = "Fetch OS images into storage directories, through the Proxmox VE API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon (with no config at all: HTTPS on 127.0.0.1:8016, storage `local` under ./isolib-data)
+    Serve {
+        /// TOML config file; every key can also be given as a flag, and flags win
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: RawConfig,
+    },
+    /// Manage API tokens
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (and the user and ACL lines it needs) and print its secret
+    Add {
+        /// USER@REALM!NAME
+        tokenid: String,
+        /// Grant this role (a built-in PVE role or a `role:` line of user.cfg)
+        #[arg(long)]
+        role: Option<String>,
+        /// ACL path for the role
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Privilege separation: 1 = the token's own ACLs (intersected with the user's), 0 = the user's
+        #[arg(long, default_value = "1", value_parser = ["0", "1"])]
+        privsep: String,
+        /// TOML config file (for user-cfg, token-cfg, state-dir)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: RawConfig,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tasks(#[from] TaskError),
+    #[error(transparent)]
+    Fetch(#[from] FetchSetupError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("unable to create '{}': {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid token id '{0}': expected USER@REALM!NAME")]
+    TokenId(String),
+}
+
+fn load_config(config: Option<PathBuf>, flags: RawConfig) -> Result<Config, CliError> {
+    let file = match config {
+        Some(path) => RawConfig::load(&path)?,
+        None => RawConfig::default(),
+    };
+    Ok(Config::resolve(flags.over(file))?)
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve { config, flags } => serve(load_config(config, flags)?).await,
+        Command::Token {
+            command:
+                TokenCommand::Add {
+                    tokenid,
+                    role,
+                    path,
+                    privsep,
+                    config,
+                    flags,
+                },
+        } => {
+            let cfg = load_config(config, flags)?;
+            let id: AuthId = tokenid
+                .parse()
+                .map_err(|_| CliError::TokenId(tokenid.clone()))?;
+            if !id.is_token() {
+                return Err(CliError::TokenId(tokenid));
+            }
+            create_parent(&cfg.user_cfg)?;
+            create_parent(&cfg.token_cfg)?;
+            let secret = auth::add_token(
+                &cfg.user_cfg,
+                &cfg.token_cfg,
+                &id,
+                role.as_deref(),
+                &path,
+                privsep == "1",
+            )?;
+            println!("{secret}");
+            Ok(())
+        }
+    }
+}
+
+fn create_parent(path: &std::path::Path) -> Result<(), CliError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| CliError::Create {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn serve(cfg: Config) -> Result<(), CliError> {
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| CliError::Create {
+        path: cfg.state_dir.clone(),
+        source,
+    })?;
+    bootstrap_embedded(&cfg)?;
+    let tasks = TaskRegistry::open(&cfg.state_dir, &cfg.node)?;
+    let fetcher = Fetcher::new(&FetchConfig {
+        http_proxy: cfg.http_proxy.clone(),
+        ca_file: cfg.ca_file.clone(),
+    })?;
+    http::serve(AppState::new(cfg, tasks, fetcher)).await?;
+    Ok(())
+}
+
+/// The embedded default: a storage.cfg with `local` under the state dir and, on first start, an
+/// admin token whose header value is printed once (its secret stays in the owner-only
+/// token.cfg).
+fn bootstrap_embedded(cfg: &Config) -> Result<(), CliError> {
+    if cfg.embedded_storage && !cfg.storage_cfg.exists() {
+        std::fs::write(&cfg.storage_cfg, cfg.embedded_storage_cfg()).map_err(|source| {
+            CliError::Create {
+                path: cfg.storage_cfg.clone(),
+                source,
+            }
+        })?;
+    }
+    if cfg.embedded_access && !cfg.user_cfg.exists() && !cfg.token_cfg.exists() {
+        let id: AuthId = "root@pam!isolib"
+            .parse()
+            .map_err(|_| CliError::TokenId("root@pam!isolib".into()))?;
+        let secret = auth::add_token(&cfg.user_cfg, &cfg.token_cfg, &id, None, "/", false)?;
+        println!("Created API token root@pam!isolib. Use this header (shown only once):");
+        println!("Authorization: PVEAPIToken=root@pam!isolib={secret}");
+    }
+    Ok(())
+}

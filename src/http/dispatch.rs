@@ -1,0 +1,265 @@
+//! One request through PVE's pipeline, in PVE's order (spec/pve-api.md §5.3): URI and format,
+//! authentication (before the route is even looked up), route lookup, parameter merge, token
+//! allowed, permission, node, schema validation, handler, format. The only actix-facing code
+//! besides `format`.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use percent_encoding::percent_decode_str;
+
+use super::format::{self, Format};
+use crate::api::router::{self, ApiMethod, Ctx, Reply};
+use crate::api::{ApiError, ROUTES};
+use crate::auth::{AccessConfig, AuthId, extract_auth_value};
+use crate::schema::{RawParams, RawValue, validate};
+use crate::state::AppState;
+
+/// PVE's `$limit_max_post` for non-upload bodies.
+pub const MAX_BODY: usize = 512 * 1024;
+
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let resp = dispatch(&req, payload, state.get_ref().clone()).await;
+    tracing::debug!(method = %req.method(), path = %req.path(), status = resp.status().as_u16());
+    resp
+}
+
+async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> HttpResponse {
+    let raw_path = req.uri().path();
+    let Some(rest) = raw_path.strip_prefix("/api2/") else {
+        return format::plain_error(501, "no such uri");
+    };
+    let (fmt_name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let rel_path = format!("/{}", percent_decode_str(tail).decode_utf8_lossy());
+    if fmt_name.is_empty() {
+        return format::plain_error(501, "no such uri");
+    }
+    let Some(fmt) = Format::parse(fmt_name) else {
+        return format::plain_error(501, &format!("no formatter for uri {rel_path}, {fmt_name}"));
+    };
+    let method = req.method().as_str();
+    if !matches!(method, "GET" | "POST" | "PUT" | "DELETE") {
+        return format::plain_error(501, &format!("method '{method}' not available"));
+    }
+    if req
+        .headers()
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        return format::plain_error(501, "chunked transfer encoding not supported");
+    }
+
+    let access = match state.access() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("unable to load access control config: {e}");
+            return format::error(
+                fmt,
+                &ApiError::server(format!("unable to load access control config: {e}")),
+            );
+        }
+    };
+    let auth = match authenticate(req, &access) {
+        Ok(a) => a,
+        Err(reason) => {
+            // PVE delays every authentication failure to slow down guessing.
+            tokio::time::sleep(state.config().auth_fail_delay).await;
+            return format::unauthorized(reason);
+        }
+    };
+
+    let Some((api_method, path_params)) = router::find(ROUTES, method, &rel_path) else {
+        return format::error(fmt, &ApiError::not_implemented(method, &rel_path));
+    };
+    let body = match read_body(payload).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    if matches!(method, "GET" | "DELETE") && !body.is_empty() {
+        return format::plain_error(501, &format!("Unexpected content for method '{method}'"));
+    }
+    match run(
+        req,
+        fmt,
+        api_method,
+        path_params,
+        &body,
+        state,
+        auth,
+        access,
+    )
+    .await
+    {
+        Ok(resp) => resp,
+        Err(e) => format::error(fmt, &e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    req: &HttpRequest,
+    fmt: Format,
+    api_method: &ApiMethod,
+    path_params: BTreeMap<String, String>,
+    body: &[u8],
+    state: AppState,
+    auth: AuthId,
+    access: std::sync::Arc<AccessConfig>,
+) -> Result<HttpResponse, ApiError> {
+    let params = merge_params(req, body, &path_params)?;
+    if auth.is_token() && !api_method.allow_token {
+        return Err(ApiError::permission(Some(&format!(
+            "URI '{}' not available with API token, need proper ticket.",
+            api_method.path
+        ))));
+    }
+    api_method.access.check(&access, &auth, &path_params)?;
+    if let Some(node) = path_params.get("node") {
+        check_node(node, &state.config().node)?;
+    }
+    let validated = validate(api_method.parameters, &params).map_err(ApiError::params)?;
+    let ctx = Ctx {
+        state,
+        auth,
+        access,
+    };
+    Ok(match (api_method.handler)(ctx, validated).await? {
+        Reply::Data(v) => format::success(fmt, v, None),
+        Reply::Counted(v, total) => format::success(fmt, v, Some(total)),
+        Reply::Raw {
+            content_type,
+            headers,
+            body,
+        } => format::raw(content_type, &headers, body),
+    })
+}
+
+/// Ticket from the cookie, else a ticket from `Authorization`, else an API token
+/// (spec §6.1). Tickets are not issued by this daemon yet, so any ticket fails.
+fn authenticate(req: &HttpRequest, access: &AccessConfig) -> Result<AuthId, &'static str> {
+    let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let cookie_ticket =
+        header_value(header::COOKIE).and_then(|c| extract_auth_value(c, "PVEAuthCookie"));
+    let authorization = header_value(header::AUTHORIZATION);
+    let header_ticket = authorization.and_then(|a| extract_auth_value(a, "PVEAuthCookie"));
+    if cookie_ticket.is_some() || header_ticket.is_some() {
+        return Err("Authentication failed!");
+    }
+    let Some(token) = authorization.and_then(|a| extract_auth_value(a, "PVEAPIToken")) else {
+        return Err("No ticket");
+    };
+    let now = chrono::Utc::now().timestamp();
+    access.verify_api_token(&token, now).map_err(|e| {
+        tracing::info!("API token authentication failed: {e}");
+        "Authentication failed!"
+    })
+}
+
+async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| format::plain_error(400, &format!("unable to read request body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format::plain_error(501, "for data too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Body (JSON object or form), then the query on top, `_dc` dropped, then the path parameters,
+/// which may be repeated but not contradicted (spec §5.2).
+fn merge_params(
+    req: &HttpRequest,
+    body: &[u8],
+    path_params: &BTreeMap<String, String>,
+) -> Result<RawParams, ApiError> {
+    let mut params = RawParams::new();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !body.is_empty() {
+        match mime.as_str() {
+            "application/json" => {
+                let value: serde_json::Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::new(400, format!("unable to parse JSON body: {e}\n")))?;
+                let serde_json::Value::Object(map) = value else {
+                    return Err(ApiError::new(400, "JSON body must be an object\n"));
+                };
+                params.extend(map.into_iter().map(|(k, v)| (k, RawValue::Json(v))));
+            }
+            "" | "application/x-www-form-urlencoded" => add_form(&mut params, body)?,
+            other => {
+                return Err(ApiError::new(
+                    415,
+                    format!("unsupported content type '{other}'\n"),
+                ));
+            }
+        }
+    }
+    let mut query = RawParams::new();
+    add_form(&mut query, req.query_string().as_bytes())?;
+    params.extend(query);
+    params.remove("_dc");
+    for (k, v) in path_params {
+        match params.get(k) {
+            None => {}
+            Some(RawValue::Str(given)) if given == v => {}
+            Some(RawValue::Json(serde_json::Value::String(given))) if given == v => {}
+            Some(_) => {
+                return Err(ApiError::param(
+                    k,
+                    "duplicate parameter (already defined in URI) with conflicting values!",
+                ));
+            }
+        }
+        params.insert(k.clone(), RawValue::Str(v.clone()));
+    }
+    Ok(params)
+}
+
+/// Repeated keys become a list, which the type check then reports as an array.
+fn add_form(params: &mut RawParams, data: &[u8]) -> Result<(), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(data)
+        .map_err(|e| ApiError::new(400, format!("unable to parse form data: {e}\n")))?;
+    for (k, v) in pairs {
+        let entry = params.remove(&k);
+        let value = match entry {
+            None => RawValue::Str(v),
+            Some(RawValue::Str(first)) => RawValue::List(vec![first, v]),
+            Some(RawValue::List(mut l)) => {
+                l.push(v);
+                RawValue::List(l)
+            }
+            Some(RawValue::Json(_)) => RawValue::Str(v),
+        };
+        params.insert(k, value);
+    }
+    Ok(())
+}
+
+/// This daemon serves one node; PVE would proxy other names and fail on unknown ones.
+fn check_node(node: &str, local: &str) -> Result<(), ApiError> {
+    if node == local || node == "localhost" {
+        return Ok(());
+    }
+    Err(ApiError::server(format!(
+        "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+    )))
+}

@@ -1,0 +1,30 @@
+//! isolib: a node-local daemon that fetches OS images into storage directories and speaks the
+//! Proxmox VE REST API for `download-url` and everything around it.
+//!
+//! # Layout
+//!
+//! A request flows down this list and never back up:
+//!
+//! - [`http`]: actix glue. `dispatch` runs PVE's order (URI, auth, route, params, permission,
+//!   node, validation, handler); `format` alone knows envelopes, reason phrases and headers.
+//! - [`auth`]: API tokens, users, groups, roles and ACLs in PVE's own file formats.
+//! - [`api`]: one declaration per endpoint (schema + access + handler), grouped by path.
+//! - [`schema`]: the parameter-schema engine with PVE's validation texts.
+//! - [`storage`]: storage.cfg, the PVE directory layout, content listing and volume ids.
+//! - [`tasks`]: UPIDs, task logs, the registry that runs, stops and lists tasks.
+//! - [`download`]: the engine: fetch, one pass of hash + decompress + write, content check,
+//!   fsync and atomic publication. It knows neither actix nor the API.
+//! - [`config`], [`state`], [`file_cache`]: settings and the shared handle.
+//! - [`cli`]: the `isolib` subcommands.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod download;
+pub mod file_cache;
+pub mod http;
+pub mod schema;
+pub mod state;
+pub mod storage;
+pub mod tasks;

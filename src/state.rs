@@ -1,0 +1,61 @@
+//! The daemon's shared state: a cheap handle cloned into every request and task.
+
+use std::sync::Arc;
+
+use crate::api::ApiError;
+use crate::auth::{AccessConfig, AuthError};
+use crate::config::Config;
+use crate::download::Fetcher;
+use crate::file_cache::FileCache;
+use crate::storage::{StorageConfig, StorageError};
+use crate::tasks::TaskRegistry;
+
+struct Inner {
+    config: Config,
+    storage: FileCache<StorageConfig, StorageError>,
+    access: FileCache<AccessConfig, AuthError>,
+    tasks: TaskRegistry,
+    fetcher: Fetcher,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(config: Config, tasks: TaskRegistry, fetcher: Fetcher) -> AppState {
+        let storage = FileCache::new(vec![config.storage_cfg.clone()], |p| {
+            StorageConfig::load(&p[0])
+        });
+        let access = FileCache::new(
+            vec![config.user_cfg.clone(), config.token_cfg.clone()],
+            |p| AccessConfig::load(Some(&p[0]), Some(&p[1])),
+        );
+        AppState(Arc::new(Inner {
+            config,
+            storage,
+            access,
+            tasks,
+            fetcher,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn tasks(&self) -> &TaskRegistry {
+        &self.0.tasks
+    }
+
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.0.fetcher
+    }
+
+    pub fn storage_config(&self) -> Result<Arc<StorageConfig>, ApiError> {
+        self.0.storage.get().map_err(ApiError::server)
+    }
+
+    pub fn access(&self) -> Result<Arc<AccessConfig>, AuthError> {
+        self.0.access.get()
+    }
+}
