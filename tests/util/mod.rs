@@ -1,0 +1,211 @@
+//! Test harness: the real `isolib` binary on a free 127.0.0.1 port with a temp state dir, a
+//! tiny origin that serves fixed bytes, and raw HTTP/1.1 exchanges so a test can replay a
+//! client's exact request bytes and assert the exact bytes it depends on.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const TOKEN_ID: &str = "root@pam!packer";
+pub const TOKEN_SECRET: &str = "0b5a6f8e-2c1d-4e3f-9a8b-7c6d5e4f3a2b";
+pub const NODE: &str = "testnode";
+
+pub struct Daemon {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Daemon {
+    /// Plain HTTP (TLS is covered by the Python suite): these tests are about request and
+    /// response bytes.
+    pub fn start() -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let store = root.join("local");
+        std::fs::create_dir_all(&store).expect("mkdir");
+        std::fs::write(
+            root.join("storage.cfg"),
+            format!(
+                "dir: local\n\tpath {}\n\tcontent iso,vztmpl,import\n",
+                store.display()
+            ),
+        )
+        .expect("storage.cfg");
+        std::fs::write(
+            root.join("user.cfg"),
+            "user:root@pam:1:0:::root@localhost:::\ntoken:root@pam!packer:0:0::\n",
+        )
+        .expect("user.cfg");
+        std::fs::write(
+            root.join("token.cfg"),
+            format!("{TOKEN_ID} {TOKEN_SECRET}\n"),
+        )
+        .expect("token.cfg");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_isolib"))
+            .arg("serve")
+            .args([
+                "--node",
+                NODE,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--tls",
+                "false",
+            ])
+            .arg("--state-dir")
+            .arg(root.join("state"))
+            .arg("--storage-cfg")
+            .arg(root.join("storage.cfg"))
+            .arg("--user-cfg")
+            .arg(root.join("user.cfg"))
+            .arg("--token-cfg")
+            .arg(root.join("token.cfg"))
+            .args(["--auth-fail-delay", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn isolib");
+        let d = Daemon { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "daemon did not start");
+            thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    pub fn storage_path(&self) -> PathBuf {
+        self.dir.path().join("local")
+    }
+
+    /// Sends `request` as is and returns the response.
+    pub fn raw(&self, request: &[u8]) -> Response {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(request).expect("send");
+        Response::read(&mut s)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    fn read(s: &mut TcpStream) -> Response {
+        let mut r = BufReader::new(s);
+        let mut status_line = String::new();
+        r.read_line(&mut status_line).expect("status line");
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("header");
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').expect("header line");
+            headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.parse().expect("length"))
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).expect("body");
+        Response {
+            status_line: status_line.trim_end().to_string(),
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("json body")
+    }
+}
+
+/// An origin that answers every GET with `body` (HTTP/1.0, closes after each response).
+pub fn origin(body: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let body = body.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(data)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}
+
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
