@@ -21,6 +21,17 @@ pub struct Daemon {
     child: Child,
 }
 
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not start on port {port}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -54,6 +65,12 @@ impl Daemon {
             format!("{TOKEN_ID} {TOKEN_SECRET}\n"),
         )
         .expect("token.cfg");
+        Daemon::start_in(dir)
+    }
+
+    /// Runs the daemon on the `storage.cfg`, `user.cfg` and `token.cfg` in `dir`.
+    pub fn start_in(dir: tempfile::TempDir) -> Daemon {
+        let root = dir.path();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_isolib"))
             .arg("serve")
@@ -78,13 +95,8 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn isolib");
-        let d = Daemon { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "daemon did not start");
-            thread::sleep(Duration::from_millis(50));
-        }
-        d
+        wait_for_port(port);
+        Daemon { port, dir, child }
     }
 
     pub fn storage_path(&self) -> PathBuf {
