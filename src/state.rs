@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::api::ApiError;
 use crate::auth::{AccessConfig, AuthError};
 use crate::config::Config;
-use crate::download::Fetcher;
+use crate::download::Engine;
 use crate::file_cache::FileCache;
 use crate::storage::{StorageConfig, StorageError};
 use crate::tasks::TaskRegistry;
@@ -15,14 +15,14 @@ struct Inner {
     storage: FileCache<StorageConfig, StorageError>,
     access: FileCache<AccessConfig, AuthError>,
     tasks: TaskRegistry,
-    fetcher: Fetcher,
+    engine: Engine,
 }
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(config: Config, tasks: TaskRegistry, fetcher: Fetcher) -> AppState {
+    pub fn new(config: Config, tasks: TaskRegistry, engine: Engine) -> AppState {
         let storage = FileCache::new(vec![config.storage_cfg.clone()], |p| {
             StorageConfig::load(&p[0])
         });
@@ -35,7 +35,7 @@ impl AppState {
             storage,
             access,
             tasks,
-            fetcher,
+            engine,
         }))
     }
 
@@ -47,8 +47,8 @@ impl AppState {
         &self.0.tasks
     }
 
-    pub fn fetcher(&self) -> &Fetcher {
-        &self.0.fetcher
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
     }
 
     pub fn storage_config(&self) -> Result<Arc<StorageConfig>, ApiError> {

@@ -144,7 +144,7 @@ async fn delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
             "imgdel",
             &storage_id,
             &ctx.auth.to_string(),
-            move |log, _| async move {
+            move |_, log, _| async move {
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

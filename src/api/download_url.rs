@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::router::{Access, ApiMethod, Ctx, Params, Reply};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
-use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan, LogSink};
+use crate::download::{Algorithm, Checksum, ContentCheck, DownloadPlan, LogSink};
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
 use crate::storage::{DownloadTarget, check_download_filename, normalize_content_filename};
 use crate::tasks::TaskLog;
@@ -176,7 +176,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         task_tag: uuid::Uuid::new_v4().simple().to_string(),
     };
 
-    let fetcher = ctx.state.fetcher().clone();
+    let engine = ctx.state.engine().clone();
     let upid = ctx
         .state
         .tasks()
@@ -184,11 +184,12 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
             "download",
             &encode_text(&filename),
             &ctx.auth.to_string(),
-            move |log, cancel| async move {
+            move |upid, log, cancel| async move {
                 if checksum_required && plan.checksum.is_none() {
                     return Err("checksum required but not specified".to_string());
                 }
-                download::run(&plan, &fetcher, &log, &cancel)
+                engine
+                    .run(&plan, &upid.to_string(), &log, &cancel)
                     .await
                     .map_err(|e| e.to_string())
             },

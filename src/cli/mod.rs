@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{self, AuthError, AuthId};
 use crate::config::{Config, ConfigError, RawConfig};
-use crate::download::{FetchConfig, FetchSetupError, Fetcher};
+use crate::download::{Engine, FetchConfig, FetchSetupError, Fetcher};
 use crate::http::{self, ServeError};
 use crate::state::AppState;
 use crate::tasks::{TaskError, TaskRegistry};
@@ -151,7 +151,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         http_proxy: cfg.http_proxy.clone(),
         ca_file: cfg.ca_file.clone(),
     })?;
-    http::serve(AppState::new(cfg, tasks, fetcher)).await?;
+    http::serve(AppState::new(cfg, tasks, Engine::new(fetcher))).await?;
     Ok(())
 }
 

@@ -41,6 +41,9 @@ pub enum DownloadError {
     Verify(ContentCheckError),
     #[error("unable to rename temporary file: {0}")]
     Rename(io::Error),
+    /// The outcome of the identical transfer this request joined.
+    #[error("{0}")]
+    Joined(String),
 }
 
 /// reqwest's error chain reads "error sending request for url (...): ...: connection refused";

@@ -8,6 +8,7 @@ pub mod content_check;
 mod decompress;
 mod error;
 mod fetch;
+mod inflight;
 pub mod metadata;
 mod pipeline;
 mod progress;
@@ -25,6 +26,7 @@ pub use error::DownloadError;
 pub use fetch::{FetchConfig, FetchSetupError, Fetcher};
 
 use error::describe_reqwest;
+use inflight::{Entry, Inflight, Outcome, RequestKey};
 use pipeline::{Sink, SinkError};
 use progress::Progress;
 use staging::Staged;
@@ -52,47 +54,123 @@ pub struct DownloadPlan {
     pub task_tag: String,
 }
 
-pub async fn run(
-    plan: &DownloadPlan,
-    fetcher: &Fetcher,
-    log: &dyn LogSink,
-    cancel: &CancellationToken,
-) -> Result<(), DownloadError> {
-    let compression = resolve_compression(plan)?;
-    log.line(&format!(
-        "downloading {} to {}",
-        plan.url,
-        plan.dest.display()
-    ));
+/// The engine's shared parts: HTTP clients and the map of running transfers.
+#[derive(Clone)]
+pub struct Engine {
+    fetcher: Fetcher,
+    inflight: Inflight,
+}
 
-    if plan.dest.is_file() {
-        return existing_target(plan, log).await;
+impl Engine {
+    pub fn new(fetcher: Fetcher) -> Engine {
+        Engine {
+            fetcher,
+            inflight: Inflight::default(),
+        }
     }
 
-    let staged = Staged::create(&plan.staging_dir, &plan.dest, &plan.task_tag)?;
-    tokio::select! {
-        r = transfer(plan, compression, fetcher, log, &staged) => r?,
-        _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
     }
-    if let Some(c) = compression {
+
+    /// Runs `plan` for task `task`, or joins or waits for a transfer to the same target.
+    pub async fn run(
+        &self,
+        plan: &DownloadPlan,
+        task: &str,
+        log: &dyn LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<(), DownloadError> {
+        let compression = resolve_compression(plan)?;
         log.line(&format!(
-            "decompressed {} on the fly ({})",
-            c.pve_command(),
-            staged.path().display()
+            "downloading {} to {}",
+            plan.url,
+            plan.dest.display()
         ));
+        let key = RequestKey {
+            url: plan.url.clone(),
+            compression: plan.compression.clone(),
+            checksum: plan.checksum.clone(),
+        };
+        let lead = loop {
+            let (done, joined) = match self.inflight.enter(&plan.dest, &key, task) {
+                Entry::Lead(guard) => break guard,
+                Entry::Join { task, done } => {
+                    log.line(&format!(
+                        "task {task} is downloading the same file; joining it"
+                    ));
+                    (done, true)
+                }
+                Entry::Wait { task, done } => {
+                    log.line(&format!(
+                        "waiting for task {task}, which is downloading to the same file"
+                    ));
+                    (done, false)
+                }
+            };
+            let outcome = tokio::select! {
+                o = done.outcome() => o,
+                _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+            };
+            match (joined, outcome) {
+                (true, Outcome::Ok) => {
+                    log.line(&format!(
+                        "download of '{}' to '{}' finished",
+                        plan.url,
+                        plan.dest.display()
+                    ));
+                    return Ok(());
+                }
+                (true, Outcome::Failed(text)) => return Err(DownloadError::Joined(text)),
+                // A stopped leader says nothing about this request; a different request goes
+                // on once the target is free and meets whatever is there now.
+                _ => continue,
+            }
+        };
+        let result = self.lead(plan, compression, log, cancel).await;
+        lead.finish(match &result {
+            Ok(()) => Outcome::Ok,
+            Err(DownloadError::Interrupted) => Outcome::Abandoned,
+            Err(e) => Outcome::Failed(e.to_string()),
+        });
+        result
     }
-    let mut check_log = |l: &str| log.line(l);
-    tokio::select! {
-        r = content_check::verify_with_log(&plan.check, staged.path(), &mut check_log) => r.map_err(DownloadError::Verify)?,
-        _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+
+    async fn lead(
+        &self,
+        plan: &DownloadPlan,
+        compression: Option<Compression>,
+        log: &dyn LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<(), DownloadError> {
+        if plan.dest.is_file() {
+            return existing_target(plan, log).await;
+        }
+        let staged = Staged::create(&plan.staging_dir, &plan.dest, &plan.task_tag)?;
+        tokio::select! {
+            r = transfer(plan, compression, &self.fetcher, log, &staged) => r?,
+            _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+        }
+        if let Some(c) = compression {
+            log.line(&format!(
+                "decompressed {} on the fly ({})",
+                c.pve_command(),
+                staged.path().display()
+            ));
+        }
+        let mut check_log = |l: &str| log.line(l);
+        tokio::select! {
+            r = content_check::verify_with_log(&plan.check, staged.path(), &mut check_log) => r.map_err(DownloadError::Verify)?,
+            _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+        }
+        staged.publish(&plan.dest)?;
+        log.line(&format!(
+            "download of '{}' to '{}' finished",
+            plan.url,
+            plan.dest.display()
+        ));
+        Ok(())
     }
-    staged.publish(&plan.dest)?;
-    log.line(&format!(
-        "download of '{}' to '{}' finished",
-        plan.url,
-        plan.dest.display()
-    ));
-    Ok(())
 }
 
 /// PVE's worker checks the compression before anything is printed (spec §1.5).

@@ -126,7 +126,7 @@ impl TaskRegistry {
         work: F,
     ) -> Result<Upid, TaskError>
     where
-        F: FnOnce(TaskLog, CancellationToken) -> Fut,
+        F: FnOnce(Upid, TaskLog, CancellationToken) -> Fut,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         let upid = Upid {
@@ -149,7 +149,7 @@ impl TaskRegistry {
                 done: done_rx,
             },
         );
-        let fut = work(log.clone(), cancel);
+        let fut = work(upid.clone(), log.clone(), cancel);
         let reg = self.clone();
         let task_upid = upid.clone();
         tokio::spawn(async move {
@@ -345,13 +345,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let reg = TaskRegistry::open(dir.path(), "n1").expect("open");
         let a = reg
-            .spawn("download", "a.iso", "root@pam", |log, _| async move {
+            .spawn("download", "a.iso", "root@pam", |_, log, _| async move {
                 log.line("hello");
                 Err("boom\nsecond line\n".to_string())
             })
             .expect("spawn");
         let b = reg
-            .spawn("download", "a.iso", "root@pam", |_, cancel| async move {
+            .spawn("download", "a.iso", "root@pam", |_, _, cancel| async move {
                 cancel.cancelled().await;
                 Err("download failed: received interrupt".to_string())
             })
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(listed.len(), 3);
         assert_eq!(listed[0], orphan.to_string());
         let c = reg
-            .spawn("x", "", "root@pam", |_, _| async { Ok(()) })
+            .spawn("x", "", "root@pam", |_, _, _| async { Ok(()) })
             .expect("spawn");
         assert!(c.pid > b.pid, "the counter survives a restart");
     }

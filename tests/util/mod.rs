@@ -221,3 +221,93 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// An origin that sends `body` in `chunk`-sized pieces with `pause` between them and counts
+/// the GETs it answered.
+pub fn slow_origin(
+    body: Vec<u8>,
+    chunk: usize,
+    pause: Duration,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    let gets = Arc::new(AtomicUsize::new(0));
+    let counter = gets.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let body = body.clone();
+            let counter = counter.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = conn.write_all(head.as_bytes());
+                for piece in body.chunks(chunk) {
+                    if conn.write_all(piece).is_err() {
+                        return;
+                    }
+                    thread::sleep(pause);
+                }
+            });
+        }
+    });
+    (port, gets)
+}
+
+impl Daemon {
+    pub fn post_download(&self, body: &str) -> String {
+        let r = self.raw(
+            format!(
+                "POST /api2/json/nodes/{NODE}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            r.status_line,
+            "HTTP/1.1 200 OK",
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["data"].as_str().expect("upid").to_string()
+    }
+
+    fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.raw(
+            format!(
+                "GET /api2/json{path} HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        r.json()
+    }
+
+    /// Waits for the task to stop and returns its exit status.
+    pub fn wait(&self, upid: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.get_json(&format!("/nodes/{NODE}/tasks/{upid}/status"));
+            if let Some(e) = s["data"]["exitstatus"].as_str() {
+                return e.to_string();
+            }
+            assert!(Instant::now() < deadline, "task {upid} did not finish");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_lines(&self, upid: &str) -> Vec<String> {
+        self.get_json(&format!("/nodes/{NODE}/tasks/{upid}/log?limit=0"))["data"]
+            .as_array()
+            .expect("log lines")
+            .iter()
+            .map(|l| l["t"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! One transfer per target (architecture invariant 5): identical requests join the running
+//! transfer and share its outcome; a different request for the same target waits and then gets
+//! PVE's existing-file outcome; a stopped leader hands the transfer to a waiting request.
+
+mod util;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use util::Daemon;
+
+fn body(origin: u16, name: &str, checksum: Option<&str>) -> String {
+    let sum = checksum
+        .map(|c| format!("&checksum={c}&checksum-algorithm=sha256"))
+        .unwrap_or_default();
+    format!("content=iso&filename=same.iso&url=http%3A%2F%2F127.0.0.1%3A{origin}%2F{name}{sum}")
+}
+
+/// About 3 s per transfer, so later requests arrive while the first one runs.
+fn slow(data: &[u8]) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    util::slow_origin(data.to_vec(), 32 * 1024, Duration::from_millis(50))
+}
+
+#[test]
+fn ten_identical_requests_make_one_transfer() {
+    let d = Daemon::start();
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let sum = util::sha256_hex(&data);
+    let (origin, gets) = slow(&data);
+    let upids: Vec<String> = (0..10)
+        .map(|i| {
+            // Half ask with the checksum, half without: both may join a verified transfer.
+            let c = if i % 2 == 0 { Some(sum.as_str()) } else { None };
+            d.post_download(&body(origin, "a.iso", c))
+        })
+        .collect();
+    for u in &upids {
+        assert_eq!(d.wait(u), "OK", "{u}: {:?}", d.log_lines(u));
+    }
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "origin GETs");
+    let joined = upids[1..]
+        .iter()
+        .filter(|u| {
+            d.log_lines(u).iter().any(|l| {
+                l.contains(&format!(
+                    "task {} is downloading the same file; joining it",
+                    upids[0]
+                ))
+            })
+        })
+        .count();
+    assert_eq!(joined, 9);
+    let iso = d.storage_path().join("template/iso");
+    assert_eq!(std::fs::read(iso.join("same.iso")).expect("file"), data);
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        ["template/iso/same.iso"]
+    );
+}
+
+#[test]
+fn different_requests_wait_then_get_the_existing_file_outcome() {
+    let d = Daemon::start();
+    let data = vec![9u8; 1_000_000];
+    let sum = util::sha256_hex(&data);
+    let (origin, gets) = slow(&data);
+    let first = d.post_download(&body(origin, "a.iso", Some(&sum)));
+    let other_sum = "f".repeat(64);
+    let mismatch = d.post_download(&body(origin, "a.iso", Some(&other_sum)));
+    let other_url = d.post_download(&body(origin, "b.iso", None));
+    assert_eq!(d.wait(&first), "OK");
+    assert_eq!(
+        d.wait(&mismatch),
+        format!("checksum mismatch: got '{sum}' != expect '{other_sum}', aborting")
+    );
+    let dest = d.storage_path().join("template/iso/same.iso");
+    assert_eq!(
+        d.wait(&other_url),
+        format!("refusing to override existing file '{}'", dest.display())
+    );
+    assert!(d.log_lines(&mismatch).contains(&format!(
+        "waiting for task {first}, which is downloading to the same file"
+    )));
+    assert_eq!(gets.load(Ordering::SeqCst), 1);
+    assert_eq!(std::fs::read(&dest).expect("file"), data);
+}
+
+#[test]
+fn a_stopped_leader_hands_over_to_the_joined_request() {
+    let d = Daemon::start();
+    let data = vec![5u8; 1_000_000];
+    let (origin, gets) = slow(&data);
+    let leader = d.post_download(&body(origin, "a.iso", None));
+    let joiner = d.post_download(&body(origin, "a.iso", None));
+    let r = d.raw(
+        format!(
+            "DELETE /api2/json/nodes/{}/tasks/{leader} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: PVEAPIToken={}={}\r\n\r\n",
+            util::NODE,
+            util::TOKEN_ID,
+            util::TOKEN_SECRET
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(d.wait(&leader), "download failed: received interrupt");
+    assert_eq!(d.wait(&joiner), "OK", "{:?}", d.log_lines(&joiner));
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        2,
+        "the joiner fetched again after the stop"
+    );
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        ["template/iso/same.iso"]
+    );
+}
