@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::download::RetryPolicy;
 use crate::schema::Pattern;
 
 pub static NODE_NAME_RE: Pattern = Pattern::new(r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$");
@@ -52,6 +53,12 @@ pub struct RawConfig {
     /// Seconds every authentication failure is delayed [default: 3, as PVE]
     #[arg(long)]
     pub auth_fail_delay: Option<f64>,
+    /// Retries of a download after a transient failure, resuming where it broke off [default: 5]
+    #[arg(long)]
+    pub download_retries: Option<u32>,
+    /// Seconds without a byte after which a download attempt counts as stalled [default: 60]
+    #[arg(long)]
+    pub stall_timeout: Option<u64>,
 }
 
 impl RawConfig {
@@ -81,6 +88,8 @@ impl RawConfig {
             http_proxy: self.http_proxy.or(file.http_proxy),
             ca_file: self.ca_file.or(file.ca_file),
             auth_fail_delay: self.auth_fail_delay.or(file.auth_fail_delay),
+            download_retries: self.download_retries.or(file.download_retries),
+            stall_timeout: self.stall_timeout.or(file.stall_timeout),
         }
     }
 }
@@ -126,6 +135,7 @@ pub struct Config {
     pub http_proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub auth_fail_delay: Duration,
+    pub retry: RetryPolicy,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
@@ -170,6 +180,15 @@ impl Config {
                 "expected http://[user:pass@]host:port/",
             ));
         }
+        let stall = raw.stall_timeout.unwrap_or(60);
+        if stall == 0 {
+            return Err(invalid("stall-timeout", "0", "expected at least 1 second"));
+        }
+        let retry = RetryPolicy {
+            retries: raw.download_retries.unwrap_or(5),
+            stall_timeout: Duration::from_secs(stall),
+            ..RetryPolicy::default()
+        };
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -193,6 +212,7 @@ impl Config {
             http_proxy: raw.http_proxy,
             ca_file: raw.ca_file,
             auth_fail_delay: Duration::from_secs_f64(delay),
+            retry,
         })
     }
 

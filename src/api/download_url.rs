@@ -174,6 +174,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         verify_certificates: args.verify_certificates,
         check,
         task_tag: uuid::Uuid::new_v4().simple().to_string(),
+        retry: ctx.state.config().retry.clone(),
     };
 
     let engine = ctx.state.engine().clone();

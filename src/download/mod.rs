@@ -3,6 +3,7 @@
 //! hashed, decoded and written while they stream, flushed, checked, then renamed into place.
 //! It knows neither actix nor the API: a plan in, log lines out, a typed error at the end.
 
+mod attempt;
 mod checksum;
 pub mod content_check;
 mod decompress;
@@ -19,6 +20,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+pub use attempt::RetryPolicy;
 pub use checksum::{Algorithm, Checksum};
 pub use content_check::ContentCheck;
 pub use decompress::Compression;
@@ -52,6 +54,7 @@ pub struct DownloadPlan {
     pub check: ContentCheck,
     /// Makes the temp file name unique per task.
     pub task_tag: String,
+    pub retry: RetryPolicy,
 }
 
 /// The engine's shared parts: HTTP clients and the map of running transfers.
@@ -213,6 +216,16 @@ async fn existing_target(plan: &DownloadPlan, log: &dyn LogSink) -> Result<(), D
     })
 }
 
+/// How one attempt ended, when it did not deliver the whole body.
+enum Failure {
+    /// Worth another attempt; `after` is the origin's Retry-After.
+    Transient {
+        reason: String,
+        after: Option<std::time::Duration>,
+    },
+    Fatal(DownloadError),
+}
+
 async fn transfer(
     plan: &DownloadPlan,
     compression: Option<Compression>,
@@ -220,75 +233,164 @@ async fn transfer(
     log: &dyn LogSink,
     staged: &Staged,
 ) -> Result<(), DownloadError> {
-    let transfer_err = |e: reqwest::Error| DownloadError::Transfer(describe_reqwest(&e));
-    let mut resp = fetcher
-        .download_client(plan.verify_certificates)
-        .get(&plan.url)
-        .send()
-        .await
-        .map_err(transfer_err)?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(DownloadError::Http {
-            status: status.as_u16(),
-            reason: status.canonical_reason().unwrap_or("").to_string(),
-        });
-    }
-    if resp.url().as_str() != plan.url {
-        log.line(&format!("redirected to {}", resp.url()));
-    }
-    let length = resp.content_length();
-    log.line(&match length {
-        Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
-        None => "length: unspecified".to_string(),
-    });
-
-    let file = staged.open().map_err(|source| DownloadError::CreateTemp {
-        path: staged.path().to_path_buf(),
-        source,
-    })?;
-    let sink = Sink::start(
-        file,
-        plan.checksum.as_ref().map(|c| c.algorithm),
-        compression,
-    )
-    .map_err(|source| DownloadError::CreateTemp {
-        path: staged.path().to_path_buf(),
-        source,
-    })?;
-    let mut progress = Progress::new(length, Instant::now());
-    let mut stream_error = None;
+    let client = fetcher.download_client(plan.verify_certificates);
+    let policy = &plan.retry;
+    let mut sink: Option<Sink> = None;
+    let mut received: u64 = 0;
+    let mut total: Option<u64> = None;
+    let mut validator: Option<String> = None;
+    let mut progress = Progress::new(None, Instant::now());
+    let mut failures = 0u32;
     loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let n = chunk.len() as u64;
-                if !sink.send(chunk).await {
-                    break; // the writer failed; finish() tells why
-                }
-                if let Some(line) = progress.advance(n, Instant::now()) {
-                    log.line(&line);
+        let attempt = async {
+            let mut req = client.get(&plan.url);
+            if received > 0 {
+                req = req.header(reqwest::header::RANGE, format!("bytes={received}-"));
+                if let Some(v) = &validator {
+                    req = req.header(reqwest::header::IF_RANGE, v.as_str());
                 }
             }
-            Ok(None) => break,
-            Err(e) => {
-                stream_error = Some(transfer_err(e));
-                break;
+            let mut resp = req.send().await.map_err(|e| Failure::Transient {
+                reason: describe_reqwest(&e),
+                after: None,
+            })?;
+            let status = resp.status();
+            let resumed = received > 0
+                && status == reqwest::StatusCode::PARTIAL_CONTENT
+                && attempt::range_start(resp.headers()) == Some(received);
+            if !resumed {
+                if !status.is_success() || status == reqwest::StatusCode::PARTIAL_CONTENT {
+                    let err = DownloadError::Http {
+                        status: status.as_u16(),
+                        reason: status.canonical_reason().unwrap_or("").to_string(),
+                    };
+                    return Err(if attempt::is_transient(status) {
+                        Failure::Transient {
+                            reason: format!(
+                                "HTTP {} {}",
+                                status.as_u16(),
+                                status.canonical_reason().unwrap_or("")
+                            ),
+                            after: attempt::retry_after(resp.headers()),
+                        }
+                    } else {
+                        Failure::Fatal(err)
+                    });
+                }
+                if received > 0 {
+                    log.line(&format!(
+                        "origin answered the resume request with HTTP {} (range ignored or file changed); restarting from zero",
+                        status.as_u16()
+                    ));
+                    if let Some(old) = sink.take() {
+                        // The old writer must be done before the file is truncated.
+                        let _ = old.finish().await;
+                    }
+                    received = 0;
+                }
+                if resp.url().as_str() != plan.url {
+                    log.line(&format!("redirected to {}", resp.url()));
+                }
+                total = resp.content_length();
+                validator = attempt::validator(resp.headers());
+                log.line(&match total {
+                    Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
+                    None => "length: unspecified".to_string(),
+                });
+                progress = Progress::new(total, Instant::now());
+            }
+            if sink.is_none() {
+                let create_err = |source| {
+                    Failure::Fatal(DownloadError::CreateTemp {
+                        path: staged.path().to_path_buf(),
+                        source,
+                    })
+                };
+                let file = staged.open().map_err(create_err)?;
+                sink = Some(
+                    Sink::start(
+                        file,
+                        plan.checksum.as_ref().map(|c| c.algorithm),
+                        compression,
+                    )
+                    .map_err(create_err)?,
+                );
+            }
+            let Some(s) = sink.as_ref() else {
+                return Err(Failure::Fatal(DownloadError::Transfer(
+                    "internal error: no sink".into(),
+                )));
+            };
+            loop {
+                let chunk = tokio::time::timeout(policy.stall_timeout, resp.chunk()).await;
+                match chunk {
+                    Ok(Ok(Some(chunk))) => {
+                        let n = chunk.len() as u64;
+                        if !s.send(chunk).await {
+                            return Ok(()); // the writer failed; finish() says why
+                        }
+                        received += n;
+                        if let Some(line) = progress.advance(n, Instant::now()) {
+                            log.line(&line);
+                        }
+                    }
+                    Ok(Ok(None)) => break,
+                    Ok(Err(e)) => {
+                        let reason = match total {
+                            Some(t) if received < t => {
+                                format!("connection closed after {received} of {t} bytes")
+                            }
+                            _ => describe_reqwest(&e),
+                        };
+                        return Err(Failure::Transient {
+                            reason,
+                            after: None,
+                        });
+                    }
+                    Err(_) => {
+                        return Err(Failure::Transient {
+                            reason: format!(
+                                "no data received for {}s",
+                                policy.stall_timeout.as_secs()
+                            ),
+                            after: None,
+                        });
+                    }
+                }
+            }
+            match total {
+                Some(t) if received < t => Err(Failure::Transient {
+                    reason: format!("connection closed after {received} of {t} bytes"),
+                    after: None,
+                }),
+                _ => Ok(()),
+            }
+        };
+        match attempt.await {
+            Ok(()) => break,
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Transient { reason, after }) => {
+                failures += 1;
+                if failures > policy.retries {
+                    return Err(DownloadError::Transfer(reason));
+                }
+                let delay = policy.delay(failures, after);
+                log.line(&format!(
+                    "transfer failed after {received} bytes: {reason}; retry {failures} of {} in {}s",
+                    policy.retries,
+                    delay.as_secs_f64()
+                ));
+                tokio::time::sleep(delay).await;
             }
         }
     }
-    let finished = sink.finish().await;
-    if let Some(e) = stream_error {
-        return Err(e);
-    }
-    let finished = finished.map_err(|e| sink_error(e, staged.path(), compression))?;
-    if let Some(expected) = length
-        && progress.bytes() != expected
-    {
-        return Err(DownloadError::Transfer(format!(
-            "connection closed after {} of {expected} bytes",
-            progress.bytes()
-        )));
-    }
+    let Some(sink) = sink else {
+        return Err(DownloadError::Transfer("internal error: no data".into()));
+    };
+    let finished = sink
+        .finish()
+        .await
+        .map_err(|e| sink_error(e, staged.path(), compression))?;
     log.line(&progress.summary(Instant::now()));
     drop(finished.file);
 

@@ -33,10 +33,6 @@ impl Progress {
         Some(self.line(now))
     }
 
-    pub fn bytes(&self) -> u64 {
-        self.done
-    }
-
     fn rate(&self, now: Instant) -> f64 {
         let secs = now.duration_since(self.start).as_secs_f64();
         if secs > 0.0 {

@@ -43,6 +43,11 @@ impl Daemon {
     /// Plain HTTP (TLS is covered by the Python suite): these tests are about request and
     /// response bytes.
     pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// `start` with extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
         let store = root.join("local");
@@ -65,11 +70,15 @@ impl Daemon {
             format!("{TOKEN_ID} {TOKEN_SECRET}\n"),
         )
         .expect("token.cfg");
-        Daemon::start_in(dir)
+        Daemon::spawn(dir, extra)
     }
 
     /// Runs the daemon on the `storage.cfg`, `user.cfg` and `token.cfg` in `dir`.
     pub fn start_in(dir: tempfile::TempDir) -> Daemon {
+        Daemon::spawn(dir, &[])
+    }
+
+    fn spawn(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         let root = dir.path();
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_isolib"))
@@ -91,6 +100,7 @@ impl Daemon {
             .arg("--token-cfg")
             .arg(root.join("token.cfg"))
             .args(["--auth-fail-delay", "0"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -310,4 +320,115 @@ impl Daemon {
             .map(|l| l["t"].as_str().unwrap_or_default().to_string())
             .collect()
     }
+}
+
+/// What the fault origin does with one request (scripted per test, one step per request; the
+/// last step repeats).
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Honour `Range` (206 from the asked offset) unless `If-Range` differs from `etag`; send
+    /// only `limit` body bytes, then close, when given.
+    Serve {
+        etag: &'static str,
+        limit: Option<usize>,
+    },
+    /// Always the whole body with 200, whatever `Range` says.
+    IgnoreRange,
+    /// This status with an empty body (and `Retry-After: 1`).
+    Status(u16),
+    /// Send `n` bytes, then nothing while keeping the connection open for `secs`.
+    Stall { n: usize, secs: u64 },
+}
+
+/// The request lines the fault origin saw: `Range` and `If-Range` values ("" when absent).
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n")
+                && conn.read(&mut byte).map(|n| n == 1).unwrap_or(false)
+            {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default()
+            };
+            let (range, if_range) = (header("range"), header("if-range"));
+            let step = {
+                let mut s = log.lock().expect("lock");
+                s.push((range.clone(), if_range.clone()));
+                script
+                    .get(s.len() - 1)
+                    .or(script.last())
+                    .cloned()
+                    .expect("script")
+            };
+            let body = body.clone();
+            thread::spawn(move || {
+                let send = |conn: &mut TcpStream, status: &str, extra: String, data: &[u8]| {
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+                        data.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes());
+                };
+                match step {
+                    Step::Serve { etag, limit } => {
+                        let start: usize = range
+                            .strip_prefix("bytes=")
+                            .and_then(|r| r.strip_suffix('-'))
+                            .and_then(|r| r.parse().ok())
+                            .filter(|_| if_range.is_empty() || if_range == etag)
+                            .unwrap_or(0);
+                        let rest = &body[start..];
+                        if start > 0 {
+                            let cr = format!(
+                                "Content-Range: bytes {start}-{}/{}\r\nETag: {etag}\r\n",
+                                body.len() - 1,
+                                body.len()
+                            );
+                            send(&mut conn, "206 Partial Content", cr, rest);
+                        } else {
+                            send(&mut conn, "200 OK", format!("ETag: {etag}\r\n"), rest);
+                        }
+                        let n = limit.unwrap_or(rest.len()).min(rest.len());
+                        let _ = conn.write_all(&rest[..n]);
+                    }
+                    Step::IgnoreRange => {
+                        send(&mut conn, "200 OK", String::new(), &body);
+                        let _ = conn.write_all(&body);
+                    }
+                    Step::Status(code) => {
+                        send(
+                            &mut conn,
+                            &format!("{code} Busy"),
+                            "Retry-After: 1\r\n".into(),
+                            b"",
+                        );
+                    }
+                    Step::Stall { n, secs } => {
+                        send(&mut conn, "200 OK", String::new(), &body);
+                        let _ = conn.write_all(&body[..n]);
+                        thread::sleep(Duration::from_secs(secs));
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
 }
