@@ -21,6 +21,7 @@ declare -A NEED=(
   [gzip]=gzip
   [node]=nodejs
   [npm]=npm
+  [strace]=strace
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

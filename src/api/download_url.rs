@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::router::{Access, ApiMethod, Ctx, Params, Reply};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
-use crate::download::{Algorithm, Checksum, ContentCheck, DownloadPlan, LogSink};
+use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan, LogSink};
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
 use crate::storage::{DownloadTarget, check_download_filename, normalize_content_filename};
 use crate::tasks::TaskLog;
@@ -173,7 +173,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         compression: args.compression,
         verify_certificates: args.verify_certificates,
         check,
-        task_tag: uuid::Uuid::new_v4().simple().to_string(),
+        task_tag: download::new_tag(ctx.node()),
         retry: ctx.state.config().retry.clone(),
     };
 

@@ -26,6 +26,7 @@ pub use content_check::ContentCheck;
 pub use decompress::Compression;
 pub use error::DownloadError;
 pub use fetch::{FetchConfig, FetchSetupError, Fetcher};
+pub use staging::{collect_orphans, new_tag};
 
 use error::describe_reqwest;
 use inflight::{Entry, Inflight, Outcome, RequestKey};

@@ -10,6 +10,33 @@ use std::path::{Path, PathBuf};
 
 use super::DownloadError;
 
+/// A temp-file tag owned by `node`: storages may be shared by several nodes, and each daemon
+/// collects only its own leftovers.
+pub fn new_tag(node: &str) -> String {
+    format!("{node}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Removes the temp files `node` left in `staging_dir` when it last stopped without cleaning
+/// up (a crash or kill -9). Called at start, before any task runs.
+pub fn collect_orphans(staging_dir: &Path, node: &str) -> io::Result<usize> {
+    let entries = match fs::read_dir(staging_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mine = format!(".{node}-");
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".part") && name.contains(&mine) && entry.file_type()?.is_file() {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 pub struct Staged {
     path: PathBuf,
     published: bool,
@@ -73,6 +100,23 @@ impl Drop for Staged {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orphans_of_this_node_only_are_collected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mine = dir.path().join(format!("x.iso.{}.part", new_tag("n1")));
+        let other = dir.path().join(format!("x.iso.{}.part", new_tag("n2")));
+        let unrelated = dir.path().join("notes.txt");
+        for p in [&mine, &other, &unrelated] {
+            fs::write(p, b"x").expect("write");
+        }
+        assert_eq!(collect_orphans(dir.path(), "n1").expect("collect"), 1);
+        assert!(!mine.exists() && other.exists() && unrelated.exists());
+        assert_eq!(
+            collect_orphans(&dir.path().join("missing"), "n1").expect("none"),
+            0
+        );
+    }
 
     #[test]
     fn dropped_staging_file_is_removed_and_published_one_is_kept() {

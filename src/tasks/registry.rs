@@ -44,6 +44,10 @@ struct Inner {
     pstart: u64,
     counter: Mutex<u32>,
     running: Mutex<HashMap<String, Running>>,
+    /// The runtime tasks run on. Handlers run on actix's worker threads, whose runtimes are
+    /// torn down at shutdown, dropping whatever was spawned there mid-flight; the daemon's
+    /// main runtime outlives them, so a stopped task still writes its final line.
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Clone)]
@@ -71,7 +75,8 @@ fn now() -> i64 {
 
 impl TaskRegistry {
     /// Opens (creating) `<state>/tasks` and reports tasks that were running when the daemon last
-    /// stopped as failed, so no task stays "running" forever.
+    /// stopped as failed, so no task stays "running" forever. Call it on the runtime the tasks
+    /// should run on.
     pub fn open(state_dir: &Path, node: &str) -> Result<TaskRegistry, TaskError> {
         let dir = state_dir.join("tasks");
         let state_err = |path: &Path| {
@@ -90,6 +95,7 @@ impl TaskRegistry {
             pstart: now() as u64,
             counter: Mutex::new(counter),
             running: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
         }));
         reg.recover_interrupted().map_err(state_err(&reg.0.dir))?;
         Ok(reg)
@@ -152,7 +158,7 @@ impl TaskRegistry {
         let fut = work(upid.clone(), log.clone(), cancel);
         let reg = self.clone();
         let task_upid = upid.clone();
-        tokio::spawn(async move {
+        self.0.runtime.spawn(async move {
             let result = AssertUnwindSafe(fut).catch_unwind().await;
             let status = match result {
                 Ok(Ok(())) => "OK".to_string(),

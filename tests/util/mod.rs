@@ -19,6 +19,57 @@ pub struct Daemon {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
+    args: Vec<String>,
+}
+
+/// A temp dir with storage `local` (iso, vztmpl, import) and the superuser token.
+pub fn default_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let store = root.join("local");
+    std::fs::create_dir_all(&store).expect("mkdir");
+    std::fs::write(
+        root.join("storage.cfg"),
+        format!(
+            "dir: local\n\tpath {}\n\tcontent iso,vztmpl,import\n",
+            store.display()
+        ),
+    )
+    .expect("storage.cfg");
+    std::fs::write(
+        root.join("user.cfg"),
+        "user:root@pam:1:0:::root@localhost:::\ntoken:root@pam!packer:0:0::\n",
+    )
+    .expect("user.cfg");
+    std::fs::write(
+        root.join("token.cfg"),
+        format!("{TOKEN_ID} {TOKEN_SECRET}\n"),
+    )
+    .expect("token.cfg");
+    dir
+}
+
+fn spawn_args(args: &[String]) -> Child {
+    Command::new(&args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn isolib")
+}
+
+/// Signals the children of `pid` (a daemon under a wrapper), then `pid`.
+fn signal_tree(pid: u32, signal: &str) {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for c in children
+        .split_whitespace()
+        .chain([pid.to_string().as_str()])
+    {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), c])
+            .status();
+    }
 }
 
 pub fn wait_for_port(port: u16) {
@@ -48,29 +99,7 @@ impl Daemon {
 
     /// `start` with extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        let store = root.join("local");
-        std::fs::create_dir_all(&store).expect("mkdir");
-        std::fs::write(
-            root.join("storage.cfg"),
-            format!(
-                "dir: local\n\tpath {}\n\tcontent iso,vztmpl,import\n",
-                store.display()
-            ),
-        )
-        .expect("storage.cfg");
-        std::fs::write(
-            root.join("user.cfg"),
-            "user:root@pam:1:0:::root@localhost:::\ntoken:root@pam!packer:0:0::\n",
-        )
-        .expect("user.cfg");
-        std::fs::write(
-            root.join("token.cfg"),
-            format!("{TOKEN_ID} {TOKEN_SECRET}\n"),
-        )
-        .expect("token.cfg");
-        Daemon::spawn(dir, extra)
+        Daemon::spawn(default_dir(), extra)
     }
 
     /// Runs the daemon on the `storage.cfg`, `user.cfg` and `token.cfg` in `dir`.
@@ -79,34 +108,65 @@ impl Daemon {
     }
 
     fn spawn(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        Daemon::spawn_wrapped(dir, &[], extra)
+    }
+
+    /// Runs the daemon under `wrapper` (e.g. strace and its flags).
+    pub fn spawn_wrapped(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Daemon {
         let root = dir.path();
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_isolib"))
-            .arg("serve")
-            .args([
+        let mut args: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        args.push(env!("CARGO_BIN_EXE_isolib").to_string());
+        args.extend(
+            [
+                "serve",
                 "--node",
                 NODE,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--tls",
                 "false",
-            ])
-            .arg("--state-dir")
-            .arg(root.join("state"))
-            .arg("--storage-cfg")
-            .arg(root.join("storage.cfg"))
-            .arg("--user-cfg")
-            .arg(root.join("user.cfg"))
-            .arg("--token-cfg")
-            .arg(root.join("token.cfg"))
-            .args(["--auth-fail-delay", "0"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn isolib");
+                "--auth-fail-delay",
+                "0",
+            ]
+            .map(str::to_string),
+        );
+        for (flag, file) in [
+            ("--state-dir", "state"),
+            ("--storage-cfg", "storage.cfg"),
+            ("--user-cfg", "user.cfg"),
+            ("--token-cfg", "token.cfg"),
+        ] {
+            args.push(flag.to_string());
+            args.push(root.join(file).display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = spawn_args(&args);
         wait_for_port(port);
-        Daemon { port, dir, child }
+        Daemon {
+            port,
+            dir,
+            child,
+            args,
+        }
+    }
+
+    /// SIGKILL (the process and what it started), as a power cut or the OOM killer would.
+    pub fn kill9(&mut self) {
+        signal_tree(self.child.id(), "KILL");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as systemd stops a service; returns once it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal_tree(self.child.id(), "TERM");
+        self.child.wait().expect("wait")
+    }
+
+    /// Starts again on the same state, config and port.
+    pub fn restart(&mut self) {
+        self.child = spawn_args(&self.args);
+        wait_for_port(self.port);
     }
 
     pub fn storage_path(&self) -> PathBuf {
@@ -125,7 +185,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        signal_tree(self.child.id(), "KILL");
         let _ = self.child.wait();
     }
 }
