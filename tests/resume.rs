@@ -242,3 +242,16 @@ fn stalled_body_is_retried_and_resumed() {
         data
     );
 }
+
+#[test]
+fn refused_connection_is_final_at_once() {
+    let d = Daemon::start();
+    let port = util::free_port(); // nothing listens here
+    let upid = download(&d, port, &"0".repeat(64));
+    let exit = d.wait(&upid);
+    assert!(
+        exit.starts_with("download failed: ") && exit.to_lowercase().contains("refused"),
+        "{exit}"
+    );
+    assert!(d.log_lines(&upid).iter().all(|l| !l.contains("retry")));
+}

@@ -251,9 +251,18 @@ async fn transfer(
                     req = req.header(reqwest::header::IF_RANGE, v.as_str());
                 }
             }
-            let mut resp = req.send().await.map_err(|e| Failure::Transient {
-                reason: describe_reqwest(&e),
-                after: None,
+            // Refused connections, unknown hosts and failed TLS handshakes do not heal by
+            // waiting (wget gives up on them too); timeouts and drops after connecting may.
+            let mut resp = req.send().await.map_err(|e| {
+                let reason = describe_reqwest(&e);
+                if e.is_connect() && !e.is_timeout() {
+                    Failure::Fatal(DownloadError::Transfer(reason))
+                } else {
+                    Failure::Transient {
+                        reason,
+                        after: None,
+                    }
+                }
             })?;
             let status = resp.status();
             let resumed = received > 0

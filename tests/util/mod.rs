@@ -492,3 +492,104 @@ pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
     });
     (port, seen)
 }
+
+/// An origin (or forward proxy: it answers absolute-form requests too) that records each
+/// request line and answers with `body`.
+pub fn recording_origin(body: Vec<u8>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&mut conn).read_line(&mut line);
+            log.lock().expect("lock").push(line.trim_end().to_string());
+            let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    (port, seen)
+}
+
+/// An HTTPS origin with a certificate for 127.0.0.1 signed by a fresh CA; returns the port and
+/// the CA's PEM.
+pub fn tls_origin(body: Vec<u8>) -> (u16, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
+    let key = || PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+    let name = |cn: &str| {
+        let mut n = X509NameBuilder::new().expect("name");
+        n.append_entry_by_text("CN", cn).expect("cn");
+        n.build()
+    };
+    let (ca_key, srv_key) = (key(), key());
+    let build = |subject: &str, pubkey: &PKey<openssl::pkey::Private>, ca: bool| {
+        let mut x = X509::builder().expect("x509");
+        x.set_version(2).expect("version");
+        let serial = BigNum::from_u32(if ca { 1 } else { 2 })
+            .and_then(|b| b.to_asn1_integer())
+            .expect("serial");
+        x.set_serial_number(&serial).expect("serial");
+        x.set_subject_name(&name(subject)).expect("subject");
+        x.set_issuer_name(&name("isolib test CA")).expect("issuer");
+        x.set_pubkey(pubkey).expect("pubkey");
+        let (nb, na) = (
+            Asn1Time::days_from_now(0).expect("t"),
+            Asn1Time::days_from_now(2).expect("t"),
+        );
+        x.set_not_before(&nb).expect("nb");
+        x.set_not_after(&na).expect("na");
+        if ca {
+            x.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
+                .expect("ext");
+        } else {
+            let san = SubjectAlternativeName::new()
+                .ip("127.0.0.1")
+                .build(&x.x509v3_context(None, None))
+                .expect("san");
+            x.append_extension(san).expect("ext");
+        }
+        x.sign(&ca_key, MessageDigest::sha256()).expect("sign");
+        x.build()
+    };
+    let ca = build("isolib test CA", &ca_key, true);
+    let cert = build("127.0.0.1", &srv_key, false);
+    let mut acceptor =
+        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).expect("acceptor");
+    acceptor.set_private_key(&srv_key).expect("key");
+    acceptor.set_certificate(&cert).expect("cert");
+    let acceptor = std::sync::Arc::new(acceptor.build());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            thread::spawn(move || {
+                let Ok(mut tls) = acceptor.accept(conn) else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = tls.read(&mut buf);
+                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = tls.write_all(head.as_bytes());
+                let _ = tls.write_all(&body);
+                let _ = tls.shutdown();
+            });
+        }
+    });
+    (port, ca.to_pem().expect("pem"))
+}
