@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::download::RetryPolicy;
+use crate::download::{Limits, RetryPolicy};
 use crate::schema::Pattern;
 
 pub static NODE_NAME_RE: Pattern = Pattern::new(r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$");
@@ -59,6 +59,12 @@ pub struct RawConfig {
     /// Seconds without a byte after which a download attempt counts as stalled [default: 60]
     #[arg(long)]
     pub stall_timeout: Option<u64>,
+    /// Downloads transferring at once; more wait in a queue [default: 4]
+    #[arg(long)]
+    pub max_transfers: Option<usize>,
+    /// Largest download accepted, in bytes [default: no limit]
+    #[arg(long)]
+    pub max_size: Option<u64>,
 }
 
 impl RawConfig {
@@ -90,6 +96,8 @@ impl RawConfig {
             auth_fail_delay: self.auth_fail_delay.or(file.auth_fail_delay),
             download_retries: self.download_retries.or(file.download_retries),
             stall_timeout: self.stall_timeout.or(file.stall_timeout),
+            max_transfers: self.max_transfers.or(file.max_transfers),
+            max_size: self.max_size.or(file.max_size),
         }
     }
 }
@@ -136,6 +144,7 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub auth_fail_delay: Duration,
     pub retry: RetryPolicy,
+    pub limits: Limits,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
@@ -189,6 +198,14 @@ impl Config {
             stall_timeout: Duration::from_secs(stall),
             ..RetryPolicy::default()
         };
+        let max_transfers = raw.max_transfers.unwrap_or(Limits::default().max_transfers);
+        if max_transfers == 0 {
+            return Err(invalid("max-transfers", "0", "expected at least 1"));
+        }
+        let limits = Limits {
+            max_transfers,
+            max_size: raw.max_size,
+        };
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -213,6 +230,7 @@ impl Config {
             ca_file: raw.ca_file,
             auth_fail_delay: Duration::from_secs_f64(delay),
             retry,
+            limits,
         })
     }
 

@@ -4,6 +4,7 @@
 mod content;
 mod download_url;
 mod error;
+pub mod export;
 mod nodes;
 pub mod router;
 mod storage;

@@ -1,14 +1,17 @@
-//! The `isolib` command line: `serve` runs the daemon, `token add` manages API tokens.
+//! The `isolib` command line: `serve` runs the daemon, `token add` manages API tokens, `schema`
+//! writes the API description.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::api::STAGING_DIR;
 use crate::auth::{self, AuthError, AuthId};
 use crate::config::{Config, ConfigError, RawConfig};
-use crate::download::{Engine, FetchConfig, FetchSetupError, Fetcher};
+use crate::download::{self, Engine, FetchConfig, FetchSetupError, Fetcher};
 use crate::http::{self, ServeError};
 use crate::state::AppState;
+use crate::storage::StorageConfig;
 use crate::tasks::{TaskError, TaskRegistry};
 
 #[derive(Parser)]
@@ -31,6 +34,12 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         flags: RawConfig,
+    },
+    /// Write the API description and its OpenAPI export (api-schema/*.json) from the route table
+    Schema {
+        /// Directory to write isolib-api.json and openapi.json into
+        #[arg(long, default_value = crate::api::export::DEFAULT_DIR)]
+        out: PathBuf,
     },
     /// Manage API tokens
     Token {
@@ -79,6 +88,8 @@ pub enum CliError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Export(#[from] crate::api::export::ExportError),
     #[error("invalid token id '{0}': expected USER@REALM!NAME")]
     TokenId(String),
 }
@@ -94,6 +105,7 @@ fn load_config(config: Option<PathBuf>, flags: RawConfig) -> Result<Config, CliE
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { config, flags } => serve(load_config(config, flags)?).await,
+        Command::Schema { out } => write_schema(&out),
         Command::Token {
             command:
                 TokenCommand::Add {
@@ -128,6 +140,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// Writes the generated API description files into `out`.
+fn write_schema(out: &std::path::Path) -> Result<(), CliError> {
+    let create = |path: &std::path::Path, source| CliError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(out).map_err(|e| create(out, e))?;
+    for (name, text) in crate::api::export::files(crate::api::ROUTES)? {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| create(&path, e))?;
+    }
+    Ok(())
+}
+
 fn create_parent(path: &std::path::Path) -> Result<(), CliError> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => {
@@ -147,12 +173,34 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     })?;
     bootstrap_embedded(&cfg)?;
     let tasks = TaskRegistry::open(&cfg.state_dir, &cfg.node)?;
+    collect_staging_orphans(&cfg);
     let fetcher = Fetcher::new(&FetchConfig {
         http_proxy: cfg.http_proxy.clone(),
         ca_file: cfg.ca_file.clone(),
     })?;
-    http::serve(AppState::new(cfg, tasks, Engine::new(fetcher))).await?;
+    let engine = Engine::new(fetcher, cfg.limits.clone());
+    http::serve(AppState::new(cfg, tasks, engine)).await?;
     Ok(())
+}
+
+/// Temp files of downloads that were running when the daemon last died. Nothing runs yet, so
+/// whatever this node left in a staging directory is an orphan.
+fn collect_staging_orphans(cfg: &Config) {
+    let storages = match StorageConfig::load(&cfg.storage_cfg) {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!("not collecting temp files: {e}"),
+    };
+    for s in storages.storages.iter().filter(|s| s.is_file_based()) {
+        let Some(path) = &s.path else { continue };
+        match download::collect_orphans(&path.join(STAGING_DIR), &cfg.node) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} temp file(s) of interrupted downloads in storage '{}'",
+                s.id
+            ),
+            Err(e) => tracing::warn!("unable to collect temp files in storage '{}': {e}", s.id),
+        }
+    }
 }
 
 /// The embedded default: a storage.cfg with `local` under the state dir and, on first start, an

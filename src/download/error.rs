@@ -23,6 +23,17 @@ pub enum DownloadError {
     Http { status: u16, reason: String },
     #[error("download failed: {0}")]
     Transfer(String),
+    #[error(
+        "download failed: not enough free space in '{}': {needed} bytes needed, {available} available",
+        .dir.display()
+    )]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error("download failed: the file is larger than the limit of {limit} bytes (max-size)")]
+    TooLarge { limit: u64 },
     #[error("download failed: received interrupt")]
     Interrupted,
     #[error("download failed: unable to create '{}': {source}", .path.display())]

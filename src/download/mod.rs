@@ -58,18 +58,40 @@ pub struct DownloadPlan {
     pub retry: RetryPolicy,
 }
 
-/// The engine's shared parts: HTTP clients and the map of running transfers.
+/// Operator limits that hold for every download.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Transfers running at once; further ones queue.
+    pub max_transfers: usize,
+    /// Largest file accepted, in bytes as downloaded.
+    pub max_size: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_transfers: 4,
+            max_size: None,
+        }
+    }
+}
+
+/// The engine's shared parts: HTTP clients, the map of running transfers and the slots.
 #[derive(Clone)]
 pub struct Engine {
     fetcher: Fetcher,
     inflight: Inflight,
+    limits: Limits,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
-    pub fn new(fetcher: Fetcher) -> Engine {
+    pub fn new(fetcher: Fetcher, limits: Limits) -> Engine {
         Engine {
             fetcher,
             inflight: Inflight::default(),
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_transfers.max(1))),
+            limits,
         }
     }
 
@@ -131,7 +153,21 @@ impl Engine {
                 _ => continue,
             }
         };
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                log.line(&format!(
+                    "waiting for a free transfer slot ({} transfers running, max-transfers)",
+                    self.limits.max_transfers
+                ));
+                tokio::select! {
+                    s = self.slots.clone().acquire_owned() => s.map_err(|_| DownloadError::Interrupted)?,
+                    _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+                }
+            }
+        };
         let result = self.lead(plan, compression, log, cancel).await;
+        drop(slot);
         lead.finish(match &result {
             Ok(()) => Outcome::Ok,
             Err(DownloadError::Interrupted) => Outcome::Abandoned,
@@ -152,7 +188,7 @@ impl Engine {
         }
         let staged = Staged::create(&plan.staging_dir, &plan.dest, &plan.task_tag)?;
         tokio::select! {
-            r = transfer(plan, compression, &self.fetcher, log, &staged) => r?,
+            r = transfer(plan, compression, &self.fetcher, &self.limits, log, &staged) => r?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         }
         if let Some(c) = compression {
@@ -231,6 +267,7 @@ async fn transfer(
     plan: &DownloadPlan,
     compression: Option<Compression>,
     fetcher: &Fetcher,
+    limits: &Limits,
     log: &dyn LogSink,
     staged: &Staged,
 ) -> Result<(), DownloadError> {
@@ -308,6 +345,10 @@ async fn transfer(
                     None => "length: unspecified".to_string(),
                 });
                 progress = Progress::new(total, Instant::now());
+                if let Some(n) = total {
+                    check_size(limits, n)?;
+                    check_space(staged.dir(), n)?;
+                }
             }
             if sink.is_none() {
                 let create_err = |source| {
@@ -340,6 +381,7 @@ async fn transfer(
                             return Ok(()); // the writer failed; finish() says why
                         }
                         received += n;
+                        check_size(limits, received)?;
                         if let Some(line) = progress.advance(n, Instant::now()) {
                             log.line(&line);
                         }
@@ -413,6 +455,30 @@ async fn transfer(
             });
         }
         log.line("calculating checksum...OK, checksum verified");
+    }
+    Ok(())
+}
+
+fn check_size(limits: &Limits, bytes: u64) -> Result<(), Failure> {
+    match limits.max_size {
+        Some(limit) if bytes > limit => Err(Failure::Fatal(DownloadError::TooLarge { limit })),
+        _ => Ok(()),
+    }
+}
+
+/// Fails at once when the announced length cannot fit, instead of after filling the disk.
+/// A decompressed file may still outgrow the space; the write error then ends the task.
+fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
+    let Ok(st) = nix::sys::statvfs::statvfs(dir) else {
+        return Ok(()); // unknown: the write itself will tell
+    };
+    let available = st.blocks_available().saturating_mul(st.fragment_size());
+    if needed > available {
+        return Err(Failure::Fatal(DownloadError::NoSpace {
+            dir: dir.to_path_buf(),
+            needed,
+            available,
+        }));
     }
     Ok(())
 }

@@ -63,6 +63,10 @@ impl Staged {
         &self.path
     }
 
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
     pub fn open(&self) -> io::Result<File> {
         OpenOptions::new()
             .write(true)

@@ -2,6 +2,7 @@
 //! exported to `api-schema/`. It mirrors what pve-common's `PVE::JSONSchema` checks and the texts it
 //! reports (spec/pve-api.md §1.4), and knows nothing about HTTP or PVE endpoints.
 
+pub mod export;
 mod parse;
 
 pub use parse::{ParamErrors, RawParams, RawValue, validate};

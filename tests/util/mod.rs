@@ -151,6 +151,10 @@ impl Daemon {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL (the process and what it started), as a power cut or the OOM killer would.
     pub fn kill9(&mut self) {
         signal_tree(self.child.id(), "KILL");
