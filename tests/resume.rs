@@ -255,3 +255,15 @@ fn refused_connection_is_final_at_once() {
     );
     assert!(d.log_lines(&upid).iter().all(|l| !l.contains("retry")));
 }
+
+#[test]
+fn redirect_loop_fails_at_once_with_a_clear_text() {
+    let d = Daemon::start();
+    let origin = util::redirect_loop_origin();
+    let upid = d.post_download(&format!(
+        "content=iso&filename=loop.iso&url=http%3A%2F%2F127.0.0.1%3A{origin}%2Floop.iso"
+    ));
+    assert_eq!(d.wait(&upid), "download failed: too many redirects");
+    assert!(d.log_lines(&upid).iter().all(|l| !l.contains("retry")));
+    assert_eq!(stored(&d), Vec::<String>::new());
+}

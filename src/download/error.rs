@@ -60,13 +60,13 @@ pub enum DownloadError {
 /// reqwest's error chain reads "error sending request for url (...): ...: connection refused";
 /// the innermost cause is what a user needs, like wget's last line.
 pub fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_redirect() {
-        "too many redirects".to_string()
-    } else {
-        e.to_string()
-    };
+    if e.is_redirect() {
+        return "too many redirects".to_string();
+    }
+    if e.is_timeout() {
+        return "timed out".to_string();
+    }
+    let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg = s.to_string();

@@ -288,11 +288,11 @@ async fn transfer(
                     req = req.header(reqwest::header::IF_RANGE, v.as_str());
                 }
             }
-            // Refused connections, unknown hosts and failed TLS handshakes do not heal by
-            // waiting (wget gives up on them too); timeouts and drops after connecting may.
+            // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do
+            // not heal by waiting (wget gives up on them too); timeouts and drops may.
             let mut resp = req.send().await.map_err(|e| {
                 let reason = describe_reqwest(&e);
-                if e.is_connect() && !e.is_timeout() {
+                if (e.is_connect() && !e.is_timeout()) || e.is_redirect() {
                     Failure::Fatal(DownloadError::Transfer(reason))
                 } else {
                     Failure::Transient {

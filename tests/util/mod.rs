@@ -597,3 +597,21 @@ pub fn tls_origin(body: Vec<u8>) -> (u16, Vec<u8>) {
     });
     (port, ca.to_pem().expect("pem"))
 }
+
+/// An origin whose every answer is a redirect to itself.
+pub fn redirect_loop_origin() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&mut conn).read_line(&mut line);
+            let head = format!(
+                "HTTP/1.0 302 Found\r\nLocation: http://127.0.0.1:{port}/loop.iso\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = conn.write_all(head.as_bytes());
+        }
+    });
+    port
+}
