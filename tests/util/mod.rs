@@ -126,11 +126,12 @@ impl Daemon {
                 &format!("127.0.0.1:{port}"),
                 "--tls",
                 "false",
-                "--auth-fail-delay",
-                "0",
             ]
             .map(str::to_string),
         );
+        if !extra.contains(&"--auth-fail-delay") {
+            args.extend(["--auth-fail-delay", "0"].map(str::to_string));
+        }
         for (flag, file) in [
             ("--state-dir", "state"),
             ("--storage-cfg", "storage.cfg"),
