@@ -20,6 +20,14 @@ fn is_lower_uuid(s: &str) -> bool {
             .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
+/// The embedded default's certificate is self-signed.
+fn insecure_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+}
+
 fn get(d: &Daemon, path: &str, auth: &str) -> util::Response {
     d.raw(
         format!("GET /api2/json{path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n")
@@ -166,10 +174,7 @@ async fn embedded_default_serves_https_with_a_bootstrap_token() {
             & 0o777,
         0o600
     );
-    let client = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .build()
-        .expect("client");
+    let client = insecure_client();
     let storages: serde_json::Value = client
         .get(format!(
             "https://127.0.0.1:{port}/api2/json/nodes/localhost/storage"
@@ -199,10 +204,7 @@ async fn embedded_default_serves_https_with_a_bootstrap_token() {
     let printed: Vec<String> = {
         util::wait_for_port(port);
         // A new client: the old one's pooled connection went with the first daemon.
-        let client = reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .build()
-            .expect("client");
+        let client = insecure_client();
         let status = client
             .get(format!("https://127.0.0.1:{port}/api2/json/version"))
             .header("Authorization", &header)

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan, LogSink};
@@ -81,18 +81,7 @@ pub static METHOD: ApiMethod = ApiMethod {
             privs: &["Datastore.AllocateTemplate"],
             any: false,
         },
-        Access::Or(&[
-            Access::Perm {
-                path: "/",
-                privs: &["Sys.Audit", "Sys.Modify"],
-                any: false,
-            },
-            Access::Perm {
-                path: "/nodes/{node}",
-                privs: &["Sys.AccessNetwork"],
-                any: false,
-            },
-        ]),
+        NETWORK_ACCESS,
     ]),
     allow_token: true,
     handler: |ctx, p| Box::pin(download_url(ctx, p)),

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply};
 use super::types::{self, NODE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::download::metadata;
@@ -110,18 +110,7 @@ pub static QUERY_URL_METADATA: ApiMethod = ApiMethod {
         additional_properties: false,
     },
     returns: "object {filename, size, mimetype}",
-    access: Access::Or(&[
-        Access::Perm {
-            path: "/",
-            privs: &["Sys.Audit", "Sys.Modify"],
-            any: false,
-        },
-        Access::Perm {
-            path: "/nodes/{node}",
-            privs: &["Sys.AccessNetwork"],
-            any: false,
-        },
-    ]),
+    access: NETWORK_ACCESS,
     allow_token: true,
     handler: |ctx, p| Box::pin(query_url_metadata(ctx, p)),
 };

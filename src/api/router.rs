@@ -101,6 +101,22 @@ impl Access {
     }
 }
 
+/// PVE's rule for reaching the network from a node (download-url, query-url-metadata): both
+/// `Sys.Audit` and `Sys.Modify` on `/` (no `any`), or `Sys.AccessNetwork` on the node
+/// (spec/pve-api.md §1.2).
+pub const NETWORK_ACCESS: Access = Access::Or(&[
+    Access::Perm {
+        path: "/",
+        privs: &["Sys.Audit", "Sys.Modify"],
+        any: false,
+    },
+    Access::Perm {
+        path: "/nodes/{node}",
+        privs: &["Sys.AccessNetwork"],
+        any: false,
+    },
+]);
+
 fn substitute(template: &str, params: &BTreeMap<String, String>) -> String {
     let mut out = template.to_string();
     for (k, v) in params {

@@ -206,13 +206,20 @@ fn task_for(ctx: &Ctx, upid: &str, privilege: &str) -> Result<Upid, ApiError> {
     if !ctx.state.tasks().log_path(&upid).is_file() {
         return Err(ApiError::param("upid", "no such task"));
     }
-    let node_path = format!("/nodes/{}", ctx.node());
-    if !owns(ctx, &upid) && !ctx.has(&node_path, &[privilege], false) {
-        return Err(ApiError::permission(Some(&format!(
-            "{node_path}, {privilege}"
-        ))));
-    }
+    may_see(ctx, &upid, privilege)?;
     Ok(upid)
+}
+
+/// A task's owner may see it; anyone else needs `privilege` on the node (spec §4.5).
+fn may_see(ctx: &Ctx, upid: &Upid, privilege: &str) -> Result<(), ApiError> {
+    let node_path = format!("/nodes/{}", ctx.node());
+    if owns(ctx, upid) || ctx.has(&node_path, &[privilege], false) {
+        Ok(())
+    } else {
+        Err(ApiError::permission(Some(&format!(
+            "{node_path}, {privilege}"
+        ))))
+    }
 }
 
 pub static INDEX: ApiMethod = ApiMethod {
@@ -306,12 +313,8 @@ async fn log(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         .upid
         .parse()
         .map_err(|_| ApiError::param("upid", "unable to parse worker upid"))?;
-    let node_path = format!("/nodes/{}", ctx.node());
-    if !owns(&ctx, &upid) && !ctx.has(&node_path, &["Sys.Audit"], false) {
-        return Err(ApiError::permission(Some(&format!(
-            "{node_path}, Sys.Audit"
-        ))));
-    }
+    // Unlike status, PVE's log does not require the log file to exist (spec §4.6).
+    may_see(&ctx, &upid, "Sys.Audit")?;
     let path = ctx.state.tasks().log_path(&upid);
     if args.download == Some(true) {
         if args.start.is_some() || args.limit.is_some() {
