@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::download::{Limits, RetryPolicy};
 use crate::schema::Pattern;
+use crate::tasks::Retention;
 
 pub static NODE_NAME_RE: Pattern = Pattern::new(r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$");
 
@@ -65,6 +66,12 @@ pub struct RawConfig {
     /// Largest download accepted, in bytes [default: no limit]
     #[arg(long)]
     pub max_size: Option<u64>,
+    /// Finished tasks whose logs are kept [default: 10000]
+    #[arg(long)]
+    pub task_log_keep: Option<usize>,
+    /// Days a finished task's log is kept [default: 90]
+    #[arg(long)]
+    pub task_log_days: Option<u64>,
 }
 
 impl RawConfig {
@@ -98,6 +105,8 @@ impl RawConfig {
             stall_timeout: self.stall_timeout.or(file.stall_timeout),
             max_transfers: self.max_transfers.or(file.max_transfers),
             max_size: self.max_size.or(file.max_size),
+            task_log_keep: self.task_log_keep.or(file.task_log_keep),
+            task_log_days: self.task_log_days.or(file.task_log_days),
         }
     }
 }
@@ -145,6 +154,7 @@ pub struct Config {
     pub auth_fail_delay: Duration,
     pub retry: RetryPolicy,
     pub limits: Limits,
+    pub retention: Retention,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
@@ -206,6 +216,13 @@ impl Config {
             max_transfers,
             max_size: raw.max_size,
         };
+        let default_retention = Retention::default();
+        let retention = Retention {
+            max_count: raw.task_log_keep.unwrap_or(default_retention.max_count),
+            max_age: raw.task_log_days.map_or(default_retention.max_age, |d| {
+                Duration::from_secs(d.saturating_mul(86_400))
+            }),
+        };
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -231,6 +248,7 @@ impl Config {
             auth_fail_delay: Duration::from_secs_f64(delay),
             retry,
             limits,
+            retention,
         })
     }
 

@@ -172,7 +172,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         source,
     })?;
     bootstrap_embedded(&cfg)?;
-    let tasks = TaskRegistry::open(&cfg.state_dir, &cfg.node)?;
+    let tasks = TaskRegistry::open(&cfg.state_dir, &cfg.node, cfg.retention.clone())?;
     collect_staging_orphans(&cfg);
     let fetcher = Fetcher::new(&FetchConfig {
         http_proxy: cfg.http_proxy.clone(),

@@ -6,6 +6,6 @@ mod upid;
 
 pub use log::TaskLog;
 pub use registry::{
-    INTERRUPTED_BY_RESTART, TaskEntry, TaskError, TaskRegistry, status_of_last_line,
+    INTERRUPTED_BY_RESTART, Retention, TaskEntry, TaskError, TaskRegistry, status_of_last_line,
 };
 pub use upid::{UPID_RE, Upid, UpidParseError};

@@ -38,8 +38,28 @@ struct Running {
     done: watch::Receiver<bool>,
 }
 
+/// How many finished tasks, and for how long, keep their logs.
+#[derive(Clone, Debug)]
+pub struct Retention {
+    pub max_count: usize,
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_count: 10_000,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// Pruning reads the whole index, so it runs at start and then once per this many tasks.
+const PRUNE_EVERY: u32 = 64;
+
 struct Inner {
     dir: PathBuf,
+    retention: Retention,
     node: String,
     pstart: u64,
     counter: Mutex<u32>,
@@ -77,7 +97,11 @@ impl TaskRegistry {
     /// Opens (creating) `<state>/tasks` and reports tasks that were running when the daemon last
     /// stopped as failed, so no task stays "running" forever. Call it on the runtime the tasks
     /// should run on.
-    pub fn open(state_dir: &Path, node: &str) -> Result<TaskRegistry, TaskError> {
+    pub fn open(
+        state_dir: &Path,
+        node: &str,
+        retention: Retention,
+    ) -> Result<TaskRegistry, TaskError> {
         let dir = state_dir.join("tasks");
         let state_err = |path: &Path| {
             let path = path.to_path_buf();
@@ -91,6 +115,7 @@ impl TaskRegistry {
             .unwrap_or(0);
         let reg = TaskRegistry(Arc::new(Inner {
             dir,
+            retention,
             node: node.to_string(),
             pstart: now() as u64,
             counter: Mutex::new(counter),
@@ -98,6 +123,7 @@ impl TaskRegistry {
             runtime: tokio::runtime::Handle::current(),
         }));
         reg.recover_interrupted().map_err(state_err(&reg.0.dir))?;
+        reg.prune().map_err(state_err(&reg.0.dir))?;
         Ok(reg)
     }
 
@@ -178,6 +204,41 @@ impl TaskRegistry {
             tracing::error!("unable to update task index: {e}");
         }
         lock(&self.0.running).remove(&upid.to_string());
+        if upid.pid.is_multiple_of(PRUNE_EVERY)
+            && let Err(e) = self.prune()
+        {
+            tracing::warn!("unable to prune old task logs: {e}");
+        }
+    }
+
+    /// Drops the logs and index lines of finished tasks beyond the retention count or age.
+    pub fn prune(&self) -> io::Result<usize> {
+        let index = self.index_path();
+        let entries = read_index(&index);
+        let oldest_kept = now() - self.0.retention.max_age.as_secs() as i64;
+        let surplus = entries.len().saturating_sub(self.0.retention.max_count);
+        let (old, keep): (Vec<_>, Vec<_>) = entries.into_iter().enumerate().partition(|(i, e)| {
+            *i < surplus || e.end.as_ref().is_some_and(|(end, _)| *end < oldest_kept)
+        });
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let text: String = keep
+            .iter()
+            .filter_map(|(_, e)| {
+                e.end
+                    .as_ref()
+                    .map(|(end, st)| format!("{} {:08X} {}\n", e.upid, end, st))
+            })
+            .collect();
+        write_atomic(&index, text.as_bytes())?;
+        for (_, e) in &old {
+            match fs::remove_file(self.log_path(&e.upid)) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(old.len())
     }
 
     pub fn is_running(&self, upid: &Upid) -> bool {
@@ -338,6 +399,50 @@ fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn prune_keeps_the_newest_within_count_and_age() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keep_two = Retention {
+            max_count: 2,
+            max_age: Duration::from_secs(3600),
+        };
+        let reg = TaskRegistry::open(dir.path(), "n1", keep_two.clone()).expect("open");
+        let mut upids = Vec::new();
+        for _ in 0..4 {
+            let u = reg
+                .spawn("x", "", "root@pam", |_, _, _| async { Ok(()) })
+                .expect("spawn");
+            while reg.is_running(&u) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            upids.push(u);
+        }
+        assert_eq!(reg.prune().expect("prune"), 2);
+        let listed: Vec<Upid> = reg.list().into_iter().map(|e| e.upid).collect();
+        assert_eq!(listed, [upids[3].clone(), upids[2].clone()]);
+        assert!(!reg.log_path(&upids[0]).exists() && !reg.log_path(&upids[1]).exists());
+        assert!(reg.log_path(&upids[2]).exists());
+
+        // A task that ended two hours ago goes for its age alone.
+        let old = Upid {
+            pid: 9999,
+            ..upids[3].clone()
+        };
+        TaskLog::create(&reg.log_path(&old))
+            .expect("log")
+            .line("TASK OK");
+        // The index is in finishing order, so an old entry stands first.
+        let rest = fs::read_to_string(reg.index_path()).expect("index");
+        fs::write(
+            reg.index_path(),
+            format!("{old} {:08X} OK\n{rest}", now() - 7200),
+        )
+        .expect("index");
+        assert_eq!(reg.prune().expect("prune"), 1);
+        assert!(!reg.log_path(&old).exists());
+        assert_eq!(reg.list().len(), 2);
+    }
+
     #[test]
     fn last_line_mapping() {
         assert_eq!(status_of_last_line("TASK OK"), "OK");
@@ -349,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn task_lifecycle_and_restart_recovery() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let reg = TaskRegistry::open(dir.path(), "n1").expect("open");
+        let reg = TaskRegistry::open(dir.path(), "n1", Retention::default()).expect("open");
         let a = reg
             .spawn("download", "a.iso", "root@pam", |_, log, _| async move {
                 log.line("hello");
@@ -395,7 +500,7 @@ mod tests {
         fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         fs::write(&p, "downloading\n").expect("write");
         drop(reg);
-        let reg = TaskRegistry::open(dir.path(), "n1").expect("reopen");
+        let reg = TaskRegistry::open(dir.path(), "n1", Retention::default()).expect("reopen");
         assert_eq!(reg.exit_status(&orphan), INTERRUPTED_BY_RESTART);
         let listed: Vec<String> = reg.list().iter().map(|e| e.upid.to_string()).collect();
         assert_eq!(listed.len(), 3);
