@@ -66,6 +66,12 @@ pub struct RawConfig {
     /// Largest download accepted, in bytes [default: no limit]
     #[arg(long)]
     pub max_size: Option<u64>,
+    /// KiB/s for each download [default: no limit]
+    #[arg(long)]
+    pub bwlimit: Option<u64>,
+    /// KiB/s for all downloads together [default: no limit]
+    #[arg(long)]
+    pub bwlimit_total: Option<u64>,
     /// Finished tasks whose logs are kept [default: 10000]
     #[arg(long)]
     pub task_log_keep: Option<usize>,
@@ -105,6 +111,8 @@ impl RawConfig {
             stall_timeout: self.stall_timeout.or(file.stall_timeout),
             max_transfers: self.max_transfers.or(file.max_transfers),
             max_size: self.max_size.or(file.max_size),
+            bwlimit: self.bwlimit.or(file.bwlimit),
+            bwlimit_total: self.bwlimit_total.or(file.bwlimit_total),
             task_log_keep: self.task_log_keep.or(file.task_log_keep),
             task_log_days: self.task_log_days.or(file.task_log_days),
         }
@@ -212,9 +220,12 @@ impl Config {
         if max_transfers == 0 {
             return Err(invalid("max-transfers", "0", "expected at least 1"));
         }
+        let kib = |v: Option<u64>| v.filter(|k| *k > 0).map(|k| k.saturating_mul(1024));
         let limits = Limits {
             max_transfers,
             max_size: raw.max_size,
+            bwlimit: kib(raw.bwlimit),
+            bwlimit_total: kib(raw.bwlimit_total),
         };
         let default_retention = Retention::default();
         let retention = Retention {

@@ -103,3 +103,33 @@ fn disk_full_mid_transfer_ends_with_enospc_and_nothing_left() {
     );
     assert_eq!(util::files_under(&store), Vec::<String>::new());
 }
+
+/// Lower bounds only: pacing can make a transfer slower than the limit, never faster.
+#[test]
+fn bandwidth_limits_per_transfer_and_overall() {
+    let d = Daemon::start_with(&["--bwlimit", "100"]);
+    let origin = util::origin(vec![1u8; 300 * 1024]);
+    let started = std::time::Instant::now();
+    let upid = d.post_download(&body(origin, "slow.iso", ""));
+    assert_eq!(d.wait(&upid), "OK");
+    // 300 KiB at 100 KiB/s, less the 250 ms burst allowance.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2750),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(d);
+
+    let d = Daemon::start_with(&["--bwlimit-total", "100"]);
+    let origin = util::origin(vec![2u8; 150 * 1024]);
+    let started = std::time::Instant::now();
+    let a = d.post_download(&body(origin, "a.iso", ""));
+    let b = d.post_download(&body(origin, "b.iso", ""));
+    assert_eq!(d.wait(&a), "OK");
+    assert_eq!(d.wait(&b), "OK");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2750),
+        "{:?}",
+        started.elapsed()
+    );
+}

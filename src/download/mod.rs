@@ -13,6 +13,7 @@ mod inflight;
 pub mod metadata;
 mod pipeline;
 mod progress;
+mod ratelimit;
 mod staging;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use error::describe_reqwest;
 use inflight::{Entry, Inflight, Outcome, RequestKey};
 use pipeline::{Sink, SinkError};
 use progress::Progress;
+use ratelimit::RateLimit;
 use staging::Staged;
 
 /// Where task-log lines go; the engine does not know it runs inside a task.
@@ -65,6 +67,10 @@ pub struct Limits {
     pub max_transfers: usize,
     /// Largest file accepted, in bytes as downloaded.
     pub max_size: Option<u64>,
+    /// Bytes per second for each transfer.
+    pub bwlimit: Option<u64>,
+    /// Bytes per second for all transfers together.
+    pub bwlimit_total: Option<u64>,
 }
 
 impl Default for Limits {
@@ -72,6 +78,8 @@ impl Default for Limits {
         Limits {
             max_transfers: 4,
             max_size: None,
+            bwlimit: None,
+            bwlimit_total: None,
         }
     }
 }
@@ -83,6 +91,7 @@ pub struct Engine {
     inflight: Inflight,
     limits: Limits,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
+    total_rate: Option<RateLimit>,
 }
 
 impl Engine {
@@ -91,6 +100,7 @@ impl Engine {
             fetcher,
             inflight: Inflight::default(),
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_transfers.max(1))),
+            total_rate: limits.bwlimit_total.map(RateLimit::new),
             limits,
         }
     }
@@ -188,7 +198,7 @@ impl Engine {
         }
         let staged = Staged::create(&plan.staging_dir, &plan.dest, &plan.task_tag)?;
         tokio::select! {
-            r = transfer(plan, compression, &self.fetcher, &self.limits, log, &staged) => r?,
+            r = transfer(plan, compression, self, log, &staged) => r?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         }
         if let Some(c) = compression {
@@ -266,12 +276,18 @@ enum Failure {
 async fn transfer(
     plan: &DownloadPlan,
     compression: Option<Compression>,
-    fetcher: &Fetcher,
-    limits: &Limits,
+    engine: &Engine,
     log: &dyn LogSink,
     staged: &Staged,
 ) -> Result<(), DownloadError> {
-    let client = fetcher.download_client(plan.verify_certificates);
+    let limits = &engine.limits;
+    let client = engine.fetcher.download_client(plan.verify_certificates);
+    let rates: Vec<RateLimit> = limits
+        .bwlimit
+        .map(RateLimit::new)
+        .into_iter()
+        .chain(engine.total_rate.clone())
+        .collect();
     let policy = &plan.retry;
     let mut sink: Option<Sink> = None;
     let mut received: u64 = 0;
@@ -382,6 +398,9 @@ async fn transfer(
                         }
                         received += n;
                         check_size(limits, received)?;
+                        for r in &rates {
+                            r.consume(n).await;
+                        }
                         if let Some(line) = progress.advance(n, Instant::now()) {
                             log.line(&line);
                         }
