@@ -20,6 +20,29 @@ fn is_lower_uuid(s: &str) -> bool {
             .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
+/// A daemon that goes away with the test, even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The embedded default's certificate is self-signed.
 fn insecure_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -149,6 +172,7 @@ async fn embedded_default_serves_https_with_a_bootstrap_token() {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
+            .map(KillOnDrop)
             .expect("spawn")
     };
     let mut child = start();
