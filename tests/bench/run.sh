@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# On-demand benchmark of isolib against PVE's download path and the tools around it.
+# Never run in CI. Everything listens on 127.0.0.1 only and lives in one temp dir.
+#
+#   bash tests/bench/run.sh [--size-mib N]      (default 2048)
+#
+# Prints the machine and a Markdown table of the measurements with their targets.
+set -euo pipefail
+
+SIZE_MIB=2048
+while [ $# -gt 0 ]; do
+    case $1 in
+        --size-mib) SIZE_MIB=${2:?--size-mib needs a number}; shift 2 ;;
+        --size-mib=*) SIZE_MIB=${1#*=}; shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+[[ $SIZE_MIB =~ ^[1-9][0-9]*$ ]] || { echo "--size-mib must be a positive integer" >&2; exit 2; }
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PVE_METHOD=${PVE_METHOD:-/work/shared/bench/pve-method.sh}
+PY=python3
+[ -x "$ROOT/tests/.venv/bin/python" ] && PY=$ROOT/tests/.venv/bin/python
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# --- 1. tools ------------------------------------------------------------------------------------
+declare -A PKG=([nginx]=nginx-light [aria2c]=aria2 [curl]=curl [wget]=wget)
+missing=()
+for cmd in nginx aria2c curl wget; do
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PKG[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]} (run as root, or: apt-get install -y ${missing[*]})" >&2
+        exit 1
+    fi
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2
+fi
+for cmd in openssl perl dd sha256sum "$PY"; do
+    command -v "$cmd" >/dev/null 2>&1 || { echo "missing command: $cmd" >&2; exit 1; }
+done
+[ -x "$PVE_METHOD" ] || [ -f "$PVE_METHOD" ] || { echo "missing $PVE_METHOD" >&2; exit 1; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+log "cargo build --release"
+(cd "$ROOT" && cargo build --release >&2)
+BIN=$ROOT/target/release/isolib
+[ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 1; }
+
+# --- temp dir and cleanup ------------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/isolib-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local rc=$?
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() { # port pid name
+    local i
+    for i in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        kill -0 "$2" 2>/dev/null || { echo "$3 exited early" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "$3 did not listen on $1" >&2
+    return 1
+}
+# elapsed seconds since $1 (an $EPOCHREALTIME value)
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+json() { "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))' "$1" "$2"; }
+settle() { rm -rf "$OUT"/* "$STORE"/template/iso/* "$STORE"/.isolib-partial/* 2>/dev/null || true; sync; }
+
+# --- the file ------------------------------------------------------------------------------------
+SRC=$TMP/src
+OUT=$TMP/out
+STORE=$TMP/store
+mkdir -p "$SRC" "$OUT" "$STORE/template/iso" "$TMP/state" "$TMP/nginx"
+FILE=$SRC/image.iso
+SIZE=$((SIZE_MIB * 1024 * 1024))
+
+# 8 concurrent copies (isolib, then curl) must fit next to the source file
+avail_mib=$(df -Pm "$TMP" | awk 'NR==2 { print $4 }')
+PER_MIB=$SIZE_MIB
+if [ $((SIZE_MIB * 11)) -gt $((avail_mib * 9 / 10)) ]; then
+    PER_MIB=$(( (SIZE_MIB + 3) / 4 ))
+fi
+if [ $((SIZE_MIB + PER_MIB * 9)) -gt $((avail_mib * 9 / 10)) ]; then
+    echo "not enough space in $TMP: ${avail_mib} MiB free, need about $((SIZE_MIB + PER_MIB * 9)) MiB" >&2
+    exit 1
+fi
+
+log "generating $SIZE_MIB MiB of random data in $TMP"
+head -c "$SIZE" /dev/urandom > "$FILE"
+SHA=$(sha256sum "$FILE" | cut -c1-64)
+if [ "$PER_MIB" -ne "$SIZE_MIB" ]; then
+    PER_FILE=$SRC/per.iso
+    head -c $((PER_MIB * 1024 * 1024)) "$FILE" > "$PER_FILE"
+    PER_SHA=$(sha256sum "$PER_FILE" | cut -c1-64)
+else
+    PER_FILE=$FILE
+    PER_SHA=$SHA
+fi
+sync
+
+# --- nginx origin --------------------------------------------------------------------------------
+NGINX_PORT=$(free_port)
+user_line=""
+if [ "$(id -u)" -eq 0 ]; then
+    user_line="user root $(id -gn root);"
+fi
+cat > "$TMP/nginx/nginx.conf" <<EOF
+$user_line
+worker_processes auto;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log $TMP/nginx/access.log;
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 10;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        server_name localhost;
+        location ~ ^/p[0-9]+\.iso\$ { alias $PER_FILE; }
+        location ~ ^/[a-z0-9-]+\.iso\$ { alias $FILE; }
+        location / { return 404; }
+    }
+}
+EOF
+"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
+    >"$TMP/nginx/stderr.log" 2>&1 </dev/null &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_port "$NGINX_PORT" "$NGINX_PID" nginx || { cat "$TMP/nginx/stderr.log" "$TMP/nginx/error.log" >&2 || true; exit 1; }
+BASE=http://127.0.0.1:$NGINX_PORT
+code=$(curl -s -o /dev/null -w '%{http_code}' -I "$BASE/image.iso")
+[ "$code" = 200 ] || { echo "nginx answers $code for /image.iso" >&2; cat "$TMP/nginx/error.log" >&2; exit 1; }
+
+# --- isolib daemon -------------------------------------------------------------------------------
+export BENCH_NODE=bench BENCH_TOKEN='root@pam!bench'
+BENCH_SECRET=$("$PY" -c 'import uuid; print(uuid.uuid4())')
+export BENCH_SECRET
+printf 'dir: local\n\tpath %s\n\tcontent iso,vztmpl,import\n' "$STORE" > "$TMP/storage.cfg"
+printf 'user:root@pam:1:0:::root@localhost:::\ntoken:root@pam!bench:0:0::\n' > "$TMP/user.cfg"
+printf '%s %s\n' "$BENCH_TOKEN" "$BENCH_SECRET" > "$TMP/token.cfg"
+chmod 600 "$TMP/token.cfg"
+D_PORT=$(free_port)
+"$BIN" serve --node "$BENCH_NODE" --listen "127.0.0.1:$D_PORT" --tls false \
+    --state-dir "$TMP/state" --storage-cfg "$TMP/storage.cfg" --user-cfg "$TMP/user.cfg" \
+    --token-cfg "$TMP/token.cfg" --auth-fail-delay 0 >"$TMP/daemon.log" 2>&1 </dev/null &
+D_PID=$!
+PIDS+=("$D_PID")
+wait_port "$D_PORT" "$D_PID" isolib || { cat "$TMP/daemon.log" >&2; exit 1; }
+helper() { "$PY" "$HERE/helper.py" "$@"; }
+origin_gets() { grep -c "\"GET $1 " "$TMP/nginx/access.log" || true; }
+
+# --- 3. measurements -----------------------------------------------------------------------------
+settle
+log "isolib: one download with checksum-algorithm=sha256"
+r=$(helper one "$D_PORT" "$BASE/isolib.iso" isolib.iso "$SHA" "$D_PID")
+[ "$(json "$r" status)" = OK ] || { echo "isolib download failed: $r" >&2; exit 1; }
+T_ISOLIB=$(json "$r" "'%.3f' % seconds")
+RSS_POLL_MIB=$(json "$r" "'%.1f' % (rss_peak_kib / 1024)")
+RSS_HWM_MIB=$(json "$r" "'%.1f' % (hwm_kib / 1024)")
+RSS_MIB=$(calc "($RSS_POLL_MIB > $RSS_HWM_MIB) ? $RSS_POLL_MIB : $RSS_HWM_MIB" 1)
+[ "$(sha256sum "$STORE/template/iso/isolib.iso" | cut -c1-64)" = "$SHA" ] || { echo "isolib output differs" >&2; exit 1; }
+
+settle
+log "PVE's path: pve-method.sh"
+s=$EPOCHREALTIME
+bash "$PVE_METHOD" "$BASE/pve.iso" "$OUT/pve.iso" sha256 "$SHA"
+T_PVE=$(since "$s")
+
+settle
+log "aria2c --checksum"
+s=$EPOCHREALTIME
+aria2c -q --checksum="sha-256=$SHA" -x1 --file-allocation=none --allow-overwrite=true \
+    --auto-file-renaming=false -d "$OUT" -o aria.iso "$BASE/aria.iso"
+T_ARIA=$(since "$s")
+
+settle
+log "one-pass pipeline: curl | tee | openssl dgst; sync"
+s=$EPOCHREALTIME
+got=$(curl -s "$BASE/pipe.iso" | tee "$OUT/pipe.iso" | openssl dgst -sha256)
+sync
+T_PIPE=$(since "$s")
+[ "${got##* }" = "$SHA" ] || { echo "pipeline hash differs: $got" >&2; exit 1; }
+
+settle
+log "physical limit: network, hash, disk"
+s=$EPOCHREALTIME
+curl -s -o /dev/null "$BASE/null.iso"
+T_NET=$(since "$s")
+s=$EPOCHREALTIME
+openssl dgst -sha256 "$FILE" >/dev/null
+T_HASH=$(since "$s")
+s=$EPOCHREALTIME
+dd if=/dev/zero of="$OUT/dd.img" bs=4M count=$(( (SIZE_MIB + 3) / 4 )) conv=fsync status=none
+T_DISK=$(since "$s")
+T_PHYS=$(calc "($T_NET > $T_HASH) ? (($T_NET > $T_DISK) ? $T_NET : $T_DISK) : (($T_HASH > $T_DISK) ? $T_HASH : $T_DISK)" 3)
+
+settle
+log "8 concurrent different downloads, $PER_MIB MiB each: isolib"
+pairs=()
+for i in 1 2 3 4 5 6 7 8; do pairs+=("$BASE/p$i.iso=c$i.iso"); done
+r=$(helper many "$D_PORT" "$PER_SHA" "${pairs[@]}")
+for st in $(json "$r" "' '.join(statuses)"); do
+    [ "$st" = OK ] || { echo "concurrent isolib download failed: $r" >&2; exit 1; }
+done
+T_ISO8=$(json "$r" "'%.3f' % seconds")
+AGG_ISO=$(calc "8 * $PER_MIB / $T_ISO8" 1)
+
+settle
+log "8 concurrent different downloads, $PER_MIB MiB each: curl -o (then sync)"
+s=$EPOCHREALTIME
+cpids=()
+for i in 1 2 3 4 5 6 7 8; do
+    curl -s -o "$OUT/q$i.iso" "$BASE/p$((i)).iso" & cpids+=($!)
+done
+for p in "${cpids[@]}"; do wait "$p"; done
+T_CURL8_NOSYNC=$(since "$s")
+sync
+T_CURL8=$(since "$s")
+AGG_CURL=$(calc "8 * $PER_MIB / $T_CURL8" 1)
+AGG_CURL_NOSYNC=$(calc "8 * $PER_MIB / $T_CURL8_NOSYNC" 1)
+
+settle
+log "10 identical concurrent requests"
+before=$(origin_gets /same.iso)
+r=$(helper same "$D_PORT" "$BASE/same.iso" same.iso "$SHA" 10)
+for st in $(json "$r" "' '.join(statuses)"); do
+    [ "$st" = OK ] || { echo "identical request failed: $r" >&2; exit 1; }
+done
+sleep 0.5  # nginx writes the access log line when the response is done
+GETS=$(( $(origin_gets /same.iso) - before ))
+
+settle
+log "transfer cut at 50%, then resumed"
+r=$(helper cut "$D_PORT" "$FILE" cut.iso "$SHA")
+CUT_STATUS=$(json "$r" status)
+CUT_RATIO=$(json "$r" "'%.3f' % (bytes_sent / size)")
+CUT_GETS=$(json "$r" gets)
+CUT_RANGES=$(json "$r" "' '.join(ranges)")
+settle
+
+# --- 4. report -----------------------------------------------------------------------------------
+yn() { if awk "BEGIN { exit !($1) }"; then echo yes; else echo no; fi; }
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+fs=$(df -PT "$TMP" | awk 'NR==2 { print $2 }')
+
+SP_PVE=$(calc "$T_PVE / $T_ISOLIB")
+SP_ARIA=$(calc "$T_ARIA / $T_ISOLIB")
+SP_PIPE=$(calc "$T_PIPE / $T_ISOLIB")
+R_PHYS=$(calc "$T_ISOLIB / $T_PHYS")
+R_CONC=$(calc "$AGG_ISO / $AGG_CURL")
+
+cat <<EOF
+
+Machine: $(nproc) CPUs, $cpu; $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2/1048576 }' /proc/meminfo); target fs $fs; $(uname -sr)
+File: $SIZE_MIB MiB of random data (sha256 $SHA); 8-concurrent runs use $PER_MIB MiB per file.
+Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Outputs deleted and \`sync\` run between measurements; page cache not dropped.
+
+| measurement | seconds or value | ratio against the anchor | target | met |
+|---|---|---|---|---|
+| isolib download-url, sha256, request → \`TASK OK\` (anchor) | ${T_ISOLIB} s | 1.00 | — | — |
+| PVE's path (wget, second hashing pass, rename) | ${T_PVE} s | isolib ${SP_PVE}x faster | ≥ 3x faster | $(yn "$SP_PVE >= 3") |
+| aria2c --checksum=sha-256 -x1 | ${T_ARIA} s | isolib ${SP_ARIA}x faster | (reported) | — |
+| one pass: \`curl \| tee \| openssl dgst -sha256\`; sync | ${T_PIPE} s | isolib ${SP_PIPE}x faster | faster (> 1x) | $(yn "$SP_PIPE > 1") |
+| physical limit = slowest of the three below | ${T_PHYS} s | isolib at ${R_PHYS}x the limit | ≤ 1.3x | $(yn "$R_PHYS <= 1.3") |
+| · network: \`curl -s -o /dev/null\` | ${T_NET} s | | | |
+| · hash: \`openssl dgst -sha256 FILE\` | ${T_HASH} s | | | |
+| · disk: \`dd bs=4M conv=fsync\` | ${T_DISK} s | | | |
+| isolib peak RSS during its transfer (max of VmRSS every 0.1 s = ${RSS_POLL_MIB}, VmHWM = ${RSS_HWM_MIB}) | ${RSS_MIB} MiB | | < 64 MiB | $(yn "$RSS_MIB < 64") |
+| 8 concurrent different downloads, ${PER_MIB} MiB each: isolib with sha256 (default \`max-transfers\` 4: four run, four queue) | ${AGG_ISO} MiB/s (${T_ISO8} s) | ${R_CONC}x the 8 curls | (reported) | — |
+| 8 concurrent \`curl -s -o FILE\`, then sync (anchor; without sync: ${AGG_CURL_NOSYNC} MiB/s) | ${AGG_CURL} MiB/s (${T_CURL8} s) | 1.00 | — | — |
+| 10 identical concurrent requests: origin GETs | ${GETS} | | 1 | $(yn "$GETS == 1") |
+| transfer cut at 50%: bytes the origin sent / file size (task ${CUT_STATUS}, ${CUT_GETS} GETs, Range: ${CUT_RANGES}) | ${CUT_RATIO} | | ≤ 1.05 | $(yn "$CUT_RATIO <= 1.05 && \"$CUT_STATUS\" == \"OK\"") |
+EOF
