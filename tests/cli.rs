@@ -121,15 +121,9 @@ fn token_add_writes_pve_lines_and_the_token_works() {
     let r = get(&d, &format!("/nodes/{NODE}/storage/local/content"), &auth);
     assert_eq!(r.status_line, "HTTP/1.1 200 OK");
     // The role grants the storage but nothing on / or the node: download-url is refused.
-    let body = "content=iso&filename=x.iso&url=http%3A%2F%2F127.0.0.1%2Fx.iso";
-    let r = d.raw(
-        format!(
-            "POST /api2/json/nodes/{NODE}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
-             Authorization: {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
+    let r = d.post_download_raw(
+        &auth,
+        "content=iso&filename=x.iso&url=http%3A%2F%2F127.0.0.1%2Fx.iso",
     );
     assert_eq!(r.status_line, "HTTP/1.1 403 Permission check failed");
     let r = get(

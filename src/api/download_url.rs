@@ -136,11 +136,11 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         ))
     })?;
 
-    let check = match &target {
-        DownloadTarget::Import { ext } => ContentCheck::for_download("import", Some(ext)),
-        DownloadTarget::Iso => ContentCheck::for_download("iso", None),
-        DownloadTarget::Vztmpl => ContentCheck::for_download("vztmpl", None),
+    let import_ext = match &target {
+        DownloadTarget::Import { ext } => Some(ext.as_str()),
+        DownloadTarget::Iso | DownloadTarget::Vztmpl => None,
     };
+    let check = ContentCheck::for_download(&args.content, import_ext);
     // PVE asks for a hash whenever `checksum` was sent, but only hands over a non-empty one.
     let checksum_required = args.checksum.is_some();
     let checksum = match (

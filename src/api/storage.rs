@@ -76,12 +76,10 @@ struct ListArgs {
 
 fn status_item(s: &Storage, with_id: bool) -> Value {
     let enabled = !s.disabled;
-    let st = if enabled { Some(s.status()) } else { None };
-    let active = st.as_ref().is_some_and(|st| st.active);
-    let (total, used, avail) = match &st {
-        Some(st) if st.active => (st.total, st.used, st.avail),
-        _ => (0, 0, 0),
-    };
+    // A disabled or inactive storage reports zeros, as PVE does.
+    let st = enabled.then(|| s.status()).filter(|st| st.active);
+    let active = st.is_some();
+    let (total, used, avail) = st.map_or((0, 0, 0), |st| (st.total, st.used, st.avail));
     let mut item = json!({
         "type": s.kind,
         "content": s.content.iter().cloned().collect::<Vec<_>>().join(","),

@@ -268,16 +268,11 @@ pub fn origin(body: Vec<u8>) -> u16 {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().expect("stdin").write_all(data)?;
-            c.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn files_under(dir: &Path) -> Vec<String> {
@@ -334,16 +329,21 @@ pub fn slow_origin(
 }
 
 impl Daemon {
-    pub fn post_download(&self, body: &str) -> String {
-        let r = self.raw(
+    /// POSTs a form body to download-url on storage `local` with the superuser token.
+    pub fn post_download_raw(&self, auth: &str, body: &str) -> Response {
+        self.raw(
             format!(
                 "POST /api2/json/nodes/{NODE}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
-                 Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\
+                 Authorization: {auth}\r\n\
                  Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )
             .as_bytes(),
-        );
+        )
+    }
+
+    pub fn post_download(&self, body: &str) -> String {
+        let r = self.post_download_raw(&format!("PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"), body);
         assert_eq!(
             r.status_line,
             "HTTP/1.1 200 OK",
