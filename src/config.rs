@@ -78,6 +78,9 @@ pub struct RawConfig {
     /// Days a finished task's log is kept [default: 90]
     #[arg(long)]
     pub task_log_days: Option<u64>,
+    /// Local Unix socket serving the same API; a peer with uid 0 or the daemon's own uid is root@pam [default: <state-dir>/isolib.sock]
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -115,6 +118,7 @@ impl RawConfig {
             bwlimit_total: self.bwlimit_total.or(file.bwlimit_total),
             task_log_keep: self.task_log_keep.or(file.task_log_keep),
             task_log_days: self.task_log_days.or(file.task_log_days),
+            socket: self.socket.or(file.socket),
         }
     }
 }
@@ -163,6 +167,7 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub limits: Limits,
     pub retention: Retention,
+    pub socket: PathBuf,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
@@ -240,6 +245,7 @@ impl Config {
         )?;
         let embedded_access = raw.user_cfg.is_none() && raw.token_cfg.is_none();
         let embedded_storage = raw.storage_cfg.is_none();
+        let socket = raw.socket.unwrap_or_else(|| state_dir.join("isolib.sock"));
         Ok(Config {
             node,
             listen,
@@ -260,6 +266,7 @@ impl Config {
             retry,
             limits,
             retention,
+            socket,
         })
     }
 

@@ -24,6 +24,14 @@ pub struct AuthId {
 }
 
 impl AuthId {
+    /// `root@pam`, the identity of a trusted local-socket peer.
+    pub fn root() -> AuthId {
+        AuthId {
+            user: ROOT_USER.to_string(),
+            token: None,
+        }
+    }
+
     /// The `user@realm` part (the token's owner for a token).
     pub fn user(&self) -> &str {
         &self.user

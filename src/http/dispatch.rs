@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use percent_encoding::percent_decode_str;
 
 use super::format::{self, Format};
+use super::local_socket::SocketPeer;
 use crate::api::router::{self, ApiMethod, Ctx, Reply};
 use crate::api::{ApiError, ROUTES};
 use crate::auth::{AccessConfig, AuthId, extract_auth_value};
@@ -141,9 +142,17 @@ async fn run(
     })
 }
 
-/// Ticket from the cookie, else a ticket from `Authorization`, else an API token
-/// (spec §6.1). Tickets are not issued by this daemon yet, so any ticket fails.
+/// A local-socket peer is who the kernel says it is; over TCP a ticket from the cookie, else a
+/// ticket from `Authorization`, else an API token (spec §6.1). Tickets are not issued by this
+/// daemon yet, so any ticket fails.
 fn authenticate(req: &HttpRequest, access: &AccessConfig) -> Result<AuthId, &'static str> {
+    if let Some(peer) = req.conn_data::<SocketPeer>() {
+        if peer.is_trusted() {
+            return Ok(AuthId::root());
+        }
+        tracing::info!("refused local socket peer with uid {:?}", peer.uid);
+        return Err("socket peer is not root");
+    }
     let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     let cookie_ticket =
         header_value(header::COOKIE).and_then(|c| extract_auth_value(c, "PVEAuthCookie"));

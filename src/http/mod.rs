@@ -3,6 +3,7 @@
 
 mod dispatch;
 pub mod format;
+mod local_socket;
 mod tls;
 
 use std::time::Duration;
@@ -11,12 +12,15 @@ use actix_web::{App, HttpServer, web};
 
 use crate::state::AppState;
 
+pub use local_socket::{SocketError, SocketPeer};
 pub use tls::TlsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
     #[error("unable to listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -37,6 +41,7 @@ pub async fn serve(state: AppState) -> Result<(), ServeError> {
             .app_data(data.clone())
             .default_service(web::to(dispatch::handle))
     })
+    .on_connect(local_socket::on_connect)
     .shutdown_timeout(5);
     let bind_err = |source| ServeError::Bind {
         addr: cfg.listen,
@@ -57,7 +62,18 @@ pub async fn serve(state: AppState) -> Result<(), ServeError> {
     for addr in server.addrs() {
         tracing::info!("listening on {scheme}://{addr}/api2/json");
     }
-    server.run().await.map_err(ServeError::Run)?;
+    let server = server
+        .listen_uds(local_socket::bind(&cfg.socket)?)
+        .map_err(|source| SocketError::Bind {
+            path: cfg.socket.clone(),
+            source,
+        })?;
+    tracing::info!("listening on unix:{}", cfg.socket.display());
+    let result = server.run().await.map_err(ServeError::Run);
+    if let Err(e) = std::fs::remove_file(&cfg.socket) {
+        tracing::warn!("unable to remove socket '{}': {e}", cfg.socket.display());
+    }
+    result?;
     tracing::info!("stopping running tasks");
     state.tasks().stop_all(SHUTDOWN_GRACE).await;
     Ok(())

@@ -174,6 +174,20 @@ impl Daemon {
         wait_for_port(self.port);
     }
 
+    /// The local socket (the default one, under the state dir).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("state").join("isolib.sock")
+    }
+
+    /// Sends `request` as is over the local socket and returns the response.
+    pub fn raw_unix(&self, request: &[u8]) -> Response {
+        let mut s = std::os::unix::net::UnixStream::connect(self.socket_path()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(request).expect("send");
+        Response::read(&mut s)
+    }
+
     pub fn storage_path(&self) -> PathBuf {
         self.dir.path().join("local")
     }
@@ -203,7 +217,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn read(s: &mut TcpStream) -> Response {
+    fn read(s: &mut impl Read) -> Response {
         let mut r = BufReader::new(s);
         let mut status_line = String::new();
         r.read_line(&mut status_line).expect("status line");
