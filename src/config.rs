@@ -81,6 +81,19 @@ pub struct RawConfig {
     /// Local Unix socket serving the same API; a peer with uid 0 or the daemon's own uid is root@pam [default: <state-dir>/isolib.sock]
     #[arg(long)]
     pub socket: Option<PathBuf>,
+    /// PVE node mode: read storage.cfg, user.cfg, priv/token.cfg, priv/shadow.cfg, priv/tfa.cfg,
+    /// datacenter.cfg and the ticket keys from this directory; `none` turns it off [default: /etc/pve where it exists]
+    #[arg(long)]
+    pub pve_dir: Option<String>,
+    /// Passwords of the `pve` realm, PVE priv/shadow.cfg format [default: <pve-dir>/priv/shadow.cfg, else <state-dir>/shadow.cfg]
+    #[arg(long)]
+    pub shadow_cfg: Option<PathBuf>,
+    /// PAM service that checks `pam` realm passwords [default: proxmox-ve-auth, as PVE]
+    #[arg(long)]
+    pub pam_service: Option<String>,
+    /// Directory of PAM service files [default: the system's, /etc/pam.d]
+    #[arg(long)]
+    pub pam_confdir: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -119,6 +132,10 @@ impl RawConfig {
             task_log_keep: self.task_log_keep.or(file.task_log_keep),
             task_log_days: self.task_log_days.or(file.task_log_days),
             socket: self.socket.or(file.socket),
+            pve_dir: self.pve_dir.or(file.pve_dir),
+            shadow_cfg: self.shadow_cfg.or(file.shadow_cfg),
+            pam_service: self.pam_service.or(file.pam_service),
+            pam_confdir: self.pam_confdir.or(file.pam_confdir),
         }
     }
 }
@@ -168,6 +185,76 @@ pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub socket: PathBuf,
+    /// Set in PVE node mode: the directory PVE's own files are read from, never written.
+    pub pve_dir: Option<PathBuf>,
+    pub shadow_cfg: PathBuf,
+    /// PVE's second-factor files; only node mode has them.
+    pub tfa_cfg: Option<PathBuf>,
+    pub domains_cfg: Option<PathBuf>,
+    pub datacenter_cfg: Option<PathBuf>,
+    pub keys: KeyPaths,
+    pub pam_service: String,
+    pub pam_confdir: Option<PathBuf>,
+}
+
+/// Where the ticket keys live: PVE's files in node mode, made once under the state dir
+/// otherwise.
+#[derive(Debug, Clone)]
+pub struct KeyPaths {
+    /// RSA private key that signs tickets (`priv/authkey.key`).
+    pub private: PathBuf,
+    /// Its public half (`authkey.pub`) and the one it replaced (`authkey.pub.old`).
+    pub public: PathBuf,
+    pub public_old: PathBuf,
+    /// The secret CSRF tokens are derived from (`priv/pve-www.key`).
+    pub www: PathBuf,
+    /// Whether the daemon may create missing keys (never in PVE's directory).
+    pub create: bool,
+}
+
+impl KeyPaths {
+    fn in_pve_dir(pve: &Path) -> KeyPaths {
+        KeyPaths {
+            private: pve.join("priv/authkey.key"),
+            public: pve.join("authkey.pub"),
+            public_old: pve.join("authkey.pub.old"),
+            www: pve.join("priv/pve-www.key"),
+            create: false,
+        }
+    }
+
+    fn in_state_dir(state: &Path) -> KeyPaths {
+        let dir = state.join("auth");
+        KeyPaths {
+            private: dir.join("authkey.key"),
+            public: dir.join("authkey.pub"),
+            public_old: dir.join("authkey.pub.old"),
+            www: dir.join("pve-www.key"),
+            create: true,
+        }
+    }
+}
+
+/// The PVE configuration directory, where a node has one.
+pub const DEFAULT_PVE_DIR: &str = "/etc/pve";
+
+/// `pve-dir`: explicit path, `none`, or /etc/pve when it exists.
+fn resolve_pve_dir(raw: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+    match raw {
+        Some("none") => Ok(None),
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid {
+                    key: "pve-dir",
+                    value: dir.display().to_string(),
+                    reason: "not a directory (use 'none' to run without PVE's files)".into(),
+                });
+            }
+            Ok(Some(absolute(&dir)?))
+        }
+        None => Ok(Some(PathBuf::from(DEFAULT_PVE_DIR)).filter(|d| d.is_dir())),
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
@@ -243,20 +330,42 @@ impl Config {
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         )?;
-        let embedded_access = raw.user_cfg.is_none() && raw.token_cfg.is_none();
-        let embedded_storage = raw.storage_cfg.is_none();
+        let pve_dir = resolve_pve_dir(raw.pve_dir.as_deref())?;
+        // A PVE file is the default for each setting it covers; an explicit setting still wins.
+        let pve_file = |name: &str| pve_dir.as_ref().map(|d| d.join(name));
+        let embedded_access =
+            pve_dir.is_none() && raw.user_cfg.is_none() && raw.token_cfg.is_none();
+        let embedded_storage = pve_dir.is_none() && raw.storage_cfg.is_none();
         let socket = raw.socket.unwrap_or_else(|| state_dir.join("isolib.sock"));
+        let storage_cfg = raw
+            .storage_cfg
+            .or_else(|| pve_file("storage.cfg"))
+            .unwrap_or_else(|| state_dir.join("storage.cfg"));
+        let user_cfg = raw
+            .user_cfg
+            .or_else(|| pve_file("user.cfg"))
+            .unwrap_or_else(|| state_dir.join("user.cfg"));
+        let token_cfg = raw
+            .token_cfg
+            .or_else(|| pve_file("priv/token.cfg"))
+            .unwrap_or_else(|| state_dir.join("token.cfg"));
+        let shadow_cfg = raw
+            .shadow_cfg
+            .or_else(|| pve_file("priv/shadow.cfg"))
+            .unwrap_or_else(|| state_dir.join("shadow.cfg"));
+        let keys = match &pve_dir {
+            Some(d) => KeyPaths::in_pve_dir(d),
+            None => KeyPaths::in_state_dir(&state_dir),
+        };
         Ok(Config {
             node,
             listen,
             tls: raw.tls.unwrap_or(true),
             tls_cert: raw.tls_cert,
             tls_key: raw.tls_key,
-            storage_cfg: raw
-                .storage_cfg
-                .unwrap_or_else(|| state_dir.join("storage.cfg")),
-            user_cfg: raw.user_cfg.unwrap_or_else(|| state_dir.join("user.cfg")),
-            token_cfg: raw.token_cfg.unwrap_or_else(|| state_dir.join("token.cfg")),
+            storage_cfg,
+            user_cfg,
+            token_cfg,
             embedded_access,
             embedded_storage,
             state_dir,
@@ -267,6 +376,16 @@ impl Config {
             limits,
             retention,
             socket,
+            shadow_cfg,
+            tfa_cfg: pve_file("priv/tfa.cfg"),
+            domains_cfg: pve_file("domains.cfg"),
+            datacenter_cfg: pve_file("datacenter.cfg"),
+            pve_dir,
+            keys,
+            pam_service: raw
+                .pam_service
+                .unwrap_or_else(|| "proxmox-ve-auth".to_string()),
+            pam_confdir: raw.pam_confdir,
         })
     }
 

@@ -7,18 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 type Stamp = Vec<Option<(SystemTime, u64)>>;
+type Loader<T, E> = Box<dyn Fn(&[PathBuf]) -> Result<T, E> + Send + Sync>;
 
 pub struct FileCache<T, E> {
     paths: Vec<PathBuf>,
-    load: fn(&[PathBuf]) -> Result<T, E>,
+    load: Loader<T, E>,
     current: Mutex<Option<(Stamp, Arc<T>)>>,
 }
 
 impl<T, E> FileCache<T, E> {
-    pub fn new(paths: Vec<PathBuf>, load: fn(&[PathBuf]) -> Result<T, E>) -> Self {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        load: impl Fn(&[PathBuf]) -> Result<T, E> + Send + Sync + 'static,
+    ) -> Self {
         FileCache {
             paths,
-            load,
+            load: Box::new(load),
             current: Mutex::new(None),
         }
     }

@@ -23,8 +23,9 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(config: Config, tasks: TaskRegistry, engine: Engine) -> AppState {
-        let storage = FileCache::new(vec![config.storage_cfg.clone()], |p| {
-            StorageConfig::load(&p[0])
+        let node_mode = config.pve_dir.is_some();
+        let storage = FileCache::new(vec![config.storage_cfg.clone()], move |p| {
+            StorageConfig::load_as(&p[0], node_mode)
         });
         let access = FileCache::new(
             vec![config.user_cfg.clone(), config.token_cfg.clone()],

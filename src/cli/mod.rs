@@ -92,6 +92,11 @@ pub enum CliError {
     Export(#[from] crate::api::export::ExportError),
     #[error("invalid token id '{0}': expected USER@REALM!NAME")]
     TokenId(String),
+    #[error(
+        "'{}' holds PVE's own files, which isolib never writes: on a PVE node use `pveum {command}`",
+        .dir.display()
+    )]
+    PveOwned { dir: PathBuf, command: &'static str },
 }
 
 fn load_config(config: Option<PathBuf>, flags: RawConfig) -> Result<Config, CliError> {
@@ -118,6 +123,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 },
         } => {
             let cfg = load_config(config, flags)?;
+            if let Some(dir) = cfg.pve_dir {
+                return Err(CliError::PveOwned {
+                    dir,
+                    command: "user token add",
+                });
+            }
             let id: AuthId = tokenid
                 .parse()
                 .map_err(|_| CliError::TokenId(tokenid.clone()))?;
@@ -186,7 +197,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
 /// Temp files of downloads that were running when the daemon last died. Nothing runs yet, so
 /// whatever this node left in a staging directory is an orphan.
 fn collect_staging_orphans(cfg: &Config) {
-    let storages = match StorageConfig::load(&cfg.storage_cfg) {
+    let storages = match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
         Ok(s) => s,
         Err(e) => return tracing::warn!("not collecting temp files: {e}"),
     };

@@ -45,9 +45,43 @@ impl StorageConfig {
         ))
     }
 
+    /// `load`, plus what a PVE node adds (see [`Self::apply_node_local_rule`]).
+    pub fn load_as(path: &Path, pve_node: bool) -> Result<StorageConfig, StorageError> {
+        let mut cfg = StorageConfig::load(path)?;
+        if pve_node {
+            cfg.apply_node_local_rule();
+        }
+        Ok(cfg)
+    }
+
     /// The storage with this ID.
     pub fn get(&self, id: &str) -> Option<&Storage> {
         self.storages.iter().find(|s| s.id == id)
+    }
+
+    /// What a PVE node makes of `local` (Plugin.pm parse_config): a `dir` storage at
+    /// /var/lib/vz on every node. A `local` of another type or path is replaced by PVE's
+    /// default and moved first; one without a path gets /var/lib/vz; node restrictions go.
+    pub fn apply_node_local_rule(&mut self) {
+        const VZ: &str = "/var/lib/vz";
+        let keep = self.get("local").is_some_and(|s| {
+            s.kind == "dir" && s.path.as_deref().is_none_or(|p| p == Path::new(VZ))
+        });
+        if !keep {
+            self.storages.retain(|s| s.id != "local");
+            let mut local = Storage::new("local", "dir");
+            local.content = ["backup", "images", "iso", "rootdir", "snippets", "vztmpl"]
+                .map(String::from)
+                .into();
+            local
+                .options
+                .insert("prune-backups".into(), "keep-all=1".into());
+            self.storages.insert(0, local);
+        }
+        if let Some(local) = self.storages.iter_mut().find(|s| s.id == "local") {
+            local.path.get_or_insert_with(|| PathBuf::from(VZ));
+            local.nodes = None;
+        }
     }
 }
 
@@ -307,6 +341,35 @@ fn decode_content_dirs(def: Option<&TypeDef>, value: &str) -> BTreeMap<String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_local_rule_forces_var_lib_vz_like_pve() {
+        let ids = |c: &StorageConfig| c.storages.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+        // Missing: PVE's default, first.
+        let mut cfg = StorageConfig::parse("isolib: isos\n\tpath /srv/isos\n");
+        cfg.apply_node_local_rule();
+        assert_eq!(ids(&cfg), ["local", "isos"]);
+        let local = cfg.get("local").expect("local");
+        assert_eq!(local.path.as_deref(), Some(Path::new("/var/lib/vz")));
+        assert!(local.content.contains("iso") && local.content.contains("vztmpl"));
+        // Another path: replaced.
+        let mut cfg = StorageConfig::parse(
+            "isolib: isos\n\tpath /srv/isos\n\ndir: local\n\tpath /srv/x\n\tcontent iso\n",
+        );
+        cfg.apply_node_local_rule();
+        assert_eq!(ids(&cfg), ["local", "isos"]);
+        assert_eq!(
+            cfg.get("local").and_then(|s| s.path.clone()),
+            Some("/var/lib/vz".into())
+        );
+        // The right type and path: kept as configured, but never node-restricted.
+        let mut cfg =
+            StorageConfig::parse("dir: local\n\tpath /var/lib/vz\n\tcontent iso\n\tnodes pve1\n");
+        cfg.apply_node_local_rule();
+        let local = cfg.get("local").expect("local");
+        assert_eq!(local.content, BTreeSet::from(["iso".to_string()]));
+        assert!(local.nodes.is_none());
+    }
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| (*s).to_owned()).collect()

@@ -111,6 +111,37 @@ impl Daemon {
         Daemon::spawn_wrapped(dir, &[], extra)
     }
 
+    /// Runs the daemon with a state dir in `dir` and only the `extra` config flags, so the
+    /// defaults (node mode's PVE files, for one) decide the rest.
+    pub fn start_bare(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        let port = free_port();
+        let mut args: Vec<String> = [
+            env!("CARGO_BIN_EXE_isolib"),
+            "serve",
+            "--node",
+            NODE,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls",
+            "false",
+            "--auth-fail-delay",
+            "0",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        args.push("--state-dir".into());
+        args.push(dir.path().join("state").display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = spawn_args(&args);
+        wait_for_port(port);
+        Daemon {
+            port,
+            dir,
+            child,
+            args,
+        }
+    }
+
     /// Runs the daemon under `wrapper` (e.g. strace and its flags).
     pub fn spawn_wrapped(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Daemon {
         let root = dir.path();
@@ -367,7 +398,7 @@ impl Daemon {
         r.json()["data"].as_str().expect("upid").to_string()
     }
 
-    fn get_json(&self, path: &str) -> serde_json::Value {
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
         let r = self.raw(
             format!(
                 "GET /api2/json{path} HTTP/1.1\r\nHost: x\r\n\
