@@ -71,6 +71,11 @@ impl AccessConfig {
         self.check_user_enabled(user, now).is_ok()
     }
 
+    /// Whether user.cfg gives the user second-factor keys of PVE's older kind.
+    pub fn has_tfa_keys(&self, user: &str) -> bool {
+        self.users.users.get(user).is_some_and(|u| u.tfa_keys)
+    }
+
     /// Effective privileges of `who` on the ACL path `path`.
     pub fn privileges(&self, who: &AuthId, path: &str) -> BTreeSet<String> {
         effective_privileges(&self.users, who, path)

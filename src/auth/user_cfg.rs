@@ -35,6 +35,8 @@ pub(crate) struct User {
     pub(crate) enable: bool,
     /// Epoch seconds, 0 = never.
     pub(crate) expire: i64,
+    /// The `keys` field is set: a second factor of PVE's older kind (yubico or oath ids).
+    pub(crate) tfa_keys: bool,
     pub(crate) tokens: BTreeMap<String, Token>,
 }
 
@@ -87,7 +89,7 @@ impl UserConfig {
             let fields = split_fields(line);
             let f = |i: usize| fields.get(i).copied().unwrap_or("");
             match f(0) {
-                "user" => cfg.parse_user(f(1), f(2), f(3)),
+                "user" => cfg.parse_user(f(1), f(2), f(3), f(8)),
                 "token" => cfg.parse_token(f(1), f(2), f(3)),
                 "group" => cfg.parse_group(f(1), f(2)),
                 "role" => cfg.parse_role(f(1), f(2)),
@@ -99,7 +101,7 @@ impl UserConfig {
         cfg
     }
 
-    fn parse_user(&mut self, userid: &str, enable: &str, expire: &str) {
+    fn parse_user(&mut self, userid: &str, enable: &str, expire: &str, keys: &str) {
         if !verify_username(userid) {
             warn!("user config - ignore user '{userid}' - invalid user name");
             return;
@@ -111,8 +113,9 @@ impl UserConfig {
             return;
         };
         // A repeated user line replaces the earlier one, tokens included, as in PVE.
-        self.users
-            .insert(userid.to_string(), User::new(truthy(enable), expire));
+        let mut user = User::new(truthy(enable), expire);
+        user.tfa_keys = !keys.is_empty();
+        self.users.insert(userid.to_string(), user);
     }
 
     fn parse_token(&mut self, tokenid: &str, expire: &str, privsep: &str) {
@@ -269,6 +272,7 @@ impl User {
         User {
             enable,
             expire,
+            tfa_keys: false,
             tokens: BTreeMap::new(),
         }
     }
