@@ -22,6 +22,7 @@ declare -A NEED=(
   [node]=nodejs
   [npm]=npm
   [strace]=strace
+  [prove]=perl
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
