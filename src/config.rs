@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{KeyPaths, LoginSettings};
 use crate::download::{Limits, RetryPolicy};
 use crate::schema::Pattern;
 use crate::tasks::Retention;
@@ -197,44 +198,6 @@ pub struct Config {
     pub pam_confdir: Option<PathBuf>,
 }
 
-/// Where the ticket keys live: PVE's files in node mode, made once under the state dir
-/// otherwise.
-#[derive(Debug, Clone)]
-pub struct KeyPaths {
-    /// RSA private key that signs tickets (`priv/authkey.key`).
-    pub private: PathBuf,
-    /// Its public half (`authkey.pub`) and the one it replaced (`authkey.pub.old`).
-    pub public: PathBuf,
-    pub public_old: PathBuf,
-    /// The secret CSRF tokens are derived from (`priv/pve-www.key`).
-    pub www: PathBuf,
-    /// Whether the daemon may create missing keys (never in PVE's directory).
-    pub create: bool,
-}
-
-impl KeyPaths {
-    fn in_pve_dir(pve: &Path) -> KeyPaths {
-        KeyPaths {
-            private: pve.join("priv/authkey.key"),
-            public: pve.join("authkey.pub"),
-            public_old: pve.join("authkey.pub.old"),
-            www: pve.join("priv/pve-www.key"),
-            create: false,
-        }
-    }
-
-    fn in_state_dir(state: &Path) -> KeyPaths {
-        let dir = state.join("auth");
-        KeyPaths {
-            private: dir.join("authkey.key"),
-            public: dir.join("authkey.pub"),
-            public_old: dir.join("authkey.pub.old"),
-            www: dir.join("pve-www.key"),
-            create: true,
-        }
-    }
-}
-
 /// The PVE configuration directory, where a node has one.
 pub const DEFAULT_PVE_DIR: &str = "/etc/pve";
 
@@ -353,9 +316,10 @@ impl Config {
             .shadow_cfg
             .or_else(|| pve_file("priv/shadow.cfg"))
             .unwrap_or_else(|| state_dir.join("shadow.cfg"));
+        // In node mode these are PVE's keys, which only PVE rotates; otherwise our own.
         let keys = match &pve_dir {
             Some(d) => KeyPaths::in_pve_dir(d),
-            None => KeyPaths::in_state_dir(&state_dir),
+            None => KeyPaths::standalone(&state_dir.join("auth")),
         };
         Ok(Config {
             node,
@@ -384,9 +348,21 @@ impl Config {
             keys,
             pam_service: raw
                 .pam_service
-                .unwrap_or_else(|| "proxmox-ve-auth".to_string()),
+                .unwrap_or_else(|| crate::auth::DEFAULT_PAM_SERVICE.to_string()),
             pam_confdir: raw.pam_confdir,
         })
+    }
+
+    /// What logging in needs to know.
+    pub fn login_settings(&self) -> LoginSettings {
+        LoginSettings {
+            keys: self.keys.clone(),
+            own_keys: self.pve_dir.is_none(),
+            shadow_cfg: self.shadow_cfg.clone(),
+            second_factors: self.tfa_cfg.clone().zip(self.domains_cfg.clone()),
+            pam_service: self.pam_service.clone(),
+            pam_confdir: self.pam_confdir.clone(),
+        }
     }
 
     /// The embedded storage: one `dir` storage `local` under the state dir.

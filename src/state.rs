@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::api::ApiError;
-use crate::auth::{AccessConfig, AuthError};
+use crate::auth::{AccessConfig, AuthError, Tickets};
 use crate::config::Config;
 use crate::download::Engine;
 use crate::file_cache::FileCache;
@@ -16,13 +16,14 @@ struct Inner {
     access: FileCache<AccessConfig, AuthError>,
     tasks: TaskRegistry,
     engine: Engine,
+    tickets: Arc<Tickets>,
 }
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(config: Config, tasks: TaskRegistry, engine: Engine) -> AppState {
+    pub fn new(config: Config, tasks: TaskRegistry, engine: Engine, tickets: Tickets) -> AppState {
         let node_mode = config.pve_dir.is_some();
         let storage = FileCache::new(vec![config.storage_cfg.clone()], move |p| {
             StorageConfig::load_as(&p[0], node_mode)
@@ -37,6 +38,7 @@ impl AppState {
             access,
             tasks,
             engine,
+            tickets: Arc::new(tickets),
         }))
     }
 
@@ -46,6 +48,10 @@ impl AppState {
 
     pub fn tasks(&self) -> &TaskRegistry {
         &self.0.tasks
+    }
+
+    pub fn tickets(&self) -> &Arc<Tickets> {
+        &self.0.tickets
     }
 
     pub fn engine(&self) -> &Engine {

@@ -30,6 +30,10 @@ for cmd in "${!NEED[@]}"; do
     missing+=("${NEED[$cmd]}")
   fi
 done
+# the daemon links libpam (the pam realm)
+if [ ! -e /usr/include/security/pam_appl.h ]; then
+  missing+=(libpam0g-dev)
+fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi

@@ -143,7 +143,7 @@ async fn delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         .spawn(
             "imgdel",
             &storage_id,
-            &ctx.auth.to_string(),
+            &ctx.auth()?.to_string(),
             move |_, log, _| async move {
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => {}

@@ -173,7 +173,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         .spawn(
             "download",
             &encode_text(&filename),
-            &ctx.auth.to_string(),
+            &ctx.auth()?.to_string(),
             move |upid, log, cancel| async move {
                 if checksum_required && plan.checksum.is_none() {
                     return Err("checksum required but not specified".to_string());

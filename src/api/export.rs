@@ -86,6 +86,7 @@ fn check_path_params(m: &ApiMethod) -> Result<(), ExportError> {
 /// `["perm", path, [privs], "any", 1]`, `["and", ...]` and `["or", ...]`.
 pub fn permissions(access: &Access) -> Value {
     match access {
+        Access::World => json!({"user": "world"}),
         Access::Authenticated => json!({"user": "all"}),
         rule => json!({ "check": check(rule) }),
     }
@@ -93,6 +94,7 @@ pub fn permissions(access: &Access) -> Value {
 
 fn check(access: &Access) -> Value {
     match access {
+        Access::World => json!(["user", "world"]),
         Access::Authenticated => json!(["user", "all"]),
         Access::Perm { path, privs, any } => {
             let mut v = vec![json!("perm"), json!(path), json!(privs)];

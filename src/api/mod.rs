@@ -1,6 +1,7 @@
 //! The PVE API surface isolib serves: one file per path group, each declaring its methods
 //! ([`router::ApiMethod`]); [`ROUTES`] lists them all for the dispatcher and the schema export.
 
+mod access;
 mod content;
 mod download_url;
 mod error;
@@ -18,6 +19,8 @@ use router::{ApiMethod, Params};
 use serde::de::DeserializeOwned;
 
 pub static ROUTES: &[&ApiMethod] = &[
+    &access::GET_TICKET,
+    &access::CREATE_TICKET,
     &nodes::VERSION,
     &nodes::LIST,
     &nodes::INDEX,

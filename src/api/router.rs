@@ -16,7 +16,8 @@ use crate::state::AppState;
 /// What a handler gets besides its parameters.
 pub struct Ctx {
     pub state: AppState,
-    pub auth: AuthId,
+    /// Who is calling; `None` only for [`Access::World`] methods.
+    pub auth: Option<AuthId>,
     pub access: Arc<AccessConfig>,
 }
 
@@ -25,8 +26,17 @@ impl Ctx {
         &self.state.config().node
     }
 
+    /// The caller of a method that requires authentication.
+    pub fn auth(&self) -> Result<&AuthId, ApiError> {
+        self.auth
+            .as_ref()
+            .ok_or_else(|| ApiError::new(401, "No ticket\n"))
+    }
+
     pub fn has(&self, path: &str, privs: &[&str], any: bool) -> bool {
-        self.access.check(&self.auth, path, privs, any)
+        self.auth
+            .as_ref()
+            .is_some_and(|a| self.access.check(a, path, privs, any))
     }
 }
 
@@ -47,6 +57,8 @@ pub type Handler = fn(Ctx, Params) -> BoxFuture<'static, Result<Reply, ApiError>
 
 /// PVE's permission expressions, over ACL paths with `{param}` placeholders.
 pub enum Access {
+    /// No authentication at all (PVE's `user => 'world'`): logging in.
+    World,
     /// Any authenticated user; the handler checks further (task owner, per-item filters).
     Authenticated,
     Perm {
@@ -68,7 +80,7 @@ impl Access {
         path_params: &BTreeMap<String, String>,
     ) -> Result<(), ApiError> {
         match self {
-            Access::Authenticated => Ok(()),
+            Access::World | Access::Authenticated => Ok(()),
             Access::Perm { path, privs, any } => {
                 let path = substitute(path, path_params);
                 if *any {

@@ -107,8 +107,9 @@ fn status_class(status: &str) -> &'static str {
 
 /// A caller sees its own tasks; a user also those of its tokens (spec §4.3).
 fn owns(ctx: &Ctx, upid: &Upid) -> bool {
-    let me = ctx.auth.to_string();
-    upid.user == me || (!ctx.auth.is_token() && upid.user_and_token().0 == me)
+    let Some(auth) = &ctx.auth else { return false };
+    let me = auth.to_string();
+    upid.user == me || (!auth.is_token() && upid.user_and_token().0 == me)
 }
 
 fn upid_fields(upid: &Upid) -> Map<String, Value> {

@@ -114,7 +114,7 @@ impl AccessConfig {
     }
 
     /// acl:`AccessControl.pm` check_user_enabled: exists, then enabled, then not expired.
-    fn check_user_enabled(&self, user: &str, now: i64) -> Result<(), AuthError> {
+    pub fn check_user_enabled(&self, user: &str, now: i64) -> Result<(), AuthError> {
         let data = verify_username(user)
             .then(|| self.users.users.get(user))
             .flatten()

@@ -59,29 +59,73 @@ pub fn add_token(
     }
 
     let secret = uuid::Uuid::new_v4().hyphenated().to_string();
-    let user_line = (!current.has_user(user)).then(|| format!("user:{user}:1:0::::::\n"));
     let token_line = format!("token:{tokenid}:0:{}::\n", u8::from(privsep));
-    let mut new_user_text = insert_token_lines(&user_text, user, user_line, &token_line);
-    if let Some(role) = role {
-        let member = if privsep {
-            tokenid.to_string()
-        } else {
-            user.to_string()
-        };
-        ensure_newline(&mut new_user_text);
-        new_user_text.push_str(&format!("acl:1:{acl_path}:{member}:{role}:\n"));
-    }
+    let member = if privsep {
+        tokenid.to_string()
+    } else {
+        user.to_string()
+    };
+    let grant = role.map(|role| (role, acl_path.as_str(), member.as_str()));
+    let new_user_text = edit_user_cfg(&user_text, &current, user, Some(&token_line), grant);
     let new_token_text = replace_secret(&token_text, &tokenid.to_string(), &secret);
 
     // token.cfg first: if user.cfg then fails, a stray secret without a token line is
     // harmless and a retry replaces it; the other order would leave a token that cannot log in.
     write_atomically(token_cfg, &new_token_text, TOKEN_CFG_MODE)?;
-    write_atomically(
-        user_cfg,
-        &new_user_text,
-        existing_mode(user_cfg).unwrap_or(USER_CFG_MODE),
-    )?;
+    write_user_cfg(user_cfg, &new_user_text)?;
     Ok(secret)
+}
+
+/// `isolib user add USER@REALM [--role ROLE] [--path PATH]`: the `user:` line when missing,
+/// and optionally an ACL line granting `role` on `path` (propagating). Returns whether the
+/// user was new. The password, for realm `pve`, is the caller's business (shadow.cfg).
+pub fn add_user(
+    user_cfg: &Path,
+    user: &AuthId,
+    role: Option<&str>,
+    path: &str,
+) -> Result<bool, AuthError> {
+    if user.is_token() {
+        return Err(AuthError::InvalidAuthId(user.to_string()));
+    }
+    let acl_path = normalize_path(path)
+        .filter(|p| check_path(p))
+        .ok_or_else(|| AuthError::InvalidAclPath(path.to_string()))?;
+    let user_text = read_existing(user_cfg)?;
+    let current = AccessConfig::parse(&user_text, "")?;
+    if let Some(role) = role.filter(|r| !current.has_role(r)) {
+        return Err(AuthError::UnknownRole(role.to_string()));
+    }
+    let id = user.user();
+    let created = !current.has_user(id);
+    let grant = role.map(|role| (role, acl_path.as_str(), id));
+    if created || grant.is_some() {
+        let new_text = edit_user_cfg(&user_text, &current, id, None, grant);
+        write_user_cfg(user_cfg, &new_text)?;
+    }
+    Ok(created)
+}
+
+/// user.cfg with `user`'s line added when missing, `token_line` after it, and an ACL line
+/// `(role, path, member)` at the end, after every role definition.
+fn edit_user_cfg(
+    text: &str,
+    current: &AccessConfig,
+    user: &str,
+    token_line: Option<&str>,
+    grant: Option<(&str, &str, &str)>,
+) -> String {
+    let user_line = (!current.has_user(user)).then(|| format!("user:{user}:1:0::::::\n"));
+    let mut new_text = insert_user_lines(text, user, user_line, token_line);
+    if let Some((role, path, member)) = grant {
+        ensure_newline(&mut new_text);
+        new_text.push_str(&format!("acl:1:{path}:{member}:{role}:\n"));
+    }
+    new_text
+}
+
+fn write_user_cfg(path: &Path, text: &str) -> Result<(), AuthError> {
+    write_atomically(path, text, existing_mode(path).unwrap_or(USER_CFG_MODE))
 }
 
 /// The file's text, or empty when it does not exist. Unlike the daemon's reader this refuses
@@ -118,11 +162,13 @@ fn entry_of(line: &str) -> Option<(&str, &str)> {
     Some((kind, fields.get(1).copied().unwrap_or("")))
 }
 
-fn insert_token_lines(
+/// Inserts a new user's line after the last user or token line, and a token line after its
+/// user's line and existing tokens.
+fn insert_user_lines(
     text: &str,
     user: &str,
     user_line: Option<String>,
-    token_line: &str,
+    token_line: Option<&str>,
 ) -> String {
     let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
     let is_user_or_token = |l: &str| matches!(entry_of(l), Some(("user" | "token", _)));
@@ -151,7 +197,7 @@ fn insert_token_lines(
     }
     let new: Vec<String> = user_line
         .into_iter()
-        .chain([token_line.to_string()])
+        .chain(token_line.map(str::to_string))
         .collect();
     lines.splice(at..at, new);
     lines.concat()

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod user;
+
 use crate::api::STAGING_DIR;
 use crate::auth::{self, AuthError, AuthId};
 use crate::config::{Config, ConfigError, RawConfig};
@@ -46,6 +48,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage users that log in with a password
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +85,8 @@ pub enum CliError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
+    Keys(#[from] auth::KeyError),
+    #[error(transparent)]
     Tasks(#[from] TaskError),
     #[error(transparent)]
     Fetch(#[from] FetchSetupError),
@@ -92,6 +101,14 @@ pub enum CliError {
     Export(#[from] crate::api::export::ExportError),
     #[error("invalid token id '{0}': expected USER@REALM!NAME")]
     TokenId(String),
+    #[error("invalid user id '{0}': expected USER@pve or USER@pam")]
+    UserId(String),
+    #[error("{0}")]
+    Password(&'static str),
+    #[error("unable to read the password: {0}")]
+    Stdin(#[from] std::io::Error),
+    #[error(transparent)]
+    Shadow(#[from] auth::ShadowError),
     #[error(
         "'{}' holds PVE's own files, which isolib never writes: on a PVE node use `pveum {command}`",
         .dir.display()
@@ -111,6 +128,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { config, flags } => serve(load_config(config, flags)?).await,
         Command::Schema { out } => write_schema(&out),
+        Command::User { command } => user::run(command),
         Command::Token {
             command:
                 TokenCommand::Add {
@@ -190,7 +208,8 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         ca_file: cfg.ca_file.clone(),
     })?;
     let engine = Engine::new(fetcher, cfg.limits.clone());
-    http::serve(AppState::new(cfg, tasks, engine)).await?;
+    let tickets = auth::Tickets::new(cfg.login_settings())?;
+    http::serve(AppState::new(cfg, tasks, engine, tickets)).await?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use percent_encoding::percent_decode_str;
 
 use super::format::{self, Format};
 use super::local_socket::SocketPeer;
-use crate::api::router::{self, ApiMethod, Ctx, Reply};
+use crate::api::router::{self, Access, ApiMethod, Ctx, Reply};
 use crate::api::{ApiError, ROUTES};
 use crate::auth::{AccessConfig, AuthId, extract_auth_value};
 use crate::schema::{RawParams, RawValue, validate};
@@ -67,16 +67,25 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
             );
         }
     };
-    let auth = match authenticate(req, &access) {
-        Ok(a) => a,
-        Err(reason) => {
-            // PVE delays every authentication failure to slow down guessing.
-            tokio::time::sleep(state.config().auth_fail_delay).await;
-            return format::unauthorized(reason);
+    let route = router::find(ROUTES, method, &rel_path);
+    // PVE lets a few URIs through without credentials (logging in); everything else is
+    // authenticated before the route is even looked at.
+    let public = route
+        .as_ref()
+        .is_some_and(|(m, _)| matches!(m.access, Access::World));
+    let auth = if public {
+        None
+    } else {
+        match authenticate(req, &state, &access) {
+            Ok(a) => Some(a),
+            Err(reason) => {
+                // PVE delays every authentication failure to slow down guessing.
+                tokio::time::sleep(state.config().auth_fail_delay).await;
+                return format::unauthorized(reason);
+            }
         }
     };
-
-    let Some((api_method, path_params)) = router::find(ROUTES, method, &rel_path) else {
+    let Some((api_method, path_params)) = route else {
         return format::error(fmt, &ApiError::not_implemented(method, &rel_path));
     };
     let body = match read_body(payload).await {
@@ -111,17 +120,19 @@ async fn run(
     path_params: BTreeMap<String, String>,
     body: &[u8],
     state: AppState,
-    auth: AuthId,
+    auth: Option<AuthId>,
     access: std::sync::Arc<AccessConfig>,
 ) -> Result<HttpResponse, ApiError> {
     let params = merge_params(req, body, &path_params)?;
-    if auth.is_token() && !api_method.allow_token {
-        return Err(ApiError::permission(Some(&format!(
-            "URI '{}' not available with API token, need proper ticket.",
-            api_method.path
-        ))));
+    if let Some(auth) = &auth {
+        if auth.is_token() && !api_method.allow_token {
+            return Err(ApiError::permission(Some(&format!(
+                "URI '{}' not available with API token, need proper ticket.",
+                api_method.path
+            ))));
+        }
+        api_method.access.check(&access, auth, &path_params)?;
     }
-    api_method.access.check(&access, &auth, &path_params)?;
     if let Some(node) = path_params.get("node") {
         check_node(node, &state.config().node)?;
     }
@@ -143,9 +154,13 @@ async fn run(
 }
 
 /// A local-socket peer is who the kernel says it is; over TCP a ticket from the cookie, else a
-/// ticket from `Authorization`, else an API token (spec §6.1). Tickets are not issued by this
-/// daemon yet, so any ticket fails.
-fn authenticate(req: &HttpRequest, access: &AccessConfig) -> Result<AuthId, &'static str> {
+/// ticket from `Authorization`, else an API token (spec §6.1). A ticket also needs its CSRF
+/// token on everything but GET (§6.4); a token needs none.
+fn authenticate(
+    req: &HttpRequest,
+    state: &AppState,
+    access: &AccessConfig,
+) -> Result<AuthId, &'static str> {
     if let Some(peer) = req.conn_data::<SocketPeer>() {
         if peer.is_trusted() {
             return Ok(AuthId::root());
@@ -154,17 +169,33 @@ fn authenticate(req: &HttpRequest, access: &AccessConfig) -> Result<AuthId, &'st
         return Err("socket peer is not root");
     }
     let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let cookie_ticket =
-        header_value(header::COOKIE).and_then(|c| extract_auth_value(c, "PVEAuthCookie"));
-    let authorization = header_value(header::AUTHORIZATION);
-    let header_ticket = authorization.and_then(|a| extract_auth_value(a, "PVEAuthCookie"));
-    if cookie_ticket.is_some() || header_ticket.is_some() {
-        return Err("Authentication failed!");
+    let authorization = header_value(header::AUTHORIZATION.as_str());
+    let ticket = header_value(header::COOKIE.as_str())
+        .and_then(|c| extract_auth_value(c, "PVEAuthCookie"))
+        .or_else(|| authorization.and_then(|a| extract_auth_value(a, "PVEAuthCookie")));
+    let now = chrono::Utc::now().timestamp();
+    if let Some(ticket) = ticket {
+        let tickets = state.tickets();
+        let user = tickets.verify(&ticket).map_err(|e| {
+            tracing::info!("ticket authentication failed: {e}");
+            "Authentication failed!"
+        })?;
+        access.check_user_enabled(&user, now).map_err(|e| {
+            tracing::info!("ticket authentication failed: {e}");
+            "Authentication failed!"
+        })?;
+        if req.method() != actix_web::http::Method::GET {
+            let token = header_value("CSRFPreventionToken").unwrap_or("");
+            tickets.verify_csrf(token, &user).map_err(|e| {
+                tracing::info!("CSRF check for {user} failed: {e}");
+                "Permission denied - invalid csrf token"
+            })?;
+        }
+        return user.parse().map_err(|_| "Authentication failed!");
     }
     let Some(token) = authorization.and_then(|a| extract_auth_value(a, "PVEAPIToken")) else {
         return Err("No ticket");
     };
-    let now = chrono::Utc::now().timestamp();
     access.verify_api_token(&token, now).map_err(|e| {
         tracing::info!("API token authentication failed: {e}");
         "Authentication failed!"

@@ -1,0 +1,163 @@
+//! `/access/ticket`: logging in with a password, or renewing with a ticket in its place
+//! (acl:`API2/AccessControl.pm` create_ticket, spec/pve-api.md §6.3).
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::types::{BOOLEAN, STRING, opt, prop};
+use super::{ApiError, from_params};
+use crate::auth::{AccessConfig, AuthId};
+use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+
+static USERNAME: Schema = Schema::String(StringSchema {
+    max_length: Some(64),
+    ..StringSchema::new()
+});
+
+static TICKET_PROPS: [Property; 8] = [
+    prop("username", "User name", &USERNAME),
+    prop(
+        "password",
+        "The secret password. This can also be a valid ticket.",
+        &STRING,
+    ),
+    opt(
+        "realm",
+        "You can optionally pass the realm using this parameter.",
+        &STRING,
+    ),
+    opt(
+        "otp",
+        "One-time password for Two-factor authentication.",
+        &STRING,
+    ),
+    opt(
+        "path",
+        "Verify ticket, and check if user have access 'privs' on 'path'",
+        &STRING,
+    ),
+    opt(
+        "privs",
+        "Verify ticket, and check if user have access 'privs' on 'path'",
+        &STRING,
+    ),
+    opt("new-format", "This parameter is now ignored.", &BOOLEAN),
+    opt(
+        "tfa-challenge",
+        "The signed TFA challenge string the user wants to respond to.",
+        &STRING,
+    ),
+];
+const TICKET_SCHEMA: ObjectSchema = ObjectSchema {
+    properties: &TICKET_PROPS,
+    additional_properties: false,
+};
+const NO_PARAMS: ObjectSchema = ObjectSchema {
+    properties: &[],
+    additional_properties: false,
+};
+
+pub static GET_TICKET: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/access/ticket",
+    description: "Dummy. Useful for formatters which want to provide a login page.",
+    parameters: &NO_PARAMS,
+    returns: "null",
+    access: Access::World,
+    allow_token: false,
+    handler: |_, _| Box::pin(async { Ok(Reply::Data(Value::Null)) }),
+};
+
+pub static CREATE_TICKET: ApiMethod = ApiMethod {
+    method: "POST",
+    path: "/access/ticket",
+    description: "Create or verify authentication ticket.",
+    parameters: &TICKET_SCHEMA,
+    returns: "object {username, ticket, CSRFPreventionToken, cap}",
+    access: Access::World,
+    allow_token: false,
+    handler: |ctx, params| Box::pin(create_ticket(ctx, params)),
+};
+
+#[derive(Deserialize)]
+struct TicketParams {
+    username: String,
+    password: String,
+    realm: Option<String>,
+    otp: Option<String>,
+    #[serde(rename = "tfa-challenge")]
+    tfa_challenge: Option<String>,
+}
+
+async fn create_ticket(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let started = Instant::now();
+    let p: TicketParams = from_params(params)?;
+    let mut username = p.username;
+    if let Some(realm) = p.realm.filter(|_| !username.contains('@')) {
+        username = format!("{username}@{realm}");
+    }
+    // This daemon checks passwords only: a second-factor step is never half-done here.
+    let result = if p.otp.is_some() || p.tfa_challenge.is_some() {
+        Err("second factors are not supported; log in through PVE".to_string())
+    } else {
+        ctx.state
+            .tickets()
+            .clone()
+            .login(&ctx.access, &username, p.password, None)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match result {
+        Ok(issued) => {
+            tracing::info!("successful auth for user '{username}'");
+            let cap = capabilities(&ctx.access, &issued.username);
+            Ok(Reply::Data(json!({
+                "username": issued.username,
+                "ticket": issued.ticket,
+                "CSRFPreventionToken": issued.csrf_token,
+                "cap": cap,
+            })))
+        }
+        Err(reason) => {
+            tracing::warn!("authentication failure; user '{username}': {reason}");
+            // PVE answers a failed login no sooner than the usual delay after it began.
+            let delay = ctx.state.config().auth_fail_delay;
+            tokio::time::sleep(delay.saturating_sub(started.elapsed())).await;
+            Err(ApiError::new(401, "authentication failure\n"))
+        }
+    }
+}
+
+/// The `cap` object the web UI enables its buttons by: per area, the privileges of that
+/// family the user holds on the area's root path.
+fn capabilities(access: &AccessConfig, user: &str) -> Value {
+    const AREAS: [(&str, &str, &[&str]); 7] = [
+        ("vms", "/vms", &["VM."]),
+        ("storage", "/storage", &["Datastore."]),
+        ("access", "/access", &["User.", "Group.", "Realm."]),
+        ("nodes", "/nodes", &["Sys."]),
+        ("sdn", "/sdn", &["SDN."]),
+        ("dc", "/", &["Sys.Audit", "Sys.Modify", "SDN."]),
+        ("mapping", "/mapping", &["Mapping."]),
+    ];
+    let Ok(who) = user.parse::<AuthId>() else {
+        return json!({});
+    };
+    let mut cap = Map::new();
+    for (area, path, families) in AREAS {
+        let privs: Map<String, Value> = access
+            .privileges(&who, path)
+            .into_iter()
+            .filter(|p| {
+                area != "dc" && p == "Permissions.Modify"
+                    || families.iter().any(|f| p.starts_with(f))
+            })
+            .map(|p| (p, json!(1)))
+            .collect();
+        cap.insert(area.to_string(), Value::Object(privs));
+    }
+    Value::Object(cap)
+}
