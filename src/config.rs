@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::download::{Limits, RetryPolicy};
+use crate::download::{Limits, RetryPolicy, Rule, UrlPolicy};
 use crate::schema::Pattern;
 use crate::tasks::Retention;
 
@@ -78,6 +78,12 @@ pub struct RawConfig {
     /// Days a finished task's log is kept [default: 90]
     #[arg(long)]
     pub task_log_days: Option<u64>,
+    /// URLs that may be fetched: scheme:http|https, host:NAME, host:*.DOMAIN, net:ADDRESS[/PREFIX]; repeat or separate with ',' [default: any http(s) URL]
+    #[arg(long, value_delimiter = ',')]
+    pub url_allow: Option<Vec<String>>,
+    /// URLs that must not be fetched, same rules as --url-allow; deny wins [default: none]
+    #[arg(long, value_delimiter = ',')]
+    pub url_deny: Option<Vec<String>>,
 }
 
 impl RawConfig {
@@ -115,6 +121,8 @@ impl RawConfig {
             bwlimit_total: self.bwlimit_total.or(file.bwlimit_total),
             task_log_keep: self.task_log_keep.or(file.task_log_keep),
             task_log_days: self.task_log_days.or(file.task_log_days),
+            url_allow: self.url_allow.or(file.url_allow),
+            url_deny: self.url_deny.or(file.url_deny),
         }
     }
 }
@@ -163,6 +171,7 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub limits: Limits,
     pub retention: Retention,
+    pub url_policy: UrlPolicy,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
@@ -234,6 +243,19 @@ impl Config {
                 Duration::from_secs(d.saturating_mul(86_400))
             }),
         };
+        let rules = |key: &'static str, list: Option<Vec<String>>| {
+            list.unwrap_or_default()
+                .iter()
+                .map(|text| {
+                    text.parse::<Rule>()
+                        .map_err(|e| invalid(key, text, &e.to_string()))
+                })
+                .collect::<Result<Vec<Rule>, ConfigError>>()
+        };
+        let url_policy = UrlPolicy::new(
+            rules("url-allow", raw.url_allow)?,
+            rules("url-deny", raw.url_deny)?,
+        );
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -260,6 +282,7 @@ impl Config {
             retry,
             limits,
             retention,
+            url_policy,
         })
     }
 
@@ -321,6 +344,44 @@ mod tests {
         assert_eq!(
             Config::resolve(bad).expect_err("bad node").to_string(),
             "invalid node '-x': value does not look like a valid node name"
+        );
+    }
+
+    #[test]
+    fn url_rules_from_toml_and_bad_rules_name_key_and_reason() {
+        let file: RawConfig = toml::from_str(
+            "url-allow = [\"scheme:https\"]\nurl-deny = [\"net:10.0.0.0/8\", \"host:*.internal.example\"]\n",
+        )
+        .expect("toml");
+        let cfg = Config::resolve(file.clone()).expect("valid");
+        assert_eq!(
+            cfg.url_policy,
+            UrlPolicy::new(
+                vec!["scheme:https".parse().expect("rule")],
+                vec![
+                    "net:10.0.0.0/8".parse().expect("rule"),
+                    "host:*.internal.example".parse().expect("rule"),
+                ],
+            )
+        );
+        // A flag list replaces the file's list.
+        let flags = RawConfig {
+            url_deny: Some(vec!["net:10.1.2.3/8".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(flags.over(file))
+                .expect_err("host bits")
+                .to_string(),
+            "invalid url-deny 'net:10.1.2.3/8': host bits are set; the network is 10.0.0.0/8"
+        );
+        let bad = RawConfig {
+            url_allow: Some(vec!["debian.org".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(bad).expect_err("no kind").to_string(),
+            "invalid url-allow 'debian.org': expected scheme:NAME, host:NAME, host:*.DOMAIN or net:ADDRESS[/PREFIX]"
         );
     }
 }

@@ -177,6 +177,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     let fetcher = Fetcher::new(&FetchConfig {
         http_proxy: cfg.http_proxy.clone(),
         ca_file: cfg.ca_file.clone(),
+        policy: cfg.url_policy.clone(),
     })?;
     let engine = Engine::new(fetcher, cfg.limits.clone());
     http::serve(AppState::new(cfg, tasks, engine)).await?;

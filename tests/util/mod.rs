@@ -616,3 +616,26 @@ pub fn redirect_loop_origin() -> u16 {
     });
     port
 }
+
+/// The request lines an origin saw.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An origin that redirects every request to `location`; it records each request line.
+pub fn redirect_origin(location: String) -> (u16, Lines) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Lines = Default::default();
+    let log = seen.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&mut conn).read_line(&mut line);
+            log.lock().expect("lock").push(line.trim_end().to_string());
+            let head =
+                format!("HTTP/1.0 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+            let _ = conn.write_all(head.as_bytes());
+        }
+    });
+    (port, seen)
+}
