@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::download::{Limits, RetryPolicy, Rule, UrlPolicy};
+use crate::download::{DEFAULT_MAX_REDIRECTS, Limits, RetryPolicy, Rule, UrlPolicy};
 use crate::schema::Pattern;
 use crate::tasks::Retention;
 
@@ -84,6 +84,9 @@ pub struct RawConfig {
     /// URLs that must not be fetched, same rules as --url-allow; deny wins [default: none]
     #[arg(long, value_delimiter = ',')]
     pub url_deny: Option<Vec<String>>,
+    /// Redirects a download follows [default: 20, as wget]
+    #[arg(long)]
+    pub max_redirects: Option<usize>,
 }
 
 impl RawConfig {
@@ -123,6 +126,7 @@ impl RawConfig {
             task_log_days: self.task_log_days.or(file.task_log_days),
             url_allow: self.url_allow.or(file.url_allow),
             url_deny: self.url_deny.or(file.url_deny),
+            max_redirects: self.max_redirects.or(file.max_redirects),
         }
     }
 }
@@ -172,6 +176,7 @@ pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub url_policy: UrlPolicy,
+    pub max_redirects: usize,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
@@ -283,6 +288,7 @@ impl Config {
             limits,
             retention,
             url_policy,
+            max_redirects: raw.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
         })
     }
 
@@ -350,10 +356,11 @@ mod tests {
     #[test]
     fn url_rules_from_toml_and_bad_rules_name_key_and_reason() {
         let file: RawConfig = toml::from_str(
-            "url-allow = [\"scheme:https\"]\nurl-deny = [\"net:10.0.0.0/8\", \"host:*.internal.example\"]\n",
+            "url-allow = [\"scheme:https\"]\nurl-deny = [\"net:10.0.0.0/8\", \"host:*.internal.example\"]\nmax-redirects = 3\n",
         )
         .expect("toml");
         let cfg = Config::resolve(file.clone()).expect("valid");
+        assert_eq!(cfg.max_redirects, 3);
         assert_eq!(
             cfg.url_policy,
             UrlPolicy::new(

@@ -1,7 +1,7 @@
 //! url-allow / url-deny keep the daemon away from addresses the operator forbids, whichever
 //! way the URL names them: an address literal, a name that resolves there, a redirect; for
 //! download-url (a task error, no file, no request to the origin) and query-url-metadata (a
-//! 500). All origins listen on 127.0.0.1, which `localhost` resolves to.
+//! 500). Also max-redirects. All origins listen on 127.0.0.1, which `localhost` resolves to.
 
 mod util;
 
@@ -233,6 +233,36 @@ fn query_url_metadata_is_refused_too() {
     );
     assert_eq!(requests(&redirect_seen), ["HEAD /m.iso HTTP/1.1"]);
     assert_eq!(requests(&seen), Vec::<String>::new());
+}
+
+#[test]
+fn max_redirects_bounds_the_chain() {
+    let (origin, seen) = util::redirect_chain_origin(b"end of chain".to_vec());
+    let url = format!("http://127.0.0.1:{origin}/hop/3");
+
+    let d = Daemon::start_with(&["--max-redirects", "2"]);
+    assert_eq!(
+        download(&d, &url, "h.iso"),
+        "download failed: too many redirects"
+    );
+    assert_eq!(
+        requests(&seen),
+        [
+            "GET /hop/3 HTTP/1.1",
+            "GET /hop/2 HTTP/1.1",
+            "GET /hop/1 HTTP/1.1"
+        ]
+    );
+    nothing_stored(&d);
+    drop(d);
+
+    let d = Daemon::start_with(&["--max-redirects", "3"]);
+    assert_eq!(download(&d, &url, "h.iso"), "OK");
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/h.iso")).expect("file"),
+        b"end of chain"
+    );
+    assert_eq!(requests(&seen).len(), 3 + 4);
 }
 
 #[test]

@@ -178,6 +178,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         http_proxy: cfg.http_proxy.clone(),
         ca_file: cfg.ca_file.clone(),
         policy: cfg.url_policy.clone(),
+        max_redirects: cfg.max_redirects,
     })?;
     let engine = Engine::new(fetcher, cfg.limits.clone());
     http::serve(AppState::new(cfg, tasks, engine)).await?;

@@ -1,7 +1,7 @@
 //! HTTP clients for downloads and metadata queries: the configured proxy for http and https
 //! (PVE's datacenter.cfg `http_proxy`; without one no proxy at all, whatever the environment
-//! says), extra CAs for internal mirrors, the certificate-verification switch, and the URL
-//! policy on every request, redirect and resolved address.
+//! says), extra CAs for internal mirrors, the certificate-verification switch, the redirect
+//! limit, and the URL policy on every request, redirect and resolved address.
 //!
 //! With a proxy the daemon connects only to the proxy, which is the operator's own setting and
 //! is trusted: scheme and host rules still judge the URL and every redirect, and net rules judge
@@ -22,6 +22,8 @@ pub struct FetchConfig {
     pub http_proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub policy: UrlPolicy,
+    /// Redirects a download follows; metadata queries follow at most LWP's 7 of them.
+    pub max_redirects: usize,
 }
 
 impl Default for FetchConfig {
@@ -30,6 +32,7 @@ impl Default for FetchConfig {
             http_proxy: None,
             ca_file: None,
             policy: UrlPolicy::default(),
+            max_redirects: DEFAULT_MAX_REDIRECTS,
         }
     }
 }
@@ -68,7 +71,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(180);
 const METADATA_REDIRECTS: usize = 7;
 /// wget follows up to 20 redirects.
-const DOWNLOAD_REDIRECTS: usize = 20;
+pub const DEFAULT_MAX_REDIRECTS: usize = 20;
 
 /// Kept apart from policy refusals, whose text is their own; it reads "too many redirects".
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +120,14 @@ impl Fetcher {
             b = if metadata {
                 b.user_agent("Proxmox VE")
                     .timeout(METADATA_TIMEOUT)
-                    .redirect(redirect_policy(policy.clone(), METADATA_REDIRECTS))
+                    .redirect(redirect_policy(
+                        policy.clone(),
+                        cfg.max_redirects.min(METADATA_REDIRECTS),
+                    ))
             } else {
                 b.user_agent(concat!("isolib/", env!("CARGO_PKG_VERSION")))
                     .read_timeout(READ_TIMEOUT)
-                    .redirect(redirect_policy(policy.clone(), DOWNLOAD_REDIRECTS))
+                    .redirect(redirect_policy(policy.clone(), cfg.max_redirects))
             };
             b = b.tls_certs_merge(cas.clone());
             b = match &cfg.http_proxy {

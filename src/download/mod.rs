@@ -28,7 +28,7 @@ pub use checksum::{Algorithm, Checksum};
 pub use content_check::ContentCheck;
 pub use decompress::Compression;
 pub use error::DownloadError;
-pub use fetch::{FetchConfig, FetchSetupError, Fetcher};
+pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher};
 pub use policy::{PolicyError, Rule, RuleError, UrlPolicy};
 pub use staging::{collect_orphans, new_tag};
 
