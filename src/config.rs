@@ -87,6 +87,12 @@ pub struct RawConfig {
     /// Redirects a download follows [default: 20, as wget]
     #[arg(long)]
     pub max_redirects: Option<usize>,
+    /// Bytes of header fields in one API request [default: 8192, as PVE]
+    #[arg(long)]
+    pub max_header_size: Option<usize>,
+    /// Header fields in one API request [default: 64, as PVE]
+    #[arg(long)]
+    pub max_header_count: Option<usize>,
 }
 
 impl RawConfig {
@@ -127,6 +133,8 @@ impl RawConfig {
             url_allow: self.url_allow.or(file.url_allow),
             url_deny: self.url_deny.or(file.url_deny),
             max_redirects: self.max_redirects.or(file.max_redirects),
+            max_header_size: self.max_header_size.or(file.max_header_size),
+            max_header_count: self.max_header_count.or(file.max_header_count),
         }
     }
 }
@@ -177,7 +185,31 @@ pub struct Config {
     pub retention: Retention,
     pub url_policy: UrlPolicy,
     pub max_redirects: usize,
+    pub headers: HeaderLimits,
 }
+
+/// What one API request's header fields may hold. PVE's API server stops reading at 8 KiB or
+/// 64 lines; actix, underneath, refuses heads over 128 KiB or with more than 96 fields itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Bytes of all fields, each counted as `name: value`.
+    pub max_size: usize,
+    pub max_count: usize,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            max_size: 8192,
+            max_count: 64,
+        }
+    }
+}
+
+/// Above these actix answers before isolib sees the request: it buffers at most 128 KiB of head
+/// (request line included) and parses at most 96 fields.
+const MAX_HEADER_SIZE_CEILING: usize = 65_536;
+const MAX_HEADER_COUNT_CEILING: usize = 96;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
 pub const DEFAULT_STATE_DIR: &str = "isolib-data";
@@ -261,6 +293,25 @@ impl Config {
             rules("url-allow", raw.url_allow)?,
             rules("url-deny", raw.url_deny)?,
         );
+        let default_headers = HeaderLimits::default();
+        let headers = HeaderLimits {
+            max_size: raw.max_header_size.unwrap_or(default_headers.max_size),
+            max_count: raw.max_header_count.unwrap_or(default_headers.max_count),
+        };
+        if !(1024..=MAX_HEADER_SIZE_CEILING).contains(&headers.max_size) {
+            return Err(invalid(
+                "max-header-size",
+                &headers.max_size.to_string(),
+                &format!("expected 1024 to {MAX_HEADER_SIZE_CEILING} bytes"),
+            ));
+        }
+        if !(8..=MAX_HEADER_COUNT_CEILING).contains(&headers.max_count) {
+            return Err(invalid(
+                "max-header-count",
+                &headers.max_count.to_string(),
+                &format!("expected 8 to {MAX_HEADER_COUNT_CEILING}"),
+            ));
+        }
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -289,6 +340,7 @@ impl Config {
             retention,
             url_policy,
             max_redirects: raw.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
+            headers,
         })
     }
 
@@ -390,5 +442,25 @@ mod tests {
             Config::resolve(bad).expect_err("no kind").to_string(),
             "invalid url-allow 'debian.org': expected scheme:NAME, host:NAME, host:*.DOMAIN or net:ADDRESS[/PREFIX]"
         );
+    }
+
+    #[test]
+    fn header_limits_default_to_pve_and_stay_under_actix() {
+        let cfg = Config::resolve(RawConfig::default()).expect("valid");
+        assert_eq!(cfg.headers, HeaderLimits::default());
+        assert_eq!(cfg.max_redirects, 20);
+        let big = RawConfig {
+            max_header_size: Some(200_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(big).expect_err("too big").to_string(),
+            "invalid max-header-size '200000': expected 1024 to 65536 bytes"
+        );
+        let many = RawConfig {
+            max_header_count: Some(97),
+            ..Default::default()
+        };
+        assert!(Config::resolve(many).is_err());
     }
 }
