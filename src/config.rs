@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::{KeyPaths, LoginSettings};
-use crate::download::{Limits, RetryPolicy};
+use crate::download::{DEFAULT_MAX_REDIRECTS, Limits, RetryPolicy, Rule, UrlPolicy};
 use crate::schema::Pattern;
 use crate::tasks::Retention;
 
@@ -95,6 +95,21 @@ pub struct RawConfig {
     /// Directory of PAM service files [default: the system's, /etc/pam.d]
     #[arg(long)]
     pub pam_confdir: Option<PathBuf>,
+    /// URLs that may be fetched: scheme:http|https, host:NAME, host:*.DOMAIN, net:ADDRESS[/PREFIX]; repeat or separate with ',' [default: any http(s) URL]
+    #[arg(long, value_delimiter = ',')]
+    pub url_allow: Option<Vec<String>>,
+    /// URLs that must not be fetched, same rules as --url-allow; deny wins [default: none]
+    #[arg(long, value_delimiter = ',')]
+    pub url_deny: Option<Vec<String>>,
+    /// Redirects a download follows [default: 20, as wget]
+    #[arg(long)]
+    pub max_redirects: Option<usize>,
+    /// Bytes of header fields in one API request [default: 8192, as PVE]
+    #[arg(long)]
+    pub max_header_size: Option<usize>,
+    /// Header fields in one API request [default: 64, as PVE]
+    #[arg(long)]
+    pub max_header_count: Option<usize>,
 }
 
 impl RawConfig {
@@ -137,6 +152,11 @@ impl RawConfig {
             shadow_cfg: self.shadow_cfg.or(file.shadow_cfg),
             pam_service: self.pam_service.or(file.pam_service),
             pam_confdir: self.pam_confdir.or(file.pam_confdir),
+            url_allow: self.url_allow.or(file.url_allow),
+            url_deny: self.url_deny.or(file.url_deny),
+            max_redirects: self.max_redirects.or(file.max_redirects),
+            max_header_size: self.max_header_size.or(file.max_header_size),
+            max_header_count: self.max_header_count.or(file.max_header_count),
         }
     }
 }
@@ -196,6 +216,9 @@ pub struct Config {
     pub keys: KeyPaths,
     pub pam_service: String,
     pub pam_confdir: Option<PathBuf>,
+    pub url_policy: UrlPolicy,
+    pub max_redirects: usize,
+    pub headers: HeaderLimits,
 }
 
 /// The PVE configuration directory, where a node has one.
@@ -219,6 +242,29 @@ fn resolve_pve_dir(raw: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
         None => Ok(Some(PathBuf::from(DEFAULT_PVE_DIR)).filter(|d| d.is_dir())),
     }
 }
+
+/// What one API request's header fields may hold. PVE's API server stops reading at 8 KiB or
+/// 64 lines; actix, underneath, refuses heads over 128 KiB or with more than 96 fields itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Bytes of all fields, each counted as `name: value`.
+    pub max_size: usize,
+    pub max_count: usize,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            max_size: 8192,
+            max_count: 64,
+        }
+    }
+}
+
+/// Above these actix answers before isolib sees the request: it buffers at most 128 KiB of head
+/// (request line included) and parses at most 96 fields.
+const MAX_HEADER_SIZE_CEILING: usize = 65_536;
+const MAX_HEADER_COUNT_CEILING: usize = 96;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
 pub const DEFAULT_STATE_DIR: &str = "isolib-data";
@@ -289,6 +335,38 @@ impl Config {
                 Duration::from_secs(d.saturating_mul(86_400))
             }),
         };
+        let rules = |key: &'static str, list: Option<Vec<String>>| {
+            list.unwrap_or_default()
+                .iter()
+                .map(|text| {
+                    text.parse::<Rule>()
+                        .map_err(|e| invalid(key, text, &e.to_string()))
+                })
+                .collect::<Result<Vec<Rule>, ConfigError>>()
+        };
+        let url_policy = UrlPolicy::new(
+            rules("url-allow", raw.url_allow)?,
+            rules("url-deny", raw.url_deny)?,
+        );
+        let default_headers = HeaderLimits::default();
+        let headers = HeaderLimits {
+            max_size: raw.max_header_size.unwrap_or(default_headers.max_size),
+            max_count: raw.max_header_count.unwrap_or(default_headers.max_count),
+        };
+        if !(1024..=MAX_HEADER_SIZE_CEILING).contains(&headers.max_size) {
+            return Err(invalid(
+                "max-header-size",
+                &headers.max_size.to_string(),
+                &format!("expected 1024 to {MAX_HEADER_SIZE_CEILING} bytes"),
+            ));
+        }
+        if !(8..=MAX_HEADER_COUNT_CEILING).contains(&headers.max_count) {
+            return Err(invalid(
+                "max-header-count",
+                &headers.max_count.to_string(),
+                &format!("expected 8 to {MAX_HEADER_COUNT_CEILING}"),
+            ));
+        }
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -350,6 +428,9 @@ impl Config {
                 .pam_service
                 .unwrap_or_else(|| crate::auth::DEFAULT_PAM_SERVICE.to_string()),
             pam_confdir: raw.pam_confdir,
+            url_policy,
+            max_redirects: raw.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
+            headers,
         })
     }
 
@@ -424,5 +505,64 @@ mod tests {
             Config::resolve(bad).expect_err("bad node").to_string(),
             "invalid node '-x': value does not look like a valid node name"
         );
+    }
+
+    #[test]
+    fn url_rules_from_toml_and_bad_rules_name_key_and_reason() {
+        let file: RawConfig = toml::from_str(
+            "url-allow = [\"scheme:https\"]\nurl-deny = [\"net:10.0.0.0/8\", \"host:*.internal.example\"]\nmax-redirects = 3\n",
+        )
+        .expect("toml");
+        let cfg = Config::resolve(file.clone()).expect("valid");
+        assert_eq!(cfg.max_redirects, 3);
+        assert_eq!(
+            cfg.url_policy,
+            UrlPolicy::new(
+                vec!["scheme:https".parse().expect("rule")],
+                vec![
+                    "net:10.0.0.0/8".parse().expect("rule"),
+                    "host:*.internal.example".parse().expect("rule"),
+                ],
+            )
+        );
+        // A flag list replaces the file's list.
+        let flags = RawConfig {
+            url_deny: Some(vec!["net:10.1.2.3/8".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(flags.over(file))
+                .expect_err("host bits")
+                .to_string(),
+            "invalid url-deny 'net:10.1.2.3/8': host bits are set; the network is 10.0.0.0/8"
+        );
+        let bad = RawConfig {
+            url_allow: Some(vec!["debian.org".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(bad).expect_err("no kind").to_string(),
+            "invalid url-allow 'debian.org': expected scheme:NAME, host:NAME, host:*.DOMAIN or net:ADDRESS[/PREFIX]"
+        );
+    }
+
+    #[test]
+    fn header_limits_default_to_pve_and_stay_under_actix() {
+        let cfg = Config::resolve(RawConfig::default()).expect("valid");
+        assert_eq!(cfg.headers, HeaderLimits::default());
+        assert_eq!(cfg.max_redirects, 20);
+        let big = RawConfig {
+            max_header_size: Some(200_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(big).expect_err("too big").to_string(),
+            "invalid max-header-size '200000': expected 1024 to 65536 bytes"
+        );
+        let many = RawConfig {
+            max_header_count: Some(97),
+            ..Default::default()
+        };
+        assert!(Config::resolve(many).is_err());
     }
 }

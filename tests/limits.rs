@@ -1,6 +1,6 @@
 //! Operator limits end with clear errors and leave nothing behind: max-size, a full disk known
 //! up front from the length, a disk filling up mid-transfer (ENOSPC, on a 2 MiB tmpfs in a
-//! private mount namespace), and max-transfers queueing.
+//! private mount namespace), max-transfers queueing, and the API's request header limits.
 
 mod util;
 
@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use util::Daemon;
+use util::{Daemon, TOKEN_ID, TOKEN_SECRET};
 
 fn body(origin: u16, name: &str, extra: &str) -> String {
     format!("content=iso&filename={name}&url=http%3A%2F%2F127.0.0.1%3A{origin}%2F{name}{extra}")
@@ -24,6 +24,52 @@ fn max_size_refuses_larger_files() {
         "download failed: the file is larger than the limit of 1000 bytes (max-size)"
     );
     assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
+}
+
+fn version_with_headers(d: &Daemon, extra: &str) -> util::Response {
+    d.raw(
+        format!(
+            "GET /api2/json/version HTTP/1.1\r\nHost: x\r\n\
+             Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n{extra}\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn request_headers_over_the_limits_get_431() {
+    let big = format!("X-Big: {}\r\n", "a".repeat(9000));
+    let many: String = (0..70).map(|i| format!("X-H{i}: v\r\n")).collect();
+
+    let d = Daemon::start();
+    let r = version_with_headers(&d, &big);
+    let text = "http header too large (> 8192 bytes, max-header-size)";
+    assert_eq!(r.status_line, format!("HTTP/1.1 431 {text}"));
+    assert_eq!(r.body, text.as_bytes());
+    assert_eq!(
+        version_with_headers(&d, &many).status_line,
+        "HTTP/1.1 431 too many http header lines (> 64, max-header-count)"
+    );
+    assert_eq!(version_with_headers(&d, "").status_line, "HTTP/1.1 200 OK");
+    drop(d);
+
+    let d = Daemon::start_with(&["--max-header-size", "16384", "--max-header-count", "80"]);
+    assert_eq!(
+        version_with_headers(&d, &big).status_line,
+        "HTTP/1.1 200 OK"
+    );
+    assert_eq!(
+        version_with_headers(&d, &many).status_line,
+        "HTTP/1.1 200 OK"
+    );
+    // Past actix's own ceiling of 96 fields the request never reaches isolib.
+    let too_many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let r = version_with_headers(&d, &too_many);
+    assert!(
+        r.status_line.starts_with("HTTP/1.1 431 "),
+        "{}",
+        r.status_line
+    );
 }
 
 #[test]

@@ -206,6 +206,8 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     let fetcher = Fetcher::new(&FetchConfig {
         http_proxy: cfg.http_proxy.clone(),
         ca_file: cfg.ca_file.clone(),
+        policy: cfg.url_policy.clone(),
+        max_redirects: cfg.max_redirects,
     })?;
     let engine = Engine::new(fetcher, cfg.limits.clone());
     let tickets = auth::Tickets::new(cfg.login_settings())?;

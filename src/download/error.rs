@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::content_check::ContentCheckError;
+use super::policy::PolicyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -23,6 +24,9 @@ pub enum DownloadError {
     Http { status: u16, reason: String },
     #[error("download failed: {0}")]
     Transfer(String),
+    /// The URL, a redirect or every address of a name is refused by url-allow / url-deny.
+    #[error("download failed: {0}")]
+    Policy(PolicyError),
     #[error(
         "download failed: not enough free space in '{}': {needed} bytes needed, {available} available",
         .dir.display()

@@ -1,16 +1,40 @@
 //! HTTP clients for downloads and metadata queries: the configured proxy for http and https
 //! (PVE's datacenter.cfg `http_proxy`; without one no proxy at all, whatever the environment
-//! says), extra CAs for internal mirrors, and the certificate-verification switch.
+//! says), extra CAs for internal mirrors, the certificate-verification switch, the redirect
+//! limit, and the URL policy on every request, redirect and resolved address.
+//!
+//! With a proxy the daemon connects only to the proxy, which is the operator's own setting and
+//! is trusted: scheme and host rules still judge the URL and every redirect, and net rules judge
+//! addresses written in URLs, but the addresses of names are the proxy's business (it resolves
+//! them), so it must enforce its own address rules.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Certificate, Client, Proxy, redirect};
+use reqwest::{Certificate, Client, Method, Proxy, RequestBuilder, Url, redirect};
 
-#[derive(Clone, Debug, Default)]
+use super::policy::{PolicyError, Target, UrlPolicy};
+use super::resolve::PolicyResolver;
+
+#[derive(Clone, Debug)]
 pub struct FetchConfig {
     pub http_proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
+    pub policy: UrlPolicy,
+    /// Redirects a download follows; metadata queries follow at most LWP's 7 of them.
+    pub max_redirects: usize,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            http_proxy: None,
+            ca_file: None,
+            policy: UrlPolicy::default(),
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +55,13 @@ pub enum FetchSetupError {
     Client(reqwest::Error),
 }
 
+/// Requests go out only through [`Fetcher::download`] and [`Fetcher::metadata`], which judge
+/// the URL first; the clients judge redirects and resolved addresses.
 #[derive(Clone)]
 pub struct Fetcher {
     download: [Client; 2],
     metadata: [Client; 2],
+    policy: Arc<UrlPolicy>,
 }
 
 /// wget's default read timeout, which PVE's downloads run with.
@@ -44,7 +71,31 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(180);
 const METADATA_REDIRECTS: usize = 7;
 /// wget follows up to 20 redirects.
-const DOWNLOAD_REDIRECTS: usize = 20;
+pub const DEFAULT_MAX_REDIRECTS: usize = 20;
+
+/// Kept apart from policy refusals, whose text is their own; it reads "too many redirects".
+#[derive(Debug, thiserror::Error)]
+#[error("too many redirects")]
+struct TooManyRedirects;
+
+fn redirect_policy(policy: Arc<UrlPolicy>, max: usize) -> redirect::Policy {
+    redirect::Policy::custom(move |attempt| {
+        // `previous` holds the first URL and every target followed so far.
+        if attempt.previous().len() > max {
+            return attempt.error(TooManyRedirects);
+        }
+        match policy.check_url(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(reason) => {
+                let err = PolicyError {
+                    target: Target::Redirect(attempt.url().to_string()),
+                    reasons: vec![reason],
+                };
+                attempt.error(err)
+            }
+        }
+    })
+}
 
 impl Fetcher {
     pub fn new(cfg: &FetchConfig) -> Result<Fetcher, FetchSetupError> {
@@ -60,6 +111,7 @@ impl Fetcher {
                     source,
                 })?;
         }
+        let policy = Arc::new(cfg.policy.clone());
         let build = |verify: bool, metadata: bool| -> Result<Client, FetchSetupError> {
             let mut b = Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -68,11 +120,14 @@ impl Fetcher {
             b = if metadata {
                 b.user_agent("Proxmox VE")
                     .timeout(METADATA_TIMEOUT)
-                    .redirect(redirect::Policy::limited(METADATA_REDIRECTS))
+                    .redirect(redirect_policy(
+                        policy.clone(),
+                        cfg.max_redirects.min(METADATA_REDIRECTS),
+                    ))
             } else {
                 b.user_agent(concat!("isolib/", env!("CARGO_PKG_VERSION")))
                     .read_timeout(READ_TIMEOUT)
-                    .redirect(redirect::Policy::limited(DOWNLOAD_REDIRECTS))
+                    .redirect(redirect_policy(policy.clone(), cfg.max_redirects))
             };
             b = b.tls_certs_merge(cas.clone());
             b = match &cfg.http_proxy {
@@ -80,6 +135,10 @@ impl Fetcher {
                     url: url.clone(),
                     source,
                 })?),
+                // Only without a proxy does the resolver see the origins' names.
+                None if policy.has_net_rules() => b
+                    .no_proxy()
+                    .dns_resolver(PolicyResolver::new(policy.clone())),
                 None => b.no_proxy(),
             };
             b.build().map_err(FetchSetupError::Client)
@@ -87,14 +146,41 @@ impl Fetcher {
         Ok(Fetcher {
             download: [build(false, false)?, build(true, false)?],
             metadata: [build(false, true)?, build(true, true)?],
+            policy,
         })
     }
 
-    pub fn download_client(&self, verify_certificates: bool) -> &Client {
-        &self.download[usize::from(verify_certificates)]
+    /// A download GET of `url`, unless the policy refuses it.
+    pub fn download(
+        &self,
+        verify_certificates: bool,
+        url: &str,
+    ) -> Result<RequestBuilder, PolicyError> {
+        self.check(url)?;
+        Ok(self.download[usize::from(verify_certificates)].get(url))
     }
 
-    pub fn metadata_client(&self, verify_certificates: bool) -> &Client {
-        &self.metadata[usize::from(verify_certificates)]
+    /// A metadata query of `url`, unless the policy refuses it.
+    pub fn metadata(
+        &self,
+        verify_certificates: bool,
+        method: Method,
+        url: &str,
+    ) -> Result<RequestBuilder, PolicyError> {
+        self.check(url)?;
+        Ok(self.metadata[usize::from(verify_certificates)].request(method, url))
+    }
+
+    /// A URL that does not parse is left to reqwest, which fails it with its own error.
+    fn check(&self, url: &str) -> Result<(), PolicyError> {
+        let Ok(parsed) = Url::parse(url) else {
+            return Ok(());
+        };
+        self.policy
+            .check_url(&parsed)
+            .map_err(|reason| PolicyError {
+                target: Target::Url(url.to_string()),
+                reasons: vec![reason],
+            })
     }
 }

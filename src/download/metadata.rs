@@ -2,12 +2,13 @@
 //! spec/pve-api.md §3), plus one deliberate improvement: where the origin refuses HEAD
 //! (403/405/501), a GET of the first byte answers instead (clients-and-plugin.md §E.3).
 
-use reqwest::StatusCode;
 use reqwest::header::{
     CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, RANGE,
 };
+use reqwest::{Method, StatusCode};
 
 use super::Fetcher;
+use super::policy::PolicyError;
 use crate::schema::Pattern;
 
 static DISPOSITION_QUOTED: Pattern = Pattern::new(r#"filename="([^"]*)""#);
@@ -24,22 +25,27 @@ pub struct UrlMetadata {
     pub mimetype: Option<String>,
 }
 
-/// The status line of the HEAD answer, or LWP's synthetic "500 ..." for a transport failure.
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("invalid server response: '{0}'")]
-pub struct MetadataError(pub String);
+pub enum MetadataError {
+    /// The status line of the HEAD answer, or LWP's synthetic "500 ..." for a transport failure.
+    #[error("invalid server response: '{0}'")]
+    Response(String),
+    /// url-allow / url-deny refuse the URL, a redirect or every address of its host.
+    #[error("{0}")]
+    Policy(PolicyError),
+}
 
 pub async fn query(
     fetcher: &Fetcher,
     url: &str,
     verify_certificates: bool,
 ) -> Result<UrlMetadata, MetadataError> {
-    let client = fetcher.metadata_client(verify_certificates);
-    let head = client
-        .head(url)
+    let head = fetcher
+        .metadata(verify_certificates, Method::HEAD, url)
+        .map_err(MetadataError::Policy)?
         .send()
         .await
-        .map_err(|e| MetadataError(transport_status(url, &e)))?;
+        .map_err(|e| transport_error(url, &e))?;
     let status = head.status();
     if status == StatusCode::OK {
         return Ok(describe(
@@ -50,18 +56,22 @@ pub async fn query(
     }
     let head_line = status_line(status);
     if !matches!(status.as_u16(), 403 | 405 | 501) {
-        return Err(MetadataError(head_line));
+        return Err(MetadataError::Response(head_line));
     }
-    let get = client
-        .get(url)
+    let get = fetcher
+        .metadata(verify_certificates, Method::GET, url)
+        .map_err(MetadataError::Policy)?
         .header(RANGE, "bytes=0-0")
         .send()
         .await
-        .map_err(|_| MetadataError(head_line.clone()))?;
+        .map_err(|e| match PolicyError::find(&e) {
+            Some(p) => MetadataError::Policy(p.clone()),
+            None => MetadataError::Response(head_line.clone()),
+        })?;
     let size = match get.status() {
         StatusCode::PARTIAL_CONTENT => range_total(get.headers()),
         StatusCode::OK => content_length(get.headers()),
-        _ => return Err(MetadataError(head_line)),
+        _ => return Err(MetadataError::Response(head_line)),
     };
     // Dropping the response closes the connection; the body is never read.
     Ok(describe(url, get.headers(), size))
@@ -115,6 +125,13 @@ fn status_line(status: StatusCode) -> String {
     )
     .trim_end()
     .to_string()
+}
+
+fn transport_error(url: &str, e: &reqwest::Error) -> MetadataError {
+    match PolicyError::find(e) {
+        Some(p) => MetadataError::Policy(p.clone()),
+        None => MetadataError::Response(transport_status(url, e)),
+    }
 }
 
 fn transport_status(url: &str, e: &reqwest::Error) -> String {

@@ -12,8 +12,10 @@ mod fetch;
 mod inflight;
 pub mod metadata;
 mod pipeline;
+pub mod policy;
 mod progress;
 mod ratelimit;
+mod resolve;
 mod staging;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +28,8 @@ pub use checksum::{Algorithm, Checksum};
 pub use content_check::ContentCheck;
 pub use decompress::Compression;
 pub use error::DownloadError;
-pub use fetch::{FetchConfig, FetchSetupError, Fetcher};
+pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher};
+pub use policy::{PolicyError, Rule, RuleError, UrlPolicy};
 pub use staging::{collect_orphans, new_tag};
 
 use error::describe_reqwest;
@@ -281,7 +284,7 @@ async fn transfer(
     staged: &Staged,
 ) -> Result<(), DownloadError> {
     let limits = &engine.limits;
-    let client = engine.fetcher.download_client(plan.verify_certificates);
+    let fetcher = &engine.fetcher;
     let rates: Vec<RateLimit> = limits
         .bwlimit
         .map(RateLimit::new)
@@ -297,7 +300,9 @@ async fn transfer(
     let mut failures = 0u32;
     loop {
         let attempt = async {
-            let mut req = client.get(&plan.url);
+            let mut req = fetcher
+                .download(plan.verify_certificates, &plan.url)
+                .map_err(|e| Failure::Fatal(DownloadError::Policy(e)))?;
             if received > 0 {
                 req = req.header(reqwest::header::RANGE, format!("bytes={received}-"));
                 if let Some(v) = &validator {
@@ -307,6 +312,9 @@ async fn transfer(
             // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do
             // not heal by waiting (wget gives up on them too); timeouts and drops may.
             let mut resp = req.send().await.map_err(|e| {
+                if let Some(p) = PolicyError::find(&e) {
+                    return Failure::Fatal(DownloadError::Policy(p.clone()));
+                }
                 let reason = describe_reqwest(&e);
                 if (e.is_connect() && !e.is_timeout()) || e.is_redirect() {
                     Failure::Fatal(DownloadError::Transfer(reason))

@@ -15,6 +15,7 @@ use super::local_socket::SocketPeer;
 use crate::api::router::{self, Access, ApiMethod, Ctx, Reply};
 use crate::api::{ApiError, ROUTES};
 use crate::auth::{AccessConfig, AuthId, extract_auth_value};
+use crate::config::HeaderLimits;
 use crate::schema::{RawParams, RawValue, validate};
 use crate::state::AppState;
 
@@ -32,6 +33,9 @@ pub async fn handle(
 }
 
 async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> HttpResponse {
+    if let Some(resp) = check_header_limits(req, state.config().headers) {
+        return resp;
+    }
     let raw_path = req.uri().path();
     let Some(rest) = raw_path.strip_prefix("/api2/") else {
         return format::plain_error(501, "no such uri");
@@ -151,6 +155,36 @@ async fn run(
             body,
         } => format::raw(content_type, &headers, body),
     })
+}
+
+/// PVE stops reading a request whose header lines pass its limits, before anything else; isolib
+/// answers 431 instead of leaving the client waiting. The texts are PVE's own (it only logs
+/// them), with the key that sets the limit. Each field counts as `name: value`, like PVE's line.
+fn check_header_limits(req: &HttpRequest, limits: HeaderLimits) -> Option<HttpResponse> {
+    let headers = req.headers();
+    if headers.len() > limits.max_count {
+        return Some(format::plain_error(
+            431,
+            &format!(
+                "too many http header lines (> {}, max-header-count)",
+                limits.max_count
+            ),
+        ));
+    }
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len())
+        .sum();
+    if size > limits.max_size {
+        return Some(format::plain_error(
+            431,
+            &format!(
+                "http header too large (> {} bytes, max-header-size)",
+                limits.max_size
+            ),
+        ));
+    }
+    None
 }
 
 /// A local-socket peer is who the kernel says it is; over TCP a ticket from the cookie, else a

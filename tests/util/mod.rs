@@ -661,3 +661,65 @@ pub fn redirect_loop_origin() -> u16 {
     });
     port
 }
+
+/// The request lines an origin saw.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An origin that answers `GET /hop/<n>` with a redirect to `/hop/<n-1>`, and `/hop/0` with
+/// `body`; it records each request line.
+pub fn redirect_chain_origin(body: Vec<u8>) -> (u16, Lines) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Lines = Default::default();
+    let log = seen.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&mut conn).read_line(&mut line);
+            let line = line.trim_end().to_string();
+            log.lock().expect("lock").push(line.clone());
+            let hop: u32 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.strip_prefix("/hop/"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let _ = if hop > 0 {
+                conn.write_all(
+                    format!(
+                        "HTTP/1.0 302 Found\r\nLocation: /hop/{}\r\nContent-Length: 0\r\n\r\n",
+                        hop - 1
+                    )
+                    .as_bytes(),
+                )
+            } else {
+                conn.write_all(
+                    format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+                )
+                .and_then(|_| conn.write_all(&body))
+            };
+        }
+    });
+    (port, seen)
+}
+
+/// An origin that redirects every request to `location`; it records each request line.
+pub fn redirect_origin(location: String) -> (u16, Lines) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Lines = Default::default();
+    let log = seen.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&mut conn).read_line(&mut line);
+            log.lock().expect("lock").push(line.trim_end().to_string());
+            let head =
+                format!("HTTP/1.0 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+            let _ = conn.write_all(head.as_bytes());
+        }
+    });
+    (port, seen)
+}
