@@ -96,7 +96,8 @@ async fn create_ticket(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let started = Instant::now();
     let p: TicketParams = from_params(params)?;
     let mut username = p.username;
-    if let Some(realm) = p.realm.filter(|_| !username.contains('@')) {
+    // PVE appends the realm whatever the name holds: `a@pve` with realm `pam` is `a@pve@pam`.
+    if let Some(realm) = p.realm {
         username = format!("{username}@{realm}");
     }
     // This daemon checks passwords only: a second-factor step is never half-done here.

@@ -128,6 +128,10 @@ impl Tickets {
             .rsplit_once('@')
             .filter(|_| super::authid::verify_username(username))
             .ok_or_else(|| LoginError::BadUser(username.to_string()))?;
+        // As PVE's create_ticket: the user must exist and be enabled, however it proves itself.
+        access
+            .check_user_enabled(username, now())
+            .map_err(|e| LoginError::Disabled(e.to_string()))?;
         if password.starts_with("PVE:") {
             let owner = self
                 .verify(&password)
@@ -136,9 +140,6 @@ impl Tickets {
                 return Err(LoginError::Ticket(username.into()));
             }
         } else {
-            access
-                .check_user_enabled(username, now())
-                .map_err(|e| LoginError::Disabled(e.to_string()))?;
             if let Some(factors) = &self.factors {
                 let factors = factors.get().unwrap_or_else(|never| match never {});
                 if factors.required(username, access) {
