@@ -7,7 +7,8 @@
 //!
 //! - [`http`]: actix glue. `dispatch` runs PVE's order (URI, auth, route, params, permission,
 //!   node, validation, handler); `format` alone knows envelopes, reason phrases and headers.
-//! - [`auth`]: API tokens, users, groups, roles and ACLs in PVE's own file formats.
+//! - [`auth`]: API tokens, tickets and CSRF tokens, passwords (shadow.cfg, PAM), users, groups,
+//!   roles and ACLs in PVE's own file formats.
 //! - [`api`]: one declaration per endpoint (schema + access + handler), grouped by path.
 //! - [`schema`]: the parameter-schema engine with PVE's validation texts.
 //! - [`storage`]: storage.cfg, the PVE directory layout, content listing and volume ids.
@@ -16,10 +17,13 @@
 //!   fsync and atomic publication. It knows neither actix nor the API.
 //! - [`config`], [`state`], [`file_cache`]: settings and the shared handle.
 //! - [`cli`]: the `isolib` subcommands.
+//! - [`client`]: `isolib download`, `ls`, `tasks`, `rm`: a client of a running daemon, over its
+//!   Unix socket or HTTPS; it shares nothing with the daemon but the wire.
 
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod download;
 pub mod file_cache;

@@ -16,7 +16,10 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("isolib: {e}");
-            std::process::ExitCode::FAILURE
+            match e {
+                isolib::cli::CliError::Client(c) => std::process::ExitCode::from(c.exit_code()),
+                _ => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

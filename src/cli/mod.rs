@@ -43,6 +43,8 @@ pub enum Command {
         #[arg(long, default_value = crate::api::export::DEFAULT_DIR)]
         out: PathBuf,
     },
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
     /// Manage API tokens
     Token {
         #[command(subcommand)]
@@ -101,6 +103,8 @@ pub enum CliError {
     Export(#[from] crate::api::export::ExportError),
     #[error("invalid token id '{0}': expected USER@REALM!NAME")]
     TokenId(String),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
     #[error("invalid user id '{0}': expected USER@pve or USER@pam")]
     UserId(String),
     #[error("{0}")]
@@ -128,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { config, flags } => serve(load_config(config, flags)?).await,
         Command::Schema { out } => write_schema(&out),
+        Command::Client(cmd) => Ok(crate::client::run(cmd).await?),
         Command::User { command } => user::run(command),
         Command::Token {
             command:

@@ -1,0 +1,92 @@
+//! `isolib ls [--storage ID] [--content T]`: the volumes of one storage or of all of them.
+
+use super::api::{self, Volume};
+use super::conn::{ConnectArgs, Connection};
+use super::error::ClientError;
+use super::table::{self, Align};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LsArgs {
+    /// Only this storage [default: every enabled storage]
+    #[arg(long, value_name = "ID")]
+    pub storage: Option<String>,
+    /// Only this content type (iso, vztmpl, import, ...)
+    #[arg(long, value_name = "TYPE")]
+    pub content: Option<String>,
+    /// Sizes in bytes instead of KiB/MiB/GiB
+    #[arg(long)]
+    pub bytes: bool,
+    #[command(flatten)]
+    pub conn: ConnectArgs,
+}
+
+pub async fn run(args: LsArgs) -> Result<(), ClientError> {
+    let conn = Connection::open(&args.conn)?;
+    let content = args.content.as_deref();
+    let (volumes, failed, total) = match &args.storage {
+        // One storage: its error (no such storage, disabled) is the command's error.
+        Some(id) => (api::content(&conn, id, content).await?, 0, 1),
+        None => {
+            let storages = api::storages(&conn, content).await?;
+            let usable: Vec<_> = storages.iter().filter(|s| s.enabled && s.active).collect();
+            let mut volumes = Vec::new();
+            let mut failed = 0;
+            for s in &usable {
+                match api::content(&conn, &s.storage, content).await {
+                    Ok(v) => volumes.extend(v),
+                    // One broken storage shouldn't hide the others; the exit status tells.
+                    Err(e) => {
+                        eprintln!("isolib: storage '{}': {e}", s.storage);
+                        failed += 1;
+                    }
+                }
+            }
+            (volumes, failed, usable.len())
+        }
+    };
+    table::print(&render(&volumes, args.bytes))?;
+    if failed > 0 {
+        return Err(ClientError::Incomplete { failed, total });
+    }
+    Ok(())
+}
+
+fn render(volumes: &[Volume], bytes: bool) -> String {
+    let rows: Vec<Vec<String>> = volumes
+        .iter()
+        .map(|v| {
+            let size = if bytes {
+                v.size.to_string()
+            } else {
+                table::human_size(v.size)
+            };
+            vec![v.volid.clone(), size, v.format.clone()]
+        })
+        .collect();
+    table::render(
+        &[
+            ("VOLID", Align::Left),
+            ("SIZE", Align::Right),
+            ("FORMAT", Align::Left),
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_in_bytes() {
+        let v = vec![Volume {
+            volid: "local:iso/a.iso".into(),
+            size: 1048576,
+            format: "iso".into(),
+        }];
+        assert_eq!(
+            render(&v, true),
+            "VOLID               SIZE  FORMAT\nlocal:iso/a.iso  1048576  iso\n"
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The client side of `isolib`: `download`, `ls`, `tasks` and `rm` talk to a running daemon
+//! over its PVE API, on the local Unix socket or on `--url` with an API token.
+//!
+//! # Layout
+//!
+//! - [`conn`]: connection options, the transport (socket or URL + token) and the JSON envelope.
+//! - [`api`]: one function per API call, returning typed answers.
+//! - [`params`]: parsing what the user typed (checksum, volume id, file name from a URL).
+//! - [`follow`] and [`progress`]: following a task's log, the progress bar, Ctrl-C.
+//! - [`download`], [`ls`], [`tasks`], [`rm`]: one runner per command.
+//! - [`table`]: output formatting.
+
+pub mod api;
+pub mod conn;
+pub mod download;
+pub mod error;
+pub mod follow;
+pub mod ls;
+pub mod params;
+pub mod progress;
+pub mod rm;
+pub mod table;
+pub mod tasks;
+
+pub use conn::ConnectArgs;
+pub use download::DownloadArgs;
+pub use error::{ApiError, ClientError};
+pub use ls::LsArgs;
+pub use rm::RmArgs;
+pub use tasks::TasksArgs;
+
+/// The client subcommands; flattened into the `isolib` command enum.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ClientCommand {
+    /// Download a URL into a storage (download-url) and follow the task to its end
+    Download(DownloadArgs),
+    /// List the volumes of one or all storages
+    Ls(LsArgs),
+    /// List recent tasks
+    Tasks(TasksArgs),
+    /// Remove a volume
+    Rm(RmArgs),
+}
+
+/// Runs one client command. Output goes to stdout, the progress bar and notices to stderr;
+/// the caller prints the error (`isolib: {e}`) and exits with [`ClientError::exit_code`].
+pub async fn run(cmd: ClientCommand) -> Result<(), ClientError> {
+    match cmd {
+        ClientCommand::Download(args) => download::run(args).await,
+        ClientCommand::Ls(args) => ls::run(args).await,
+        ClientCommand::Tasks(args) => tasks::run(args).await,
+        ClientCommand::Rm(args) => rm::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Subcommand;
+
+    /// clap checks its definitions only at parse time (unique ids, conflicts); this makes a
+    /// clash a test failure instead of a panic on the user's first run.
+    #[test]
+    fn command_definitions_are_consistent() {
+        super::ClientCommand::augment_subcommands(clap::Command::new("isolib")).debug_assert();
+    }
+}

@@ -1,0 +1,377 @@
+//! The client commands (`isolib download|ls|tasks|rm`) against the real daemon on a free
+//! 127.0.0.1 port, with an origin of the test's own serving the file.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use util::{Daemon, TOKEN_ID, TOKEN_SECRET};
+
+fn isolib() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_isolib"));
+    c.env_remove("ISOLIB_TOKEN");
+    c
+}
+
+/// `isolib <args> --url <daemon>` with the superuser token from the environment.
+fn client(d: &Daemon, args: &[&str]) -> Command {
+    let mut c = isolib();
+    c.args(args)
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .env("ISOLIB_TOKEN", format!("{TOKEN_ID}={TOKEN_SECRET}"));
+    c
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(mut c: Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("run isolib");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+const BODY_LEN: usize = 300_000;
+
+fn body() -> Vec<u8> {
+    (0..BODY_LEN).map(|i| (i % 251) as u8).collect()
+}
+
+/// Downloads `test.iso` from a fresh origin into storage `local`; asserts it worked.
+fn download_test_iso(d: &Daemon) -> Run {
+    let port = util::origin(body());
+    let url = format!("http://127.0.0.1:{port}/test.iso");
+    let r = run(client(d, &["download", &url, "--storage", "local"]));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    r
+}
+
+fn iso_path(d: &Daemon, name: &str) -> std::path::PathBuf {
+    d.storage_path().join("template/iso").join(name)
+}
+
+#[test]
+fn download_succeeds_and_the_file_is_there() {
+    let d = Daemon::start();
+    let r = download_test_iso(&d);
+    assert_eq!(
+        std::fs::read(iso_path(&d, "test.iso")).expect("downloaded file"),
+        body()
+    );
+    // The file name came from the URL; the log is printed, ending in the task's own line.
+    assert!(r.stderr.contains("filename: test.iso"), "{r:?}");
+    assert!(r.stderr.contains("task UPID:"), "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("downloading http://127.0.0.1:"),
+        "{r:?}"
+    );
+    assert!(lines.contains(&"length: 300000 (293.0 KiB)"), "{r:?}");
+    assert_eq!(lines.last(), Some(&"TASK OK"), "{r:?}");
+}
+
+#[test]
+fn checksum_mismatch_fails_with_the_task_error() {
+    let d = Daemon::start();
+    let port = util::origin(body());
+    let url = format!("http://127.0.0.1:{port}/test.iso");
+    let wrong = "0".repeat(64);
+    let r = run(client(
+        &d,
+        &[
+            "download",
+            &url,
+            "--storage",
+            "local",
+            "--checksum",
+            &format!("sha256:{wrong}"),
+        ],
+    ));
+    let error = format!(
+        "checksum mismatch: got '{}' != expect '{wrong}'",
+        util::sha256_hex(&body())
+    );
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l == format!("TASK ERROR: {error}")),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.stderr.lines().last(),
+        Some(format!("isolib: task failed: {error}").as_str()),
+        "{r:?}"
+    );
+    assert!(!iso_path(&d, "test.iso").exists());
+}
+
+#[test]
+fn ls_lists_the_downloaded_volume() {
+    let d = Daemon::start();
+    let empty = run(client(&d, &["ls"]));
+    assert_eq!(empty.code, Some(0), "{empty:?}");
+    assert_eq!(empty.stdout, "VOLID  SIZE  FORMAT\n");
+    download_test_iso(&d);
+    let r = run(client(&d, &["ls", "--bytes"]));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "VOLID                 SIZE  FORMAT\nlocal:iso/test.iso  300000  iso\n"
+    );
+    let r = run(client(
+        &d,
+        &["ls", "--storage", "local", "--content", "vztmpl"],
+    ));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, "VOLID  SIZE  FORMAT\n");
+}
+
+#[test]
+fn rm_removes_the_volume() {
+    let d = Daemon::start();
+    download_test_iso(&d);
+    assert!(iso_path(&d, "test.iso").exists());
+    let r = run(client(&d, &["rm", "local:iso/test.iso"]));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l == "Removed volume 'local:iso/test.iso'"),
+        "{r:?}"
+    );
+    assert!(!iso_path(&d, "test.iso").exists());
+    let r = run(client(&d, &["ls", "--storage", "local"]));
+    assert_eq!(r.stdout, "VOLID  SIZE  FORMAT\n", "{r:?}");
+}
+
+#[test]
+fn tasks_lists_the_download() {
+    let d = Daemon::start();
+    let dl = download_test_iso(&d);
+    let upid = dl
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("task "))
+        .expect("task line")
+        .to_string();
+    let r = run(client(&d, &["tasks", "--limit", "5"]));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(&upid))
+        .unwrap_or_else(|| panic!("{upid} not listed: {r:?}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2..], ["download", upid.as_str(), "OK"], "{row}");
+    // --errors: the OK task is left out.
+    let r = run(client(&d, &["tasks", "--errors"]));
+    assert!(!r.stdout.contains(&upid), "{r:?}");
+}
+
+#[test]
+fn unknown_storage_is_the_daemons_error() {
+    let d = Daemon::start();
+    let port = util::origin(body());
+    let url = format!("http://127.0.0.1:{port}/test.iso");
+    let r = run(client(&d, &["download", &url, "--storage", "nope"]));
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        r.stderr.lines().last(),
+        Some("isolib: 500 storage 'nope' does not exist"),
+        "{r:?}"
+    );
+    let r = run(client(&d, &["ls", "--storage", "nope"]));
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("isolib: 500 storage 'nope' does not exist"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn parameter_errors_are_listed() {
+    let d = Daemon::start();
+    let port = util::origin(body());
+    let url = format!("http://127.0.0.1:{port}/test.iso");
+    let r = run(client(
+        &d,
+        &[
+            "download",
+            &url,
+            "--storage",
+            "local",
+            "--filename",
+            "x.txt",
+        ],
+    ));
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stderr.ends_with(
+            "isolib: 400 Parameter verification failed.\nfilename: wrong file extension\n"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_wrong_token_is_refused() {
+    let d = Daemon::start();
+    let mut c = client(&d, &["ls"]);
+    c.args([
+        "--token",
+        &format!("{TOKEN_ID}=00000000-0000-0000-0000-000000000000"),
+    ]);
+    let r = run(c);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr, "isolib: 401 Authentication failed!\n");
+}
+
+#[test]
+fn no_daemon_on_the_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("isolib.sock");
+    let r = run({
+        let mut c = isolib();
+        c.args(["tasks", "--socket"]).arg(&sock);
+        c
+    });
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        r.stderr,
+        format!(
+            "isolib: unable to reach the daemon at socket {}: No such file or directory (os error 2)\n",
+            sock.display()
+        )
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_task() {
+    let d = Daemon::start();
+    // 1 KiB every 100 ms: minutes for the whole body, so the task is surely still running.
+    let (port, _) = util::slow_origin(body(), 1024, Duration::from_millis(100));
+    let url = format!("http://127.0.0.1:{port}/test.iso");
+    let mut child = client(&d, &["download", &url, "--storage", "local"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut upid = None;
+    let mut line = String::new();
+    while stderr.read_line(&mut line).expect("read stderr") > 0 {
+        if let Some(u) = line.trim_end().strip_prefix("task ") {
+            upid = Some(u.to_string());
+            break;
+        }
+        line.clear();
+    }
+    let upid = upid.expect("client printed its task");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(
+        rest.ends_with(&format!("isolib: interrupted; task {upid} was stopped\n")),
+        "{rest}"
+    );
+    let exit = d.wait(&upid);
+    assert_ne!(exit, "OK");
+    assert!(!iso_path(&d, "test.iso").exists());
+}
+
+/// A daemon that goes away with the test, even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The embedded default: HTTPS with a self-signed certificate and the token printed on first
+/// start. The certificate is refused unless trusted (--ca-file) or not checked (--insecure).
+#[test]
+fn https_with_the_bootstrap_token() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let port = util::free_port();
+    let mut daemon = isolib()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(cwd.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(KillOnDrop)
+        .expect("spawn daemon");
+    let stdout = daemon.0.stdout.take().expect("stdout");
+    let token = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("Authorization: PVEAPIToken=")
+                .map(str::to_string)
+        })
+        .expect("token printed");
+    util::wait_for_port(port);
+    let url = format!("https://127.0.0.1:{port}");
+    let tasks = |extra: &[&str]| {
+        let mut c = isolib();
+        c.args(["tasks", "--url", &url])
+            .args(extra)
+            .env("ISOLIB_TOKEN", &token);
+        run(c)
+    };
+
+    let r = tasks(&[]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with(&format!("isolib: unable to reach the daemon at {url}: ")),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("certificate verify failed"), "{r:?}");
+    assert!(
+        r.stderr
+            .ends_with("with --ca-file, or skip the check with --insecure)\n"),
+        "{r:?}"
+    );
+
+    let cert = cwd.path().join("isolib-data/tls/cert.pem");
+    let ca = cert.display().to_string();
+    for extra in [&["--ca-file", ca.as_str()][..], &["--insecure"][..]] {
+        let r = tasks(extra);
+        assert_eq!(r.code, Some(0), "{extra:?}: {r:?}");
+        assert!(r.stdout.starts_with("START  TYPE  UPID  STATUS\n"), "{r:?}");
+    }
+}
