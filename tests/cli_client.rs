@@ -375,3 +375,31 @@ fn https_with_the_bootstrap_token() {
         assert!(r.stdout.starts_with("START  TYPE  UPID  STATUS\n"), "{r:?}");
     }
 }
+
+/// The default transport: the local socket, with no credentials at all; the task runs as
+/// root@pam, whom the kernel vouches for.
+#[test]
+fn the_local_socket_needs_no_credentials() {
+    let d = Daemon::start();
+    let port = util::origin(body());
+    let url = format!("http://127.0.0.1:{port}/sock.iso");
+    let mut c = isolib();
+    c.args(["download", &url, "--storage", "local", "--socket"])
+        .arg(d.socket_path());
+    let r = run(c);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        std::fs::read(iso_path(&d, "sock.iso")).expect("downloaded file"),
+        body()
+    );
+    let mut c = isolib();
+    c.args(["tasks", "--socket"]).arg(d.socket_path());
+    let r = run(c);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("download") && l.contains("root@pam") && l.contains("OK")),
+        "{r:?}"
+    );
+}
