@@ -14,7 +14,7 @@ pub struct DownloadArgs {
     #[arg(long, value_name = "ID")]
     pub storage: String,
     /// File name in the storage [default: the origin's name for the URL, else its last path
-    /// segment; for iso a .gz/.lzo/.zst/.bz2 suffix is cut off and selects --compression]
+    /// segment; for iso a .gz/.lzo/.zst/.bz2/.xz suffix is cut off and selects --compression]
     #[arg(long, value_name = "NAME")]
     pub filename: Option<String>,
     /// Verify the download, e.g. sha256:<hex> (md5, sha1, sha224, sha256, sha384, sha512)

@@ -23,13 +23,14 @@ impl Content {
     }
 }
 
-/// Compressions PVE can undo for iso downloads (spec §1.5).
+/// Compressions PVE can undo for iso downloads (spec §1.5), plus the daemon's own `xz`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     Gz,
     Lzo,
     Zst,
     Bz2,
+    Xz,
 }
 
 impl Compression {
@@ -39,6 +40,7 @@ impl Compression {
             Compression::Lzo => "lzo",
             Compression::Zst => "zst",
             Compression::Bz2 => "bz2",
+            Compression::Xz => "xz",
         }
     }
 
@@ -48,6 +50,7 @@ impl Compression {
             "lzo" => Some(Compression::Lzo),
             "zst" => Some(Compression::Zst),
             "bz2" => Some(Compression::Bz2),
+            "xz" => Some(Compression::Xz),
             _ => None,
         }
     }
