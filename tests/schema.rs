@@ -61,6 +61,8 @@ const VALID: &[(&str, &str)] = &[
         "UPID:testnode:00000001:00000001:00000001:download:x.iso:root@pam!packer:",
     ),
     ("volume", "local:iso/x.iso"),
+    ("username", "root@pam"),
+    ("password", "not-the-password"),
 ];
 
 /// Per named format: values it accepts (also used to violate an enum without tripping the
