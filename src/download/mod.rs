@@ -11,13 +11,16 @@ mod error;
 mod fetch;
 mod inflight;
 pub mod metadata;
+mod partial;
 mod pipeline;
 mod progress;
 mod ratelimit;
+mod resume;
 mod staging;
 mod transfer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -27,11 +30,10 @@ pub use content_check::ContentCheck;
 pub use decompress::Compression;
 pub use error::DownloadError;
 pub use fetch::{FetchConfig, FetchSetupError, Fetcher};
-pub use staging::{collect_orphans, new_tag};
+pub use staging::new_tag;
 
-use inflight::{Entry, Inflight, Outcome, RequestKey};
+use inflight::{Entry, Inflight, LeadGuard, Outcome, RequestKey};
 use ratelimit::RateLimit;
-use staging::Staged;
 use transfer::Transfer;
 
 /// Where task-log lines go; the engine does not know it runs inside a task.
@@ -90,17 +92,36 @@ pub struct Engine {
     limits: Limits,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
     total_rate: Option<RateLimit>,
+    /// This daemon's node: the staging files it may resume and collect carry its name.
+    node: String,
+    /// How long a partial download nobody owns is kept for a resume.
+    partial_keep: Duration,
 }
 
 impl Engine {
-    pub fn new(fetcher: Fetcher, limits: Limits) -> Engine {
+    pub fn new(fetcher: Fetcher, limits: Limits, node: &str, partial_keep: Duration) -> Engine {
         Engine {
             fetcher,
             inflight: Inflight::default(),
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_transfers.max(1))),
             total_rate: limits.bwlimit_total.map(RateLimit::new),
             limits,
+            node: node.to_string(),
+            partial_keep,
         }
+    }
+
+    /// Removes the partial downloads in `staging_dir` that no running transfer owns and that
+    /// cannot be resumed any more: no readable state, or untouched for `partial_keep`.
+    /// Blocking; returns how many were removed.
+    pub fn collect_partials(&self, staging_dir: &Path) -> std::io::Result<usize> {
+        partial::collect(
+            staging_dir,
+            &self.node,
+            self.partial_keep,
+            &self.inflight,
+            SystemTime::now(),
+        )
     }
 
     pub fn fetcher(&self) -> &Fetcher {
@@ -174,7 +195,7 @@ impl Engine {
                 }
             }
         };
-        let result = self.lead(plan, compression, log, cancel).await;
+        let result = self.lead(plan, compression, &lead, log, cancel).await;
         drop(slot);
         lead.finish(match &result {
             Ok(()) => Outcome::Ok,
@@ -188,15 +209,25 @@ impl Engine {
         &self,
         plan: &DownloadPlan,
         compression: Option<Compression>,
+        guard: &LeadGuard,
         log: &dyn LogSink,
         cancel: &CancellationToken,
     ) -> Result<(), DownloadError> {
         if plan.dest.is_file() {
             return existing_target(plan, log).await;
         }
-        let staged = Staged::create(&plan.staging_dir, &plan.dest, &plan.task_tag)?;
+        let start = tokio::select! {
+            s = resume::start(plan, compression, &self.node, guard, log) => s?,
+            _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+        };
+        let mut staged = start.staged;
+        let transfer = Transfer::new(plan, compression, self, log, &mut staged);
+        let transfer = match start.resume {
+            Some((sink, offset)) => transfer.continue_after(sink, offset),
+            None => transfer,
+        };
         tokio::select! {
-            r = Transfer::new(plan, compression, self, log, &staged).run() => r?,
+            r = transfer.run() => r?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         }
         if let Some(c) = compression {

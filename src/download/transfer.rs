@@ -1,7 +1,9 @@
 //! One transfer: the attempt loop of a download, from the first request to the fsynced temp file
 //! with its digest checked. An attempt sends the request (with `Range` + `If-Range` once bytes
 //! are in), reads the answer (go on, start over, or fail), and streams the body into the sink;
-//! a transient failure backs off and tries again (attempt.rs holds the policy).
+//! a transient failure backs off and tries again (attempt.rs holds the policy). The resume
+//! state next to the temp file follows along: the origin's version whenever the file starts
+//! from zero, the bytes on disk for good whenever the writer has synced more.
 
 use std::path::Path;
 use std::time::Instant;
@@ -43,7 +45,7 @@ pub struct Transfer<'a> {
     /// The per-transfer limit and the shared one; each chunk waits for both.
     rates: Vec<RateLimit>,
     log: &'a dyn LogSink,
-    staged: &'a Staged,
+    staged: &'a mut Staged,
     /// Created with the first body byte and kept across retries, so the hash and decoder state
     /// carry on where the previous attempt stopped.
     sink: Option<Sink>,
@@ -63,7 +65,7 @@ impl<'a> Transfer<'a> {
         compression: Option<Compression>,
         engine: &'a Engine,
         log: &'a dyn LogSink,
-        staged: &'a Staged,
+        staged: &'a mut Staged,
     ) -> Transfer<'a> {
         Transfer {
             plan,
@@ -86,6 +88,17 @@ impl<'a> Transfer<'a> {
             progress: Progress::new(None, Instant::now()),
             failures: 0,
         }
+    }
+
+    /// Goes on after the `offset` bytes already in `sink`, which hold the version of the file
+    /// the resume state names (resume.rs).
+    pub fn continue_after(mut self, sink: Sink, offset: u64) -> Transfer<'a> {
+        self.total = self.staged.state().length;
+        self.validator = self.staged.state().validator.clone();
+        self.received = offset;
+        self.sink = Some(sink);
+        self.progress = Progress::resumed(self.total, offset, Instant::now());
+        self
     }
 
     /// Attempts until the body is complete or a failure is final, then finishes the file.
@@ -183,13 +196,17 @@ impl<'a> Transfer<'a> {
         if self.sink.is_some() {
             return Ok(());
         }
+        let path = self.staged.path().to_path_buf();
         let create_err = |source| {
             Failure::Fatal(DownloadError::CreateTemp {
-                path: self.staged.path().to_path_buf(),
+                path: path.clone(),
                 source,
             })
         };
-        let file = self.staged.open().map_err(create_err)?;
+        let file = self
+            .staged
+            .start_over(self.validator.clone(), self.total)
+            .map_err(create_err)?;
         let algorithm = self.plan.checksum.as_ref().map(|c| c.algorithm);
         self.sink = Some(Sink::start(file, algorithm, self.compression).map_err(create_err)?);
         Ok(())
@@ -211,6 +228,10 @@ impl<'a> Transfer<'a> {
                         return Ok(()); // the writer failed; finish() says why
                     }
                     self.received += n;
+                    let synced = sink.synced();
+                    if synced > self.staged.state().synced {
+                        self.staged.record_synced(synced);
+                    }
                     check_size(self.limits, self.received)?;
                     for r in &self.rates {
                         r.consume(n).await;
