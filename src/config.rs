@@ -110,6 +110,12 @@ pub struct RawConfig {
     /// Header fields in one API request [default: 64, as PVE]
     #[arg(long)]
     pub max_header_count: Option<usize>,
+    /// Hours a partial download left by a crash is kept, so asking for it again resumes it [default: 24]
+    #[arg(long)]
+    pub partial_keep_hours: Option<f64>,
+    /// Seconds between two collections of partial downloads kept longer than partial-keep-hours [default: 3600]
+    #[arg(long)]
+    pub partial_collect_interval: Option<u64>,
 }
 
 impl RawConfig {
@@ -157,6 +163,10 @@ impl RawConfig {
             max_redirects: self.max_redirects.or(file.max_redirects),
             max_header_size: self.max_header_size.or(file.max_header_size),
             max_header_count: self.max_header_count.or(file.max_header_count),
+            partial_keep_hours: self.partial_keep_hours.or(file.partial_keep_hours),
+            partial_collect_interval: self
+                .partial_collect_interval
+                .or(file.partial_collect_interval),
         }
     }
 }
@@ -219,6 +229,16 @@ pub struct Config {
     pub url_policy: UrlPolicy,
     pub max_redirects: usize,
     pub headers: HeaderLimits,
+    pub partials: Partials,
+}
+
+/// What happens to partial downloads that no task owns (a crash left them behind).
+#[derive(Debug, Clone)]
+pub struct Partials {
+    /// Kept this long after their last write, for a resume.
+    pub keep: Duration,
+    /// Older ones are collected at start and then this often.
+    pub collect_every: Duration,
 }
 
 /// The PVE configuration directory, where a node has one.
@@ -367,6 +387,26 @@ impl Config {
                 &format!("expected 8 to {MAX_HEADER_COUNT_CEILING}"),
             ));
         }
+        let keep_hours = raw.partial_keep_hours.unwrap_or(24.0);
+        if !(0.0..=100_000.0).contains(&keep_hours) {
+            return Err(invalid(
+                "partial-keep-hours",
+                &keep_hours.to_string(),
+                "expected 0 to 100000 hours",
+            ));
+        }
+        let collect_every = raw.partial_collect_interval.unwrap_or(3600);
+        if collect_every == 0 {
+            return Err(invalid(
+                "partial-collect-interval",
+                "0",
+                "expected at least 1 second",
+            ));
+        }
+        let partials = Partials {
+            keep: Duration::from_secs_f64(keep_hours * 3600.0),
+            collect_every: Duration::from_secs(collect_every),
+        };
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -431,6 +471,7 @@ impl Config {
             url_policy,
             max_redirects: raw.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             headers,
+            partials,
         })
     }
 
@@ -492,6 +533,8 @@ mod tests {
         assert!(cfg.state_dir.is_absolute());
         assert_eq!(cfg.storage_cfg, cfg.state_dir.join("storage.cfg"));
         assert_eq!(cfg.auth_fail_delay, Duration::from_secs(3));
+        assert_eq!(cfg.partials.keep, Duration::from_secs(24 * 3600));
+        assert_eq!(cfg.partials.collect_every, Duration::from_secs(3600));
     }
 
     #[test]
@@ -504,6 +547,14 @@ mod tests {
         assert_eq!(
             Config::resolve(bad).expect_err("bad node").to_string(),
             "invalid node '-x': value does not look like a valid node name"
+        );
+        let bad = RawConfig {
+            partial_keep_hours: Some(-1.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(bad).expect_err("negative").to_string(),
+            "invalid partial-keep-hours '-1': expected 0 to 100000 hours"
         );
     }
 

@@ -1,14 +1,20 @@
 //! Crash safety (architecture invariants 1 and 2): a daemon killed with SIGKILL mid-transfer
-//! leaves no file under a listed name, reports the task stopped with an error after a restart
-//! and collects its temp file; SIGTERM stops transfers cleanly; and the flush order
-//! fsync(file) → rename → fsync(directory) is asserted on the real syscalls, not assumed.
+//! leaves no file under a listed name and reports the task stopped with an error after a
+//! restart; asking for the same download again resumes it from the bytes on disk (or starts
+//! over, and says why, when the origin's file changed or the download decompresses); partial
+//! downloads nobody resumes are collected, at start and while running, never one a running
+//! task owns; SIGTERM stops transfers cleanly; and the flush order fsync(file) → rename →
+//! fsync(directory) is asserted on the real syscalls, not assumed.
 
 mod util;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use util::Daemon;
+use util::{Daemon, Step};
+
+const ETAG: &str = "\"v1\"";
+const INTERRUPTED: &str = "task interrupted: the daemon stopped while it was running";
 
 fn slow_body(origin: u16, name: &str) -> String {
     format!("content=iso&filename={name}&url=http%3A%2F%2F127.0.0.1%3A{origin}%2F{name}")
@@ -20,20 +26,42 @@ fn staging(d: &Daemon) -> PathBuf {
 
 /// Waits until the transfer has written something to its temp file.
 fn wait_for_partial(dir: &Path) -> PathBuf {
+    wait_for(dir, |p| {
+        p.extension().is_some_and(|e| e == "part") && p.metadata().is_ok_and(|m| m.len() > 0)
+    })
+}
+
+/// Waits until a file in `dir` passes `ok`.
+fn wait_for(dir: &Path, ok: impl Fn(&Path) -> bool) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let part = std::fs::read_dir(dir)
+        let found = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.metadata().map(|m| m.len() > 0).unwrap_or(false));
-        if let Some(p) = part {
+            .find(|p| ok(p));
+        if let Some(p) = found {
             return p;
         }
-        assert!(Instant::now() < deadline, "no temp file appeared");
+        assert!(
+            Instant::now() < deadline,
+            "no such file appeared in {dir:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn read_state(path: &Path) -> serde_json::Value {
+    std::fs::read(path)
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The resume state next to a temp file.
+fn state_of(part: &Path) -> PathBuf {
+    part.with_extension("json")
 }
 
 fn task_log(d: &Daemon, upid: &str) -> String {
@@ -44,8 +72,9 @@ fn task_log(d: &Daemon, upid: &str) -> String {
 }
 
 #[test]
-fn sigkill_mid_transfer_then_restart() {
-    let mut d = Daemon::start();
+fn sigkill_mid_transfer_then_restart_collects_what_is_past_the_grace() {
+    // No grace: the partial is collected at start, as nothing can resume it.
+    let mut d = Daemon::start_with(&["--partial-keep-hours", "0"]);
     let (origin, _) = util::slow_origin(vec![1u8; 3_000_000], 32 * 1024, Duration::from_millis(50));
     let upid = d.post_download(&slow_body(origin, "k.iso"));
     let part = wait_for_partial(&staging(&d));
@@ -60,10 +89,7 @@ fn sigkill_mid_transfer_then_restart() {
     );
 
     d.restart();
-    assert_eq!(
-        d.wait(&upid),
-        "task interrupted: the daemon stopped while it was running"
-    );
+    assert_eq!(d.wait(&upid), INTERRUPTED);
     assert!(
         !part.exists(),
         "the orphaned temp file is collected at start"
@@ -148,4 +174,272 @@ fn flush_order_is_fsync_file_rename_fsync_directory() {
         dir_sync > 0,
         "fsync(directory) must come after the rename:\n{text}"
     );
+}
+
+fn data(len: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect()
+}
+
+/// An origin for `body` whose first answer trickles (so a kill lands mid-transfer) and whose
+/// later ones come at once with ETag `then`.
+fn trickle_then(body: &[u8], then: &'static str) -> (u16, util::Seen, util::Served) {
+    util::fault_origin_counted(
+        body.to_vec(),
+        vec![
+            Step::Trickle {
+                etag: ETAG,
+                chunk: 64 * 1024,
+                pause: Duration::from_millis(50),
+            },
+            Step::Serve {
+                etag: then,
+                limit: None,
+            },
+        ],
+    )
+}
+
+fn request(origin: u16, sum: &str, extra: &str) -> String {
+    format!(
+        "content=iso&filename=r.iso&checksum-algorithm=sha256&checksum={sum}{extra}\
+         &url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fr.iso"
+    )
+}
+
+/// The N of the log's `resuming from N bytes already on disk`.
+fn resumed_from(log: &[String]) -> Option<u64> {
+    log.iter().find_map(|l| {
+        l.strip_prefix("resuming from ")?
+            .strip_suffix(" bytes already on disk")?
+            .parse()
+            .ok()
+    })
+}
+
+/// Starts a trickling download, waits until the writer has synced bytes and recorded them
+/// in the resume state, and kills the daemon. Returns the first task, the temp file, its
+/// length after the kill and the state as it was.
+fn kill_mid_transfer(d: &mut Daemon, body: &str) -> (String, PathBuf, u64, serde_json::Value) {
+    let upid = d.post_download(body);
+    let state = wait_for(&staging(d), |p| {
+        p.extension().is_some_and(|e| e == "json")
+            && read_state(p)["synced"].as_u64().is_some_and(|n| n > 0)
+    });
+    d.kill9();
+    let part = state.with_extension("part");
+    let len = part.metadata().expect("the temp file is kept").len();
+    (upid, part, len, read_state(&state))
+}
+
+#[test]
+fn sigkill_then_the_same_request_resumes_from_the_bytes_on_disk() {
+    let mut d = Daemon::start();
+    let data = data(6_000_000);
+    let sum = util::sha256_hex(&data);
+    let (origin, seen, served) = trickle_then(&data, ETAG);
+    let body = request(origin, &sum, "");
+    let (first, part, on_disk, state) = kill_mid_transfer(&mut d, &body);
+
+    // What the state file holds, as the README documents it.
+    let target = d.storage_path().join("template/iso/r.iso");
+    assert_eq!(state["format"], 1);
+    assert_eq!(state["target"], target.display().to_string());
+    assert_eq!(state["url"], format!("http://127.0.0.1:{origin}/r.iso"));
+    assert_eq!(state["validator"], ETAG);
+    assert_eq!(state["length"], data.len());
+    assert_eq!(state["checksum-algorithm"], "sha256");
+    assert_eq!(state["checksum"], sum);
+    assert_eq!(state["compression"], serde_json::Value::Null);
+    let synced = state["synced"].as_u64().expect("synced");
+    assert!(synced <= on_disk && on_disk < data.len() as u64);
+
+    d.restart();
+    assert_eq!(d.wait(&first), INTERRUPTED);
+    assert!(part.exists(), "kept for a resume within partial-keep-hours");
+    let second = d.post_download(&body);
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    let log = d.log_lines(&second);
+    // Same boot: what the kernel had when the daemon died is all there.
+    let n = resumed_from(&log).unwrap_or_else(|| panic!("no resume line in {log:?}"));
+    assert_eq!(n, on_disk, "{log:?}");
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1], (format!("bytes={n}-"), ETAG.to_string()));
+    assert_eq!(
+        served.lock().expect("lock")[1] as u64,
+        data.len() as u64 - n,
+        "only the missing bytes travel again"
+    );
+    assert!(log.contains(&"calculating checksum...OK, checksum verified".to_string()));
+    assert_eq!(
+        util::sha256_hex(&std::fs::read(&target).expect("file")),
+        sum
+    );
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+#[test]
+fn sigkill_then_a_changed_file_at_the_origin_restarts_from_zero() {
+    let mut d = Daemon::start();
+    let data = data(6_000_000);
+    let sum = util::sha256_hex(&data);
+    let (origin, seen, served) = trickle_then(&data, "\"v2\"");
+    let body = request(origin, &sum, "");
+    let (_, _, on_disk, _) = kill_mid_transfer(&mut d, &body);
+
+    d.restart();
+    let second = d.post_download(&body);
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    let log = d.log_lines(&second);
+    assert_eq!(resumed_from(&log), Some(on_disk), "{log:?}");
+    assert!(
+        log.contains(
+            &"origin answered the resume request with HTTP 200 (range ignored or file changed); restarting from zero"
+                .to_string()
+        ),
+        "{log:?}"
+    );
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen[1], (format!("bytes={on_disk}-"), ETAG.to_string()));
+    assert_eq!(served.lock().expect("lock")[1], data.len());
+    assert_eq!(
+        util::sha256_hex(
+            &std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file")
+        ),
+        sum
+    );
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+#[test]
+fn sigkill_then_a_decompressing_download_starts_over() {
+    use std::io::Write;
+    let mut d = Daemon::start();
+    let data = data(4_000_000);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&data).expect("gz");
+    let gz = gz.finish().expect("gz");
+    let (origin, seen, served) = trickle_then(&gz, ETAG);
+    let body = request(origin, &util::sha256_hex(&gz), "&compression=gz");
+    let first = d.post_download(&body);
+    let part = wait_for_partial(&staging(&d));
+    d.kill9();
+    assert!(part.exists());
+
+    d.restart();
+    assert_eq!(d.wait(&first), INTERRUPTED);
+    let second = d.post_download(&body);
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    let log = d.log_lines(&second);
+    assert!(
+        log.contains(
+            &"cannot resume a decompressing download from disk, starting over".to_string()
+        ),
+        "{log:?}"
+    );
+    assert_eq!(resumed_from(&log), None);
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen[1],
+        (String::new(), String::new()),
+        "no Range: from zero"
+    );
+    assert_eq!(served.lock().expect("lock")[1], gz.len());
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file"),
+        data
+    );
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+#[test]
+fn a_corrupted_resume_state_is_garbage_not_an_error() {
+    let mut d = Daemon::start();
+    let data = data(6_000_000);
+    let sum = util::sha256_hex(&data);
+    let (origin, seen, _) = trickle_then(&data, ETAG);
+    let body = request(origin, &sum, "");
+    let (first, part, _, _) = kill_mid_transfer(&mut d, &body);
+    std::fs::write(state_of(&part), b"{\"format\": 1, \"target\": ").expect("corrupt");
+
+    d.restart();
+    assert_eq!(d.wait(&first), INTERRUPTED);
+    assert!(
+        !part.exists() && !state_of(&part).exists(),
+        "collected at start: it can never be resumed"
+    );
+    let second = d.post_download(&body);
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    assert_eq!(resumed_from(&d.log_lines(&second)), None);
+    assert_eq!(seen.lock().expect("lock")[1].0, "", "from zero");
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+#[test]
+fn runtime_collection_takes_unowned_partials_and_never_a_running_one() {
+    let d = Daemon::start_with(&[
+        "--partial-keep-hours",
+        "0",
+        "--partial-collect-interval",
+        "1",
+    ]);
+    let data = data(6_000_000);
+    let sum = util::sha256_hex(&data);
+    let (origin, _, _) = trickle_then(&data, ETAG);
+    let upid = d.post_download(&request(origin, &sum, ""));
+    let running = wait_for_partial(&staging(&d));
+
+    // Left by a crash (another target), and one whose state is unreadable.
+    let dir = staging(&d);
+    let other = dir.join(format!("o.iso.{}-{}.part", util::NODE, "1".repeat(32)));
+    std::fs::write(&other, b"partial").expect("write");
+    std::fs::write(
+        state_of(&other),
+        serde_json::json!({
+            "format": 1,
+            "target": d.storage_path().join("template/iso/o.iso"),
+            "url": "http://127.0.0.1:1/o.iso",
+            "validator": ETAG,
+            "length": 100,
+            "synced": 7,
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let garbage = dir.join(format!("g.iso.{}-{}.part", util::NODE, "2".repeat(32)));
+    std::fs::write(&garbage, b"partial").expect("write");
+    std::fs::write(state_of(&garbage), b"not json").expect("write");
+    let foreign = dir.join(format!("f.iso.othernode-{}.part", "3".repeat(32)));
+    std::fs::write(&foreign, b"another node's").expect("write");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while [&other, &garbage]
+        .iter()
+        .any(|p| p.exists() || state_of(p).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "unowned partials were not collected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        running.exists() && state_of(&running).exists(),
+        "a collection ran while the task owned its partial, and left it alone"
+    );
+    assert!(
+        foreign.exists(),
+        "another node's files are not ours to collect"
+    );
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    assert_eq!(
+        util::sha256_hex(
+            &std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file")
+        ),
+        sum
+    );
+    std::fs::remove_file(&foreign).expect("rm");
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
 }

@@ -10,7 +10,7 @@ mod user;
 use crate::api::STAGING_DIR;
 use crate::auth::{self, AuthError, AuthId};
 use crate::config::{Config, ConfigError, RawConfig};
-use crate::download::{self, Engine, FetchConfig, FetchSetupError, Fetcher};
+use crate::download::{Engine, FetchConfig, FetchSetupError, Fetcher};
 use crate::http::{self, ServeError};
 use crate::state::AppState;
 use crate::storage::StorageConfig;
@@ -207,35 +207,61 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     })?;
     bootstrap_embedded(&cfg)?;
     let tasks = TaskRegistry::open(&cfg.state_dir, &cfg.node, cfg.retention.clone())?;
-    collect_staging_orphans(&cfg);
     let fetcher = Fetcher::new(&FetchConfig {
         http_proxy: cfg.http_proxy.clone(),
         ca_file: cfg.ca_file.clone(),
         policy: cfg.url_policy.clone(),
         max_redirects: cfg.max_redirects,
     })?;
-    let engine = Engine::new(fetcher, cfg.limits.clone());
+    let engine = Engine::new(fetcher, cfg.limits.clone(), &cfg.node, cfg.partials.keep);
+    // Nothing runs yet: whatever is collectable now goes before the first request.
+    match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
+        Ok(storages) => collect_partials(&engine, &storages),
+        Err(e) => tracing::warn!("not collecting partial downloads: {e}"),
+    }
     let tickets = auth::Tickets::new(cfg.login_settings())?;
-    http::serve(AppState::new(cfg, tasks, engine, tickets)).await?;
+    let state = AppState::new(cfg, tasks, engine, tickets);
+    tokio::spawn(collect_partials_periodically(state.clone()));
+    http::serve(state).await?;
     Ok(())
 }
 
-/// Temp files of downloads that were running when the daemon last died. Nothing runs yet, so
-/// whatever this node left in a staging directory is an orphan.
-fn collect_staging_orphans(cfg: &Config) {
-    let storages = match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
-        Ok(s) => s,
-        Err(e) => return tracing::warn!("not collecting temp files: {e}"),
-    };
+/// Partial downloads left by a crash are kept for `partial-keep-hours` so that asking again
+/// resumes them; this runs the collection of older ones while the daemon runs. The in-flight
+/// registry keeps it off whatever a running task owns.
+async fn collect_partials_periodically(state: AppState) {
+    let every = state.config().partials.collect_every;
+    loop {
+        tokio::time::sleep(every).await;
+        let storages = match state.storage_config() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("not collecting partial downloads: {}", e.message);
+                continue;
+            }
+        };
+        let engine = state.engine().clone();
+        let done = tokio::task::spawn_blocking(move || collect_partials(&engine, &storages));
+        if let Err(e) = done.await {
+            tracing::warn!("collecting partial downloads failed: {e}");
+        }
+    }
+}
+
+/// One collection over the staging directories of all storages that take downloads. Blocking.
+fn collect_partials(engine: &Engine, storages: &StorageConfig) {
     for s in storages.storages.iter().filter(|s| s.is_file_based()) {
         let Some(path) = &s.path else { continue };
-        match download::collect_orphans(&path.join(STAGING_DIR), &cfg.node) {
+        match engine.collect_partials(&path.join(STAGING_DIR)) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
-                "removed {n} temp file(s) of interrupted downloads in storage '{}'",
+                "removed {n} partial download(s) nobody resumed in storage '{}'",
                 s.id
             ),
-            Err(e) => tracing::warn!("unable to collect temp files in storage '{}': {e}", s.id),
+            Err(e) => tracing::warn!(
+                "unable to collect partial downloads in storage '{}': {e}",
+                s.id
+            ),
         }
     }
 }

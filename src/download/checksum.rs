@@ -31,6 +31,17 @@ impl Algorithm {
             _ => return None,
         })
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha1 => "sha1",
+            Algorithm::Sha224 => "sha224",
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha384 => "sha384",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
 }
 
 /// An expected digest; compared case-insensitively, as PVE does.
@@ -103,15 +114,22 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Hashes an existing file (the existing-target check); blocking.
 pub fn hash_file(algorithm: Algorithm, path: &Path) -> io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
     let mut h = Hasher::new(algorithm);
+    feed(&mut h, std::fs::File::open(path)?)?;
+    Ok(h.finish_hex())
+}
+
+/// Feeds everything `r` yields into `h`; blocking.
+pub fn feed(h: &mut Hasher, mut r: impl Read) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
-            return Ok(h.finish_hex());
+            return Ok(total);
         }
         h.update(&buf[..n]);
+        total += n as u64;
     }
 }
 
@@ -160,7 +178,7 @@ mod tests {
     #[test]
     fn names_parse() {
         for n in Algorithm::NAMES {
-            assert!(Algorithm::parse(n).is_some());
+            assert_eq!(Algorithm::parse(n).map(Algorithm::name), Some(*n));
         }
         assert_eq!(Algorithm::parse("sha3"), None);
     }

@@ -96,6 +96,18 @@ impl Output {
         }
     }
 
+    /// Makes what was written so far durable. Only an undecoded file is synced: a decoder
+    /// holds state that its output alone cannot restore, so its file is never resumed.
+    pub fn sync_data(&mut self) -> io::Result<()> {
+        match self {
+            Output::Plain(w) => {
+                w.flush()?;
+                w.get_ref().sync_data()
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Ends the stream: a truncated or corrupt compressed stream fails here.
     pub fn finish(self) -> io::Result<File> {
         let done = |w: BufWriter<File>| w.into_inner().map_err(|e| e.into_error());

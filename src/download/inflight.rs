@@ -49,6 +49,8 @@ struct Running {
     key: RequestKey,
     task: String,
     done: watch::Receiver<Option<Outcome>>,
+    /// The tag of the staging files this transfer writes, once it has chosen them.
+    staging_tag: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -82,6 +84,14 @@ pub struct LeadGuard {
 }
 
 impl LeadGuard {
+    /// Marks the staging files tagged `tag` as this transfer's, before any of them is
+    /// written, so the collector of partial downloads keeps its hands off them.
+    pub fn own_staging(&self, tag: &str) {
+        if let Some(r) = self.map.lock().get_mut(&self.target) {
+            r.staging_tag = Some(tag.to_string());
+        }
+    }
+
     pub fn finish(mut self, outcome: Outcome) {
         self.release(outcome);
     }
@@ -125,6 +135,7 @@ impl Inflight {
                 key: key.clone(),
                 task: task.to_string(),
                 done: rx,
+                staging_tag: None,
             },
         );
         Entry::Lead(LeadGuard {
@@ -133,6 +144,22 @@ impl Inflight {
             tx,
             finished: false,
         })
+    }
+}
+
+impl Inflight {
+    /// Runs `f` unless a running transfer owns `target` or the staging files tagged `tag`.
+    /// The map stays locked while `f` runs, so no transfer can take those over meanwhile.
+    pub fn unless_owned<R>(
+        &self,
+        target: Option<&Path>,
+        tag: &str,
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
+        let map = self.lock();
+        let owned = target.is_some_and(|t| map.contains_key(t))
+            || map.values().any(|r| r.staging_tag.as_deref() == Some(tag));
+        (!owned).then(f)
     }
 }
 

@@ -11,15 +11,18 @@ mod error;
 mod fetch;
 mod inflight;
 pub mod metadata;
+mod partial;
 mod pipeline;
 pub mod policy;
 mod progress;
 mod ratelimit;
 mod resolve;
+mod resume;
 mod staging;
+mod transfer;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -30,14 +33,11 @@ pub use decompress::Compression;
 pub use error::DownloadError;
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher};
 pub use policy::{PolicyError, Rule, RuleError, UrlPolicy};
-pub use staging::{collect_orphans, new_tag};
+pub use staging::new_tag;
 
-use error::describe_reqwest;
-use inflight::{Entry, Inflight, Outcome, RequestKey};
-use pipeline::{Sink, SinkError};
-use progress::Progress;
+use inflight::{Entry, Inflight, LeadGuard, Outcome, RequestKey};
 use ratelimit::RateLimit;
-use staging::Staged;
+use transfer::Transfer;
 
 /// Where task-log lines go; the engine does not know it runs inside a task.
 pub trait LogSink: Send + Sync {
@@ -95,17 +95,36 @@ pub struct Engine {
     limits: Limits,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
     total_rate: Option<RateLimit>,
+    /// This daemon's node: the staging files it may resume and collect carry its name.
+    node: String,
+    /// How long a partial download nobody owns is kept for a resume.
+    partial_keep: Duration,
 }
 
 impl Engine {
-    pub fn new(fetcher: Fetcher, limits: Limits) -> Engine {
+    pub fn new(fetcher: Fetcher, limits: Limits, node: &str, partial_keep: Duration) -> Engine {
         Engine {
             fetcher,
             inflight: Inflight::default(),
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_transfers.max(1))),
             total_rate: limits.bwlimit_total.map(RateLimit::new),
             limits,
+            node: node.to_string(),
+            partial_keep,
         }
+    }
+
+    /// Removes the partial downloads in `staging_dir` that no running transfer owns and that
+    /// cannot be resumed any more: no readable state, or untouched for `partial_keep`.
+    /// Blocking; returns how many were removed.
+    pub fn collect_partials(&self, staging_dir: &Path) -> std::io::Result<usize> {
+        partial::collect(
+            staging_dir,
+            &self.node,
+            self.partial_keep,
+            &self.inflight,
+            SystemTime::now(),
+        )
     }
 
     pub fn fetcher(&self) -> &Fetcher {
@@ -179,7 +198,7 @@ impl Engine {
                 }
             }
         };
-        let result = self.lead(plan, compression, log, cancel).await;
+        let result = self.lead(plan, compression, &lead, log, cancel).await;
         drop(slot);
         lead.finish(match &result {
             Ok(()) => Outcome::Ok,
@@ -193,15 +212,25 @@ impl Engine {
         &self,
         plan: &DownloadPlan,
         compression: Option<Compression>,
+        guard: &LeadGuard,
         log: &dyn LogSink,
         cancel: &CancellationToken,
     ) -> Result<(), DownloadError> {
         if plan.dest.is_file() {
             return existing_target(plan, log).await;
         }
-        let staged = Staged::create(&plan.staging_dir, &plan.dest, &plan.task_tag)?;
+        let start = tokio::select! {
+            s = resume::start(plan, compression, &self.node, guard, log) => s?,
+            _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+        };
+        let mut staged = start.staged;
+        let transfer = Transfer::new(plan, compression, self, log, &mut staged);
+        let transfer = match start.resume {
+            Some((sink, offset)) => transfer.continue_after(sink, offset),
+            None => transfer,
+        };
         tokio::select! {
-            r = transfer(plan, compression, self, log, &staged) => r?,
+            r = transfer.run() => r?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         }
         if let Some(c) = compression {
@@ -264,262 +293,4 @@ async fn existing_target(plan: &DownloadPlan, log: &dyn LogSink) -> Result<(), D
         got,
         expected: checksum.expected,
     })
-}
-
-/// How one attempt ended, when it did not deliver the whole body.
-enum Failure {
-    /// Worth another attempt; `after` is the origin's Retry-After.
-    Transient {
-        reason: String,
-        after: Option<std::time::Duration>,
-    },
-    Fatal(DownloadError),
-}
-
-async fn transfer(
-    plan: &DownloadPlan,
-    compression: Option<Compression>,
-    engine: &Engine,
-    log: &dyn LogSink,
-    staged: &Staged,
-) -> Result<(), DownloadError> {
-    let limits = &engine.limits;
-    let fetcher = &engine.fetcher;
-    let rates: Vec<RateLimit> = limits
-        .bwlimit
-        .map(RateLimit::new)
-        .into_iter()
-        .chain(engine.total_rate.clone())
-        .collect();
-    let policy = &plan.retry;
-    let mut sink: Option<Sink> = None;
-    let mut received: u64 = 0;
-    let mut total: Option<u64> = None;
-    let mut validator: Option<String> = None;
-    let mut progress = Progress::new(None, Instant::now());
-    let mut failures = 0u32;
-    loop {
-        let attempt = async {
-            let mut req = fetcher
-                .download(plan.verify_certificates, &plan.url)
-                .map_err(|e| Failure::Fatal(DownloadError::Policy(e)))?;
-            if received > 0 {
-                req = req.header(reqwest::header::RANGE, format!("bytes={received}-"));
-                if let Some(v) = &validator {
-                    req = req.header(reqwest::header::IF_RANGE, v.as_str());
-                }
-            }
-            // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do
-            // not heal by waiting (wget gives up on them too); timeouts and drops may.
-            let mut resp = req.send().await.map_err(|e| {
-                if let Some(p) = PolicyError::find(&e) {
-                    return Failure::Fatal(DownloadError::Policy(p.clone()));
-                }
-                let reason = describe_reqwest(&e);
-                if (e.is_connect() && !e.is_timeout()) || e.is_redirect() {
-                    Failure::Fatal(DownloadError::Transfer(reason))
-                } else {
-                    Failure::Transient {
-                        reason,
-                        after: None,
-                    }
-                }
-            })?;
-            let status = resp.status();
-            let resumed = received > 0
-                && status == reqwest::StatusCode::PARTIAL_CONTENT
-                && attempt::range_start(resp.headers()) == Some(received);
-            if !resumed {
-                if !status.is_success() || status == reqwest::StatusCode::PARTIAL_CONTENT {
-                    let err = DownloadError::Http {
-                        status: status.as_u16(),
-                        reason: status.canonical_reason().unwrap_or("").to_string(),
-                    };
-                    return Err(if attempt::is_transient(status) {
-                        Failure::Transient {
-                            reason: format!(
-                                "HTTP {} {}",
-                                status.as_u16(),
-                                status.canonical_reason().unwrap_or("")
-                            ),
-                            after: attempt::retry_after(resp.headers()),
-                        }
-                    } else {
-                        Failure::Fatal(err)
-                    });
-                }
-                if received > 0 {
-                    log.line(&format!(
-                        "origin answered the resume request with HTTP {} (range ignored or file changed); restarting from zero",
-                        status.as_u16()
-                    ));
-                    if let Some(old) = sink.take() {
-                        // The old writer must be done before the file is truncated.
-                        let _ = old.finish().await;
-                    }
-                    received = 0;
-                }
-                if resp.url().as_str() != plan.url {
-                    log.line(&format!("redirected to {}", resp.url()));
-                }
-                total = resp.content_length();
-                validator = attempt::validator(resp.headers());
-                log.line(&match total {
-                    Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
-                    None => "length: unspecified".to_string(),
-                });
-                progress = Progress::new(total, Instant::now());
-                if let Some(n) = total {
-                    check_size(limits, n)?;
-                    check_space(staged.dir(), n)?;
-                }
-            }
-            if sink.is_none() {
-                let create_err = |source| {
-                    Failure::Fatal(DownloadError::CreateTemp {
-                        path: staged.path().to_path_buf(),
-                        source,
-                    })
-                };
-                let file = staged.open().map_err(create_err)?;
-                sink = Some(
-                    Sink::start(
-                        file,
-                        plan.checksum.as_ref().map(|c| c.algorithm),
-                        compression,
-                    )
-                    .map_err(create_err)?,
-                );
-            }
-            let Some(s) = sink.as_ref() else {
-                return Err(Failure::Fatal(DownloadError::Transfer(
-                    "internal error: no sink".into(),
-                )));
-            };
-            loop {
-                let chunk = tokio::time::timeout(policy.stall_timeout, resp.chunk()).await;
-                match chunk {
-                    Ok(Ok(Some(chunk))) => {
-                        let n = chunk.len() as u64;
-                        if !s.send(chunk).await {
-                            return Ok(()); // the writer failed; finish() says why
-                        }
-                        received += n;
-                        check_size(limits, received)?;
-                        for r in &rates {
-                            r.consume(n).await;
-                        }
-                        if let Some(line) = progress.advance(n, Instant::now()) {
-                            log.line(&line);
-                        }
-                    }
-                    Ok(Ok(None)) => break,
-                    Ok(Err(e)) => {
-                        let reason = match total {
-                            Some(t) if received < t => {
-                                format!("connection closed after {received} of {t} bytes")
-                            }
-                            _ => describe_reqwest(&e),
-                        };
-                        return Err(Failure::Transient {
-                            reason,
-                            after: None,
-                        });
-                    }
-                    Err(_) => {
-                        return Err(Failure::Transient {
-                            reason: format!(
-                                "no data received for {}s",
-                                policy.stall_timeout.as_secs()
-                            ),
-                            after: None,
-                        });
-                    }
-                }
-            }
-            match total {
-                Some(t) if received < t => Err(Failure::Transient {
-                    reason: format!("connection closed after {received} of {t} bytes"),
-                    after: None,
-                }),
-                _ => Ok(()),
-            }
-        };
-        match attempt.await {
-            Ok(()) => break,
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Transient { reason, after }) => {
-                failures += 1;
-                if failures > policy.retries {
-                    return Err(DownloadError::Transfer(reason));
-                }
-                let delay = policy.delay(failures, after);
-                log.line(&format!(
-                    "transfer failed after {received} bytes: {reason}; retry {failures} of {} in {}s",
-                    policy.retries,
-                    delay.as_secs_f64()
-                ));
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-    let Some(sink) = sink else {
-        return Err(DownloadError::Transfer("internal error: no data".into()));
-    };
-    let finished = sink
-        .finish()
-        .await
-        .map_err(|e| sink_error(e, staged.path(), compression))?;
-    log.line(&progress.summary(Instant::now()));
-    drop(finished.file);
-
-    if let (Some(checksum), Some(got)) = (&plan.checksum, finished.digest) {
-        if !checksum.matches(&got) {
-            log.line("calculating checksum...");
-            return Err(DownloadError::ChecksumMismatch {
-                got,
-                expected: checksum.expected.clone(),
-            });
-        }
-        log.line("calculating checksum...OK, checksum verified");
-    }
-    Ok(())
-}
-
-fn check_size(limits: &Limits, bytes: u64) -> Result<(), Failure> {
-    match limits.max_size {
-        Some(limit) if bytes > limit => Err(Failure::Fatal(DownloadError::TooLarge { limit })),
-        _ => Ok(()),
-    }
-}
-
-/// Fails at once when the announced length cannot fit, instead of after filling the disk.
-/// A decompressed file may still outgrow the space; the write error then ends the task.
-fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
-    let Ok(st) = nix::sys::statvfs::statvfs(dir) else {
-        return Ok(()); // unknown: the write itself will tell
-    };
-    let available = st.blocks_available().saturating_mul(st.fragment_size());
-    if needed > available {
-        return Err(Failure::Fatal(DownloadError::NoSpace {
-            dir: dir.to_path_buf(),
-            needed,
-            available,
-        }));
-    }
-    Ok(())
-}
-
-fn sink_error(e: SinkError, path: &Path, compression: Option<Compression>) -> DownloadError {
-    match (e, compression) {
-        (SinkError::Decode(e), Some(c)) => DownloadError::Decompress {
-            command: c.pve_command(),
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        },
-        (SinkError::Decode(source) | SinkError::Write(source), _) => DownloadError::Write {
-            path: path.to_path_buf(),
-            source,
-        },
-    }
 }

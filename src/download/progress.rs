@@ -10,15 +10,24 @@ pub struct Progress {
     total: Option<u64>,
     start: Instant,
     last: Instant,
+    /// Bytes that were on disk before this run started (a resume from disk).
+    base: u64,
+    /// Bytes this run transferred; the rate counts only these.
     done: u64,
 }
 
 impl Progress {
     pub fn new(total: Option<u64>, now: Instant) -> Progress {
+        Progress::resumed(total, 0, now)
+    }
+
+    /// Progress of a download that already has `base` bytes of `total` on disk.
+    pub fn resumed(total: Option<u64>, base: u64, now: Instant) -> Progress {
         Progress {
             total,
             start: now,
             last: now,
+            base,
             done: 0,
         }
     }
@@ -44,27 +53,28 @@ impl Progress {
 
     fn line(&self, now: Instant) -> String {
         let rate = self.rate(now);
+        let have = self.base + self.done;
         match self.total {
             Some(total) if total > 0 => {
-                let pct = self.done as f64 * 100.0 / total as f64;
+                let pct = have as f64 * 100.0 / total as f64;
                 let eta = if rate > 0.0 {
                     format!(
                         ", ETA {}",
-                        human_duration(total.saturating_sub(self.done) as f64 / rate)
+                        human_duration(total.saturating_sub(have) as f64 / rate)
                     )
                 } else {
                     String::new()
                 };
                 format!(
                     "downloaded {} of {} ({pct:.1}%), {}/s{eta}",
-                    human_bytes(self.done),
+                    human_bytes(have),
                     human_bytes(total),
                     human_bytes(rate as u64)
                 )
             }
             _ => format!(
                 "downloaded {}, {}/s",
-                human_bytes(self.done),
+                human_bytes(have),
                 human_bytes(rate as u64)
             ),
         }
@@ -122,6 +132,23 @@ mod tests {
             "downloaded 20.0 MiB of 100.0 MiB (20.0%), 10.0 MiB/s, ETA 8s"
         );
         assert_eq!(p.advance(1, t0 + Duration::from_secs(3)), None, "no flood");
+    }
+
+    #[test]
+    fn resumed_progress_counts_the_bytes_on_disk_but_rates_only_new_ones() {
+        let t0 = Instant::now();
+        let mut p = Progress::resumed(Some(100 << 20), 50 << 20, t0);
+        let line = p
+            .advance(10 << 20, t0 + Duration::from_secs(2))
+            .expect("line");
+        assert_eq!(
+            line,
+            "downloaded 60.0 MiB of 100.0 MiB (60.0%), 5.0 MiB/s, ETA 8s"
+        );
+        assert_eq!(
+            p.summary(t0 + Duration::from_secs(2)),
+            "downloaded 10.0 MiB in 2s (5.0 MiB/s)"
+        );
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! outside the content directories (so no listing sees it), is removed when the download fails
 //! or is dropped, and reaches its final name only after the data was fsynced: then rename, then
 //! fsync of the directory, so a crash can never leave a listed name with unflushed content
-//! (architecture invariants 1 and 2).
+//! (architecture invariants 1 and 2). Next to it lives its resume state (partial.rs), which
+//! goes with it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::DownloadError;
+use super::partial::{self, Found, PartialState};
 
 /// A temp-file tag owned by `node`: storages may be shared by several nodes, and each daemon
 /// collects only its own leftovers.
@@ -16,68 +18,110 @@ pub fn new_tag(node: &str) -> String {
     format!("{node}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Removes the temp files `node` left in `staging_dir` when it last stopped without cleaning
-/// up (a crash or kill -9). Called at start, before any task runs.
-pub fn collect_orphans(staging_dir: &Path, node: &str) -> io::Result<usize> {
-    let entries = match fs::read_dir(staging_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mine = format!(".{node}-");
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".part") && name.contains(&mine) && entry.file_type()?.is_file() {
-            fs::remove_file(entry.path())?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
+/// The temp file of a running download and its resume state (partial.rs).
 pub struct Staged {
-    path: PathBuf,
+    part: PathBuf,
+    state_path: PathBuf,
+    state: PartialState,
     published: bool,
 }
 
 impl Staged {
-    pub fn create(staging_dir: &Path, dest: &Path, tag: &str) -> Result<Staged, DownloadError> {
-        let name = dest
+    /// A new temp file tagged `tag` for `state.target`. The state is written first, so the
+    /// temp file never exists without one.
+    pub fn create(
+        staging_dir: &Path,
+        tag: &str,
+        mut state: PartialState,
+    ) -> Result<Staged, DownloadError> {
+        let name = state
+            .target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let path = staging_dir.join(format!("{name}.{tag}.part"));
-        fs::create_dir_all(staging_dir).map_err(|source| DownloadError::CreateTemp {
-            path: path.clone(),
-            source,
-        })?;
+        let part = staging_dir.join(format!("{name}.{tag}.part"));
+        let state_path = partial::state_path(&part);
+        fs::create_dir_all(staging_dir)
+            .and_then(|()| state.store(&state_path))
+            .map_err(|source| DownloadError::CreateTemp {
+                path: state_path.clone(),
+                source,
+            })?;
         Ok(Staged {
-            path,
+            part,
+            state_path,
+            state,
             published: false,
         })
     }
 
+    /// Takes over a partial download an earlier run left on disk.
+    pub fn adopt(found: Found) -> Staged {
+        Staged {
+            part: found.group.part(),
+            state_path: found.group.state(),
+            state: found.state,
+            published: false,
+        }
+    }
+
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.part
     }
 
     pub fn dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("/"))
+        self.part.parent().unwrap_or(Path::new("/"))
     }
 
-    pub fn open(&self) -> io::Result<File> {
-        OpenOptions::new()
+    pub fn state(&self) -> &PartialState {
+        &self.state
+    }
+
+    /// Empties the temp file for a download from the first byte of the origin's version
+    /// `validator`, and records that before any byte of it is written: a state never describes
+    /// bytes of another version.
+    pub fn start_over(
+        &mut self,
+        validator: Option<String>,
+        length: Option<u64>,
+    ) -> io::Result<File> {
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&self.path)
+            .open(&self.part)?;
+        self.state.validator = validator;
+        self.state.length = length;
+        self.state.synced = 0;
+        self.state.store(&self.state_path)?;
+        Ok(file)
     }
 
-    /// The data is already fsynced by the writer; rename, then make the rename durable.
+    /// Opens the temp file cut to its first `offset` bytes, positioned at the start; reading
+    /// those bytes leaves it where writing goes on.
+    pub fn continue_at(&self, offset: u64) -> io::Result<File> {
+        let file = OpenOptions::new().read(true).write(true).open(&self.part)?;
+        file.set_len(offset)?;
+        Ok(file)
+    }
+
+    /// Records that the first `n` bytes are on disk for good. A failure costs only the
+    /// ability to resume from them, not the download.
+    pub fn record_synced(&mut self, n: u64) {
+        self.state.synced = n;
+        if let Err(e) = self.state.store(&self.state_path) {
+            tracing::warn!(
+                "unable to update resume state '{}': {e}",
+                self.state_path.display()
+            );
+        }
+    }
+
+    /// The data is already fsynced by the writer; rename, then make the rename durable. The
+    /// state goes last, on drop: a crash before that leaves a state without its temp file,
+    /// which the collector removes.
     pub fn publish(mut self, dest: &Path) -> Result<(), DownloadError> {
-        fs::rename(&self.path, dest).map_err(DownloadError::Rename)?;
+        fs::rename(&self.part, dest).map_err(DownloadError::Rename)?;
         self.published = true;
         if let Some(dir) = dest.parent() {
             File::open(dir)
@@ -88,55 +132,81 @@ impl Staged {
     }
 }
 
+fn remove(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("could not cleanup temporary file: {e}"),
+    }
+}
+
 impl Drop for Staged {
     fn drop(&mut self) {
-        if self.published {
-            return;
+        if !self.published {
+            remove(&self.part);
         }
-        match fs::remove_file(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("could not cleanup temporary file: {e}"),
-        }
+        remove(&self.state_path);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{ContentCheck, DownloadPlan, RetryPolicy};
     use super::*;
 
-    #[test]
-    fn orphans_of_this_node_only_are_collected() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mine = dir.path().join(format!("x.iso.{}.part", new_tag("n1")));
-        let other = dir.path().join(format!("x.iso.{}.part", new_tag("n2")));
-        let unrelated = dir.path().join("notes.txt");
-        for p in [&mine, &other, &unrelated] {
-            fs::write(p, b"x").expect("write");
-        }
-        assert_eq!(collect_orphans(dir.path(), "n1").expect("collect"), 1);
-        assert!(!mine.exists() && other.exists() && unrelated.exists());
-        assert_eq!(
-            collect_orphans(&dir.path().join("missing"), "n1").expect("none"),
-            0
-        );
+    fn state(dest: &Path) -> PartialState {
+        PartialState::new(&DownloadPlan {
+            url: "http://o/x.iso".into(),
+            dest: dest.to_path_buf(),
+            staging_dir: PathBuf::new(),
+            content: "iso".into(),
+            checksum: None,
+            compression: None,
+            verify_certificates: true,
+            check: ContentCheck::for_download("iso", None),
+            task_tag: String::new(),
+            retry: RetryPolicy::default(),
+        })
     }
 
     #[test]
-    fn dropped_staging_file_is_removed_and_published_one_is_kept() {
+    fn dropped_staging_files_are_removed_and_published_one_is_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let staging = dir.path().join(".isolib-partial");
         let dest = dir.path().join("x.iso");
-        let s = Staged::create(&staging, &dest, "1").expect("create");
+        let mut s = Staged::create(&staging, &new_tag("n1"), state(&dest)).expect("create");
+        assert!(partial::state_path(s.path()).is_file(), "state before data");
+        s.start_over(Some("\"v1\"".into()), Some(7)).expect("open");
         fs::write(s.path(), b"partial").expect("write");
         let p = s.path().to_path_buf();
         drop(s);
         assert!(!p.exists());
+        assert_eq!(fs::read_dir(&staging).expect("ls").count(), 0);
 
-        let s = Staged::create(&staging, &dest, "2").expect("create");
+        let mut s = Staged::create(&staging, &new_tag("n1"), state(&dest)).expect("create");
+        s.start_over(None, None).expect("open");
         fs::write(s.path(), b"done").expect("write");
         s.publish(&dest).expect("publish");
         assert_eq!(fs::read(&dest).expect("read"), b"done");
         assert_eq!(fs::read_dir(&staging).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn start_over_records_the_new_version_and_continue_cuts_the_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("x.iso");
+        let mut s = Staged::create(dir.path(), &new_tag("n1"), state(&dest)).expect("create");
+        s.start_over(Some("\"v2\"".into()), Some(10)).expect("open");
+        let stored = PartialState::load(&partial::state_path(s.path())).expect("state");
+        assert_eq!(
+            (stored.validator.as_deref(), stored.length, stored.synced),
+            (Some("\"v2\""), Some(10), 0)
+        );
+        s.record_synced(4);
+        let stored = PartialState::load(&partial::state_path(s.path())).expect("state");
+        assert_eq!(stored.synced, 4);
+        fs::write(s.path(), b"0123456").expect("write");
+        drop(s.continue_at(4).expect("continue"));
+        assert_eq!(fs::read(s.path()).expect("read"), b"0123");
     }
 }

@@ -448,17 +448,35 @@ pub enum Step {
     Status(u16),
     /// Send `n` bytes, then nothing while keeping the connection open for `secs`.
     Stall { n: usize, secs: u64 },
+    /// Like `Serve` without limit, but `chunk` bytes at a time with `pause` after each, so a
+    /// test can act while the transfer runs.
+    Trickle {
+        etag: &'static str,
+        chunk: usize,
+        pause: Duration,
+    },
 }
 
 /// The request lines the fault origin saw: `Range` and `If-Range` values ("" when absent).
 pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
+/// Body bytes the fault origin wrote per request, in the order of `Seen`.
+pub type Served = std::sync::Arc<std::sync::Mutex<Vec<usize>>>;
+
 pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
+    let (port, seen, _) = fault_origin_counted(body, script);
+    (port, seen)
+}
+
+/// `fault_origin` that also counts the body bytes it served per request.
+pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Served) {
     use std::sync::{Arc, Mutex};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
     let port = listener.local_addr().expect("addr").port();
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let served: Served = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
+    let counts = served.clone();
     thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -479,17 +497,44 @@ pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
                     .unwrap_or_default()
             };
             let (range, if_range) = (header("range"), header("if-range"));
-            let step = {
+            let (step, index) = {
                 let mut s = log.lock().expect("lock");
                 s.push((range.clone(), if_range.clone()));
-                script
+                counts.lock().expect("lock").push(0);
+                let step = script
                     .get(s.len() - 1)
                     .or(script.last())
                     .cloned()
-                    .expect("script")
+                    .expect("script");
+                (step, s.len() - 1)
             };
             let body = body.clone();
+            let counts = counts.clone();
             thread::spawn(move || {
+                let count = |n: usize| counts.lock().expect("lock")[index] += n;
+                // The start `Range` asks for, unless `If-Range` names another version.
+                let start_for = |etag: &str| -> usize {
+                    range
+                        .strip_prefix("bytes=")
+                        .and_then(|r| r.strip_suffix('-'))
+                        .and_then(|r| r.parse().ok())
+                        .filter(|_| if_range.is_empty() || if_range == etag)
+                        .unwrap_or(0)
+                };
+                let head_for = |start: usize, etag: &str| {
+                    if start > 0 {
+                        (
+                            "206 Partial Content",
+                            format!(
+                                "Content-Range: bytes {start}-{}/{}\r\nETag: {etag}\r\n",
+                                body.len() - 1,
+                                body.len()
+                            ),
+                        )
+                    } else {
+                        ("200 OK", format!("ETag: {etag}\r\n"))
+                    }
+                };
                 let send = |conn: &mut TcpStream, status: &str, extra: String, data: &[u8]| {
                     let head = format!(
                         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
@@ -499,29 +544,33 @@ pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
                 };
                 match step {
                     Step::Serve { etag, limit } => {
-                        let start: usize = range
-                            .strip_prefix("bytes=")
-                            .and_then(|r| r.strip_suffix('-'))
-                            .and_then(|r| r.parse().ok())
-                            .filter(|_| if_range.is_empty() || if_range == etag)
-                            .unwrap_or(0);
+                        let start = start_for(etag);
                         let rest = &body[start..];
-                        if start > 0 {
-                            let cr = format!(
-                                "Content-Range: bytes {start}-{}/{}\r\nETag: {etag}\r\n",
-                                body.len() - 1,
-                                body.len()
-                            );
-                            send(&mut conn, "206 Partial Content", cr, rest);
-                        } else {
-                            send(&mut conn, "200 OK", format!("ETag: {etag}\r\n"), rest);
-                        }
+                        let (status, extra) = head_for(start, etag);
+                        send(&mut conn, status, extra, rest);
                         let n = limit.unwrap_or(rest.len()).min(rest.len());
-                        let _ = conn.write_all(&rest[..n]);
+                        if conn.write_all(&rest[..n]).is_ok() {
+                            count(n);
+                        }
+                    }
+                    Step::Trickle { etag, chunk, pause } => {
+                        let start = start_for(etag);
+                        let rest = &body[start..];
+                        let (status, extra) = head_for(start, etag);
+                        send(&mut conn, status, extra, rest);
+                        for piece in rest.chunks(chunk) {
+                            if conn.write_all(piece).is_err() {
+                                return;
+                            }
+                            count(piece.len());
+                            thread::sleep(pause);
+                        }
                     }
                     Step::IgnoreRange => {
                         send(&mut conn, "200 OK", String::new(), &body);
-                        let _ = conn.write_all(&body);
+                        if conn.write_all(&body).is_ok() {
+                            count(body.len());
+                        }
                     }
                     Step::Status(code) => {
                         send(
@@ -540,7 +589,7 @@ pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
             });
         }
     });
-    (port, seen)
+    (port, seen, served)
 }
 
 /// An origin (or forward proxy: it answers absolute-form requests too) that records each

@@ -1,0 +1,128 @@
+//! Where a transfer starts: from the bytes an earlier run of the same download left on disk
+//! (a daemon that crashed or was killed mid-transfer), or from zero. Picking up is only done
+//! when it is sound: an undecoded file, a validator to send as `If-Range`, bytes known to be
+//! on disk (partial.rs). The bytes are hashed once to restore the digest state; the origin then
+//! decides with `Range` + `If-Range` whether they are still good (transfer.rs).
+
+use std::io::{Read, Seek, SeekFrom};
+
+use super::checksum::{self, Hasher};
+use super::inflight::LeadGuard;
+use super::partial::{self, Found, PartialState};
+use super::pipeline::Sink;
+use super::staging::Staged;
+use super::{Compression, DownloadError, DownloadPlan, LogSink};
+
+pub struct Start {
+    pub staged: Staged,
+    /// When picking up: the sink over the bytes already there, and how many they are.
+    pub resume: Option<(Sink, u64)>,
+}
+
+/// Chooses the temp file of `plan` and marks it owned by the transfer `lead`.
+pub async fn start(
+    plan: &DownloadPlan,
+    compression: Option<Compression>,
+    node: &str,
+    lead: &LeadGuard,
+    log: &dyn LogSink,
+) -> Result<Start, DownloadError> {
+    let found = partial::find(&plan.staging_dir, node, &plan.dest)
+        .into_iter()
+        .filter(|f| f.state.same_download(plan))
+        .max_by_key(|f| on_disk(f).unwrap_or(0));
+    if let Some(found) = found {
+        lead.own_staging(found.group.tag());
+        match pick_up(found, plan, compression).await {
+            Ok(start) => {
+                if let Some((_, offset)) = &start.resume {
+                    log.line(&format!("resuming from {offset} bytes already on disk"));
+                }
+                return Ok(start);
+            }
+            Err(reason) => log.line(&format!("{reason}, starting over")),
+        }
+    }
+    lead.own_staging(&plan.task_tag);
+    let staged = Staged::create(&plan.staging_dir, &plan.task_tag, PartialState::new(plan))?;
+    Ok(Start {
+        staged,
+        resume: None,
+    })
+}
+
+/// The bytes of `f` that hold the download.
+fn on_disk(f: &Found) -> std::io::Result<u64> {
+    let len = std::fs::metadata(f.group.part())?.len();
+    Ok(f.state.usable(len))
+}
+
+/// Continues `found`, or says why not (and removes it: a new transfer replaces it).
+async fn pick_up(
+    found: Found,
+    plan: &DownloadPlan,
+    compression: Option<Compression>,
+) -> Result<Start, String> {
+    let refuse = |found: Found, reason: String| {
+        if let Err(e) = found.group.remove() {
+            tracing::warn!("unable to remove partial download: {e}");
+        }
+        Err(reason)
+    };
+    if compression.is_some() || found.state.compression.is_some() {
+        return refuse(
+            found,
+            "cannot resume a decompressing download from disk".into(),
+        );
+    }
+    if found.state.validator.is_none() {
+        return refuse(
+            found,
+            "cannot resume from disk: the origin sent neither ETag nor Last-Modified".into(),
+        );
+    }
+    let mut offset = match on_disk(&found) {
+        Ok(n) => n,
+        Err(e) => {
+            return refuse(
+                found,
+                format!("cannot read the partial download on disk: {e}"),
+            );
+        }
+    };
+    // A range that starts at the end is unsatisfiable (416); ask for the last byte again.
+    if let Some(len) = found.state.length.filter(|l| *l > 0) {
+        offset = offset.min(len - 1);
+    }
+    if offset == 0 {
+        return refuse(found, "nothing of the earlier download is on disk".into());
+    }
+    // Dropping `staged` on any failure below removes the files.
+    let staged = Staged::adopt(found);
+    let algorithm = plan.checksum.as_ref().map(|c| c.algorithm);
+    let file = staged.continue_at(offset);
+    let hashed = tokio::task::spawn_blocking(move || {
+        let mut file = file?;
+        let mut hasher = algorithm.map(Hasher::new);
+        if let Some(h) = hasher.as_mut() {
+            let n = checksum::feed(h, (&mut file).take(offset))?;
+            if n != offset {
+                return Err(std::io::Error::other(format!(
+                    "only {n} of {offset} bytes could be read"
+                )));
+            }
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        Ok((file, hasher))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    let sink = hashed
+        .and_then(|(file, hasher)| Sink::continue_at(file, hasher, None, offset))
+        .map_err(|e| format!("cannot read the partial download on disk: {e}"))?;
+    Ok(Start {
+        staged,
+        resume: Some((sink, offset)),
+    })
+}

@@ -1,0 +1,368 @@
+//! One transfer: the attempt loop of a download, from the first request to the fsynced temp file
+//! with its digest checked. An attempt sends the request (with `Range` + `If-Range` once bytes
+//! are in), reads the answer (go on, start over, or fail), and streams the body into the sink;
+//! a transient failure backs off and tries again (attempt.rs holds the policy). The resume
+//! state next to the temp file follows along: the origin's version whenever the file starts
+//! from zero, the bytes on disk for good whenever the writer has synced more.
+
+use std::path::Path;
+use std::time::Instant;
+
+use reqwest::{Response, StatusCode};
+
+use super::attempt;
+use super::error::describe_reqwest;
+use super::fetch::Fetcher;
+use super::pipeline::{Sink, SinkError};
+use super::policy::PolicyError;
+use super::progress::{self, Progress};
+use super::ratelimit::RateLimit;
+use super::staging::Staged;
+use super::{Compression, DownloadError, DownloadPlan, Engine, Limits, LogSink};
+
+/// How one attempt ended, when it did not deliver the whole body.
+enum Failure {
+    /// Worth another attempt; `after` is the origin's Retry-After.
+    Transient {
+        reason: String,
+        after: Option<std::time::Duration>,
+    },
+    Fatal(DownloadError),
+}
+
+impl Failure {
+    fn transient(reason: String) -> Failure {
+        Failure::Transient {
+            reason,
+            after: None,
+        }
+    }
+}
+
+pub struct Transfer<'a> {
+    plan: &'a DownloadPlan,
+    compression: Option<Compression>,
+    limits: &'a Limits,
+    fetcher: &'a Fetcher,
+    /// The per-transfer limit and the shared one; each chunk waits for both.
+    rates: Vec<RateLimit>,
+    log: &'a dyn LogSink,
+    staged: &'a mut Staged,
+    /// Created with the first body byte and kept across retries, so the hash and decoder state
+    /// carry on where the previous attempt stopped.
+    sink: Option<Sink>,
+    /// Body bytes received so far, as downloaded (before decoding).
+    received: u64,
+    /// The length the origin announced for the whole file.
+    total: Option<u64>,
+    /// What `If-Range` sends, so a changed file is never spliced onto the old bytes.
+    validator: Option<String>,
+    progress: Progress,
+    failures: u32,
+}
+
+impl<'a> Transfer<'a> {
+    pub fn new(
+        plan: &'a DownloadPlan,
+        compression: Option<Compression>,
+        engine: &'a Engine,
+        log: &'a dyn LogSink,
+        staged: &'a mut Staged,
+    ) -> Transfer<'a> {
+        Transfer {
+            plan,
+            compression,
+            limits: &engine.limits,
+            fetcher: &engine.fetcher,
+            rates: engine
+                .limits
+                .bwlimit
+                .map(RateLimit::new)
+                .into_iter()
+                .chain(engine.total_rate.clone())
+                .collect(),
+            log,
+            staged,
+            sink: None,
+            received: 0,
+            total: None,
+            validator: None,
+            progress: Progress::new(None, Instant::now()),
+            failures: 0,
+        }
+    }
+
+    /// Goes on after the `offset` bytes already in `sink`, which hold the version of the file
+    /// the resume state names (resume.rs).
+    pub fn continue_after(mut self, sink: Sink, offset: u64) -> Transfer<'a> {
+        self.total = self.staged.state().length;
+        self.validator = self.staged.state().validator.clone();
+        self.received = offset;
+        self.sink = Some(sink);
+        self.progress = Progress::resumed(self.total, offset, Instant::now());
+        self
+    }
+
+    /// Attempts until the body is complete or a failure is final, then finishes the file.
+    pub async fn run(mut self) -> Result<(), DownloadError> {
+        loop {
+            match self.attempt().await {
+                Ok(()) => break,
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Transient { reason, after }) => self.back_off(reason, after).await?,
+            }
+        }
+        self.finish().await
+    }
+
+    async fn attempt(&mut self) -> Result<(), Failure> {
+        let mut resp = self.send().await?;
+        self.accept(&resp).await?;
+        self.ensure_sink()?;
+        self.stream(&mut resp).await
+    }
+
+    async fn send(&self) -> Result<Response, Failure> {
+        let mut req = self
+            .fetcher
+            .download(self.plan.verify_certificates, &self.plan.url)
+            .map_err(|e| Failure::Fatal(DownloadError::Policy(e)))?;
+        if self.received > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={}-", self.received));
+            if let Some(v) = &self.validator {
+                req = req.header(reqwest::header::IF_RANGE, v.as_str());
+            }
+        }
+        // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do not
+        // heal by waiting (wget gives up on them too); timeouts and drops may.
+        req.send().await.map_err(|e| {
+            if let Some(p) = PolicyError::find(&e) {
+                return Failure::Fatal(DownloadError::Policy(p.clone()));
+            }
+            let reason = describe_reqwest(&e);
+            if (e.is_connect() && !e.is_timeout()) || e.is_redirect() {
+                Failure::Fatal(DownloadError::Transfer(reason))
+            } else {
+                Failure::transient(reason)
+            }
+        })
+    }
+
+    /// Decides from the status whether the body continues the bytes already in, replaces them,
+    /// or ends the attempt.
+    async fn accept(&mut self, resp: &Response) -> Result<(), Failure> {
+        let status = resp.status();
+        let resumed = self.received > 0
+            && status == StatusCode::PARTIAL_CONTENT
+            && attempt::range_start(resp.headers()) == Some(self.received);
+        if resumed {
+            return Ok(());
+        }
+        if !status.is_success() || status == StatusCode::PARTIAL_CONTENT {
+            let reason = status.canonical_reason().unwrap_or("");
+            return Err(if attempt::is_transient(status) {
+                Failure::Transient {
+                    reason: format!("HTTP {} {reason}", status.as_u16()),
+                    after: attempt::retry_after(resp.headers()),
+                }
+            } else {
+                Failure::Fatal(DownloadError::Http {
+                    status: status.as_u16(),
+                    reason: reason.to_string(),
+                })
+            });
+        }
+        if self.received > 0 {
+            self.log.line(&format!(
+                "origin answered the resume request with HTTP {} (range ignored or file changed); restarting from zero",
+                status.as_u16()
+            ));
+            if let Some(old) = self.sink.take() {
+                // The old writer must be done before the file is truncated.
+                let _ = old.finish().await;
+            }
+            self.received = 0;
+        }
+        if resp.url().as_str() != self.plan.url {
+            self.log.line(&format!("redirected to {}", resp.url()));
+        }
+        self.total = resp.content_length();
+        self.validator = attempt::validator(resp.headers());
+        self.log.line(&match self.total {
+            Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
+            None => "length: unspecified".to_string(),
+        });
+        self.progress = Progress::new(self.total, Instant::now());
+        if let Some(n) = self.total {
+            check_size(self.limits, n)?;
+            check_space(self.staged.dir(), n)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_sink(&mut self) -> Result<(), Failure> {
+        if self.sink.is_some() {
+            return Ok(());
+        }
+        let path = self.staged.path().to_path_buf();
+        let create_err = |source| {
+            Failure::Fatal(DownloadError::CreateTemp {
+                path: path.clone(),
+                source,
+            })
+        };
+        let file = self
+            .staged
+            .start_over(self.validator.clone(), self.total)
+            .map_err(create_err)?;
+        let algorithm = self.plan.checksum.as_ref().map(|c| c.algorithm);
+        self.sink = Some(Sink::start(file, algorithm, self.compression).map_err(create_err)?);
+        Ok(())
+    }
+
+    /// Moves the body into the sink until it ends, breaks or stalls.
+    async fn stream(&mut self, resp: &mut Response) -> Result<(), Failure> {
+        let Some(sink) = self.sink.as_ref() else {
+            return Err(Failure::Fatal(DownloadError::Transfer(
+                "internal error: no sink".into(),
+            )));
+        };
+        let stall = self.plan.retry.stall_timeout;
+        loop {
+            match tokio::time::timeout(stall, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => {
+                    let n = chunk.len() as u64;
+                    if !sink.send(chunk).await {
+                        return Ok(()); // the writer failed; finish() says why
+                    }
+                    self.received += n;
+                    let synced = sink.synced();
+                    if synced > self.staged.state().synced {
+                        self.staged.record_synced(synced);
+                    }
+                    check_size(self.limits, self.received)?;
+                    for r in &self.rates {
+                        r.consume(n).await;
+                    }
+                    if let Some(line) = self.progress.advance(n, Instant::now()) {
+                        self.log.line(&line);
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    return Err(Failure::transient(
+                        self.short_body().unwrap_or_else(|| describe_reqwest(&e)),
+                    ));
+                }
+                Err(_) => {
+                    return Err(Failure::transient(format!(
+                        "no data received for {}s",
+                        stall.as_secs()
+                    )));
+                }
+            }
+        }
+        match self.short_body() {
+            Some(reason) => Err(Failure::transient(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the body is incomplete, when the announced length says it is.
+    fn short_body(&self) -> Option<String> {
+        match self.total {
+            Some(t) if self.received < t => Some(format!(
+                "connection closed after {} of {t} bytes",
+                self.received
+            )),
+            _ => None,
+        }
+    }
+
+    /// Counts a transient failure and waits before the next attempt, or gives up.
+    async fn back_off(
+        &mut self,
+        reason: String,
+        after: Option<std::time::Duration>,
+    ) -> Result<(), DownloadError> {
+        let policy = &self.plan.retry;
+        self.failures += 1;
+        if self.failures > policy.retries {
+            return Err(DownloadError::Transfer(reason));
+        }
+        let delay = policy.delay(self.failures, after);
+        self.log.line(&format!(
+            "transfer failed after {} bytes: {reason}; retry {} of {} in {}s",
+            self.received,
+            self.failures,
+            policy.retries,
+            delay.as_secs_f64()
+        ));
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// Waits for the writer (everything written and fsynced), then checks the digest.
+    async fn finish(self) -> Result<(), DownloadError> {
+        let Some(sink) = self.sink else {
+            return Err(DownloadError::Transfer("internal error: no data".into()));
+        };
+        let finished = sink
+            .finish()
+            .await
+            .map_err(|e| sink_error(e, self.staged.path(), self.compression))?;
+        self.log.line(&self.progress.summary(Instant::now()));
+        drop(finished.file);
+
+        if let (Some(checksum), Some(got)) = (&self.plan.checksum, finished.digest) {
+            if !checksum.matches(&got) {
+                self.log.line("calculating checksum...");
+                return Err(DownloadError::ChecksumMismatch {
+                    got,
+                    expected: checksum.expected.clone(),
+                });
+            }
+            self.log
+                .line("calculating checksum...OK, checksum verified");
+        }
+        Ok(())
+    }
+}
+
+fn check_size(limits: &Limits, bytes: u64) -> Result<(), Failure> {
+    match limits.max_size {
+        Some(limit) if bytes > limit => Err(Failure::Fatal(DownloadError::TooLarge { limit })),
+        _ => Ok(()),
+    }
+}
+
+/// Fails at once when the announced length cannot fit, instead of after filling the disk.
+/// A decompressed file may still outgrow the space; the write error then ends the task.
+fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
+    let Ok(st) = nix::sys::statvfs::statvfs(dir) else {
+        return Ok(()); // unknown: the write itself will tell
+    };
+    let available = st.blocks_available().saturating_mul(st.fragment_size());
+    if needed > available {
+        return Err(Failure::Fatal(DownloadError::NoSpace {
+            dir: dir.to_path_buf(),
+            needed,
+            available,
+        }));
+    }
+    Ok(())
+}
+
+fn sink_error(e: SinkError, path: &Path, compression: Option<Compression>) -> DownloadError {
+    match (e, compression) {
+        (SinkError::Decode(e), Some(c)) => DownloadError::Decompress {
+            command: c.pve_command(),
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+        (SinkError::Decode(source) | SinkError::Write(source), _) => DownloadError::Write {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
