@@ -33,6 +33,22 @@ fn pve_dir(root: &Path) -> std::path::PathBuf {
     pve
 }
 
+/// Starts a download into storage `isos` with the token from priv/token.cfg; returns the UPID.
+fn post_download(d: &Daemon, url: &str, filename: &str) -> String {
+    let body = format!("content=iso&filename={filename}&url={url}");
+    let r = d.raw(
+        format!(
+            "POST /api2/json/nodes/{NODE}/storage/isos/download-url HTTP/1.1\r\nHost: x\r\n\
+             Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status_line, "HTTP/1.1 200 OK");
+    r.json()["data"].as_str().expect("upid").to_string()
+}
+
 fn storage_ids(d: &Daemon) -> Vec<String> {
     let list = d.get_json(&format!("/nodes/{NODE}/storage"));
     let mut ids: Vec<String> = list["data"]
@@ -55,17 +71,7 @@ fn reads_pve_files_and_follows_their_changes() {
     // The token comes from priv/token.cfg; `local` is there as on every PVE node.
     assert_eq!(storage_ids(&d), ["isos", "local"]);
 
-    let body = "content=iso&filename=a.iso&url=http://127.0.0.1:9/a.iso";
-    let r = d.raw(
-        format!(
-            "POST /api2/json/nodes/{NODE}/storage/isos/download-url HTTP/1.1\r\nHost: x\r\n\
-             Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    assert_eq!(r.status_line, "HTTP/1.1 200 OK");
+    post_download(&d, "http://127.0.0.1:9/a.iso", "a.iso");
 
     // A storage added by another node shows up without a restart.
     let cfg = pve.join("storage.cfg");
@@ -90,6 +96,49 @@ fn reads_pve_files_and_follows_their_changes() {
     expected.insert("storage.cfg".into(), text);
     expected.insert("priv/token.cfg".into(), String::new());
     assert_eq!(snapshot(&pve), expected);
+}
+
+/// datacenter.cfg's `http_proxy` carries downloads, and a changed one is used by the next
+/// download without a restart.
+#[test]
+fn datacenter_http_proxy_is_followed_without_restart() {
+    let (first, first_seen) = util::recording_origin(b"via first".to_vec());
+    let (second, second_seen) = util::recording_origin(b"via second".to_vec());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pve = pve_dir(dir.path());
+    let dc = pve.join("datacenter.cfg");
+    std::fs::write(
+        &dc,
+        format!("keyboard: en-us\nhttp_proxy: http://127.0.0.1:{first}/\n"),
+    )
+    .expect("datacenter.cfg");
+    let isos = dir.path().join("isos/template/iso");
+    let d = Daemon::start_bare(dir, &["--pve-dir", &pve.display().to_string()]);
+
+    // .invalid never resolves: only a proxy can answer these.
+    let upid = post_download(&d, "http://mirror.example.invalid/one.iso", "one.iso");
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    assert_eq!(
+        std::fs::read(isos.join("one.iso")).expect("one.iso"),
+        b"via first"
+    );
+
+    std::fs::write(&dc, format!("http_proxy: http://127.0.0.1:{second}/\n")).expect("write");
+    let upid = post_download(&d, "http://mirror.example.invalid/two.iso", "two.iso");
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    assert_eq!(
+        std::fs::read(isos.join("two.iso")).expect("two.iso"),
+        b"via second"
+    );
+
+    assert_eq!(
+        first_seen.lock().expect("lock").as_slice(),
+        ["GET http://mirror.example.invalid/one.iso HTTP/1.1"]
+    );
+    assert_eq!(
+        second_seen.lock().expect("lock").as_slice(),
+        ["GET http://mirror.example.invalid/two.iso HTTP/1.1"]
+    );
 }
 
 #[test]

@@ -124,13 +124,10 @@ struct MetadataArgs {
 
 async fn query_url_metadata(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: MetadataArgs = from_params(params)?;
-    let meta = metadata::query(
-        ctx.state.engine().fetcher(),
-        &args.url,
-        args.verify_certificates,
-    )
-    .await
-    .map_err(ApiError::server)?;
+    let fetcher = ctx.state.engine().fetcher().map_err(ApiError::server)?;
+    let meta = metadata::query(&fetcher, &args.url, args.verify_certificates)
+        .await
+        .map_err(ApiError::server)?;
     Ok(Reply::Data(
         serde_json::to_value(meta).map_err(ApiError::server)?,
     ))

@@ -10,7 +10,7 @@ mod user;
 use crate::api::STAGING_DIR;
 use crate::auth::{self, AuthError, AuthId};
 use crate::config::{Config, ConfigError, RawConfig};
-use crate::download::{Engine, FetchConfig, FetchSetupError, Fetcher};
+use crate::download::{self, Engine, FetchConfig, FetchSetupError};
 use crate::http::{self, ServeError};
 use crate::state::AppState;
 use crate::storage::StorageConfig;
@@ -207,13 +207,18 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     })?;
     bootstrap_embedded(&cfg)?;
     let tasks = TaskRegistry::open(&cfg.state_dir, &cfg.node, cfg.retention.clone())?;
-    let fetcher = Fetcher::new(&FetchConfig {
-        http_proxy: cfg.http_proxy.clone(),
-        ca_file: cfg.ca_file.clone(),
-        policy: cfg.url_policy.clone(),
-        max_redirects: cfg.max_redirects,
-    })?;
-    let engine = Engine::new(fetcher, cfg.limits.clone(), &cfg.node, cfg.partials.keep);
+    let fetchers = download::fetchers(
+        FetchConfig {
+            http_proxy: cfg.http_proxy.clone(),
+            ca_file: cfg.ca_file.clone(),
+            policy: cfg.url_policy.clone(),
+            max_redirects: cfg.max_redirects,
+        },
+        cfg.datacenter_cfg.clone(),
+    );
+    // A bad CA file or proxy stops the start instead of every download.
+    fetchers.get()?;
+    let engine = Engine::new(fetchers, cfg.limits.clone(), &cfg.node, cfg.partials.keep);
     // Nothing runs yet: whatever is collectable now goes before the first request.
     match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
         Ok(storages) => collect_partials(&engine, &storages),

@@ -53,6 +53,50 @@ pub enum FetchSetupError {
     Proxy { url: String, source: reqwest::Error },
     #[error("unable to set up the HTTP client: {0}")]
     Client(reqwest::Error),
+    #[error("unable to read '{path}': {source}")]
+    Datacenter {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The `http_proxy` of PVE's datacenter.cfg (`key: value` lines), if set.
+pub fn datacenter_http_proxy(text: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim() == "http_proxy")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Clients built from `base`, with the proxy taken from datacenter.cfg (`datacenter`) when
+/// `base` names none. The cache rebuilds them whenever the file changes, as PVE's workers see
+/// a changed proxy at their next download.
+pub fn fetchers(
+    base: FetchConfig,
+    datacenter: Option<PathBuf>,
+) -> crate::file_cache::FileCache<Fetcher, FetchSetupError> {
+    let watched = datacenter
+        .filter(|_| base.http_proxy.is_none())
+        .into_iter()
+        .collect();
+    crate::file_cache::FileCache::new(watched, move |paths| {
+        let mut cfg = base.clone();
+        if let Some(path) = paths.first() {
+            cfg.http_proxy = match std::fs::read_to_string(path) {
+                Ok(text) => datacenter_http_proxy(&text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(FetchSetupError::Datacenter {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            };
+        }
+        Fetcher::new(&cfg)
+    })
 }
 
 /// Requests go out only through [`Fetcher::download`] and [`Fetcher::metadata`], which judge
@@ -182,5 +226,22 @@ impl Fetcher {
                 target: Target::Url(url.to_string()),
                 reasons: vec![reason],
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datacenter_proxy_line() {
+        let text =
+            "keyboard: de\n# http_proxy: http://old:3128/\nhttp_proxy:  http://u:p@proxy:3128/ \n";
+        assert_eq!(
+            datacenter_http_proxy(text).as_deref(),
+            Some("http://u:p@proxy:3128/")
+        );
+        assert_eq!(datacenter_http_proxy("keyboard: de\n"), None);
+        assert_eq!(datacenter_http_proxy("http_proxy:\n"), None);
     }
 }

@@ -26,12 +26,14 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::file_cache::FileCache;
+
 pub use attempt::RetryPolicy;
 pub use checksum::{Algorithm, Checksum};
 pub use content_check::ContentCheck;
 pub use decompress::Compression;
 pub use error::DownloadError;
-pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher};
+pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
 pub use policy::{PolicyError, Rule, RuleError, UrlPolicy};
 pub use staging::new_tag;
 
@@ -90,7 +92,7 @@ impl Default for Limits {
 /// The engine's shared parts: HTTP clients, the map of running transfers and the slots.
 #[derive(Clone)]
 pub struct Engine {
-    fetcher: Fetcher,
+    fetchers: std::sync::Arc<FileCache<Fetcher, FetchSetupError>>,
     inflight: Inflight,
     limits: Limits,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
@@ -102,9 +104,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(fetcher: Fetcher, limits: Limits, node: &str, partial_keep: Duration) -> Engine {
+    pub fn new(
+        fetchers: FileCache<Fetcher, FetchSetupError>,
+        limits: Limits,
+        node: &str,
+        partial_keep: Duration,
+    ) -> Engine {
         Engine {
-            fetcher,
+            fetchers: std::sync::Arc::new(fetchers),
             inflight: Inflight::default(),
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_transfers.max(1))),
             total_rate: limits.bwlimit_total.map(RateLimit::new),
@@ -127,8 +134,9 @@ impl Engine {
         )
     }
 
-    pub fn fetcher(&self) -> &Fetcher {
-        &self.fetcher
+    /// The HTTP clients as configured right now (datacenter.cfg's proxy may change).
+    pub fn fetcher(&self) -> Result<std::sync::Arc<Fetcher>, FetchSetupError> {
+        self.fetchers.get()
     }
 
     /// Runs `plan` for task `task`, or joins or waits for a transfer to the same target.
@@ -224,7 +232,10 @@ impl Engine {
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         };
         let mut staged = start.staged;
-        let transfer = Transfer::new(plan, compression, self, log, &mut staged);
+        let fetcher = self
+            .fetcher()
+            .map_err(|e| DownloadError::Transfer(e.to_string()))?;
+        let transfer = Transfer::new(plan, compression, self, fetcher, log, &mut staged);
         let transfer = match start.resume {
             Some((sink, offset)) => transfer.continue_after(sink, offset),
             None => transfer,

@@ -6,6 +6,7 @@
 //! from zero, the bytes on disk for good whenever the writer has synced more.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::{Response, StatusCode};
@@ -43,7 +44,7 @@ pub struct Transfer<'a> {
     plan: &'a DownloadPlan,
     compression: Option<Compression>,
     limits: &'a Limits,
-    fetcher: &'a Fetcher,
+    fetcher: Arc<Fetcher>,
     /// The per-transfer limit and the shared one; each chunk waits for both.
     rates: Vec<RateLimit>,
     log: &'a dyn LogSink,
@@ -66,6 +67,7 @@ impl<'a> Transfer<'a> {
         plan: &'a DownloadPlan,
         compression: Option<Compression>,
         engine: &'a Engine,
+        fetcher: Arc<Fetcher>,
         log: &'a dyn LogSink,
         staged: &'a mut Staged,
     ) -> Transfer<'a> {
@@ -73,7 +75,7 @@ impl<'a> Transfer<'a> {
             plan,
             compression,
             limits: &engine.limits,
-            fetcher: &engine.fetcher,
+            fetcher,
             rates: engine
                 .limits
                 .bwlimit
