@@ -18,7 +18,7 @@
 //! - [`config`], [`state`], [`file_cache`]: settings and the shared handle.
 //! - [`cli`]: the `isolib` subcommands.
 //! - [`client`]: `isolib download`, `ls`, `tasks`, `rm`: a client of a running daemon, over its
-//!   Unix socket or HTTPS; it shares nothing with the daemon but the wire.
+//!   Unix socket or HTTPS.
 
 pub mod api;
 pub mod auth;

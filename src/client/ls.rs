@@ -58,7 +58,7 @@ fn render(volumes: &[Volume], bytes: bool) -> String {
             let size = if bytes {
                 v.size.to_string()
             } else {
-                table::human_size(v.size)
+                crate::download::human_bytes(v.size)
             };
             vec![v.volid.clone(), size, v.format.clone()]
         })

@@ -53,22 +53,6 @@ pub fn print(text: &str) -> Result<(), ClientError> {
         .map_err(ClientError::Output)
 }
 
-/// Binary units with one decimal, as the daemon's log writes them.
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 /// Local time of a Unix timestamp.
 pub fn local_time(epoch: u64) -> String {
     i64::try_from(epoch)
@@ -105,12 +89,5 @@ mod tests {
              local:iso/a.iso  1.0 MiB  iso\n\
              b:iso/b.img         12 B  img\n"
         );
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(3 << 30), "3.0 GiB");
     }
 }

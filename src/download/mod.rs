@@ -35,6 +35,7 @@ pub use decompress::Compression;
 pub use error::DownloadError;
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
 pub use policy::{PolicyError, Rule, RuleError, UrlPolicy};
+pub use progress::human_bytes;
 pub use staging::new_tag;
 
 use inflight::{Entry, Inflight, LeadGuard, Outcome, RequestKey};
