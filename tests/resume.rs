@@ -1,8 +1,10 @@
 //! Faults between the origin and the daemon: transient failures are retried and resumed with
 //! `Range` + `If-Range` from the bytes already received, with the hash carried on, so the
 //! result equals one clean transfer; an origin that ignores ranges or changed the file starts
-//! over; fatal answers are not retried. Each case asserts the task's outcome, the files in the
-//! storage and the requests the origin saw.
+//! over; fatal answers are not retried. A body shorter than its `Content-Length` is a dropped
+//! connection; one longer is cut at the announced length. Each case asserts the task's
+//! outcome, the files in the storage, the requests the origin saw and the body bytes it
+//! served.
 
 mod util;
 
@@ -31,12 +33,23 @@ fn stored(d: &Daemon) -> Vec<String> {
     util::files_under(&d.storage_path())
 }
 
+fn served(served: &util::Served) -> Vec<usize> {
+    served.lock().expect("lock").clone()
+}
+
+fn iso(d: &Daemon) -> Vec<u8> {
+    std::fs::read(d.storage_path().join(ISO)).expect("file")
+}
+
+const ISO: &str = "template/iso/r.iso";
+
+/// The first answer's body is shorter than its `Content-Length` (the origin closes early).
 #[test]
 fn dropped_connection_resumes_with_range_and_if_range() {
     let d = Daemon::start();
     let data = data();
     let cut = 600_000;
-    let (origin, seen) = util::fault_origin(
+    let (origin, seen, count) = util::fault_origin_counted(
         data.clone(),
         vec![
             Step::Serve {
@@ -58,10 +71,12 @@ fn dropped_connection_resumes_with_range_and_if_range() {
             (format!("bytes={cut}-"), ETAG.to_string())
         ]
     );
-    assert_eq!(
-        std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file"),
-        data
-    );
+    // No byte fetched twice: the resume asks from exactly what the first answer delivered.
+    let count = served(&count);
+    assert_eq!(count, [cut, data.len() - cut]);
+    assert_eq!(ranges(&seen)[1].0, format!("bytes={}-", count[0]));
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
     let log = d.log_lines(&upid);
     assert!(
         log.iter().any(|l| l.starts_with(&format!(
@@ -77,7 +92,7 @@ fn dropped_connection_resumes_with_range_and_if_range() {
 fn server_errors_are_retried_then_succeed() {
     let d = Daemon::start();
     let data = data();
-    let (origin, seen) = util::fault_origin(
+    let (origin, seen, count) = util::fault_origin_counted(
         data.clone(),
         vec![
             Step::Status(503),
@@ -90,7 +105,11 @@ fn server_errors_are_retried_then_succeed() {
     );
     let upid = download(&d, origin, &util::sha256_hex(&data));
     assert_eq!(d.wait(&upid), "OK");
-    assert_eq!(ranges(&seen).len(), 3);
+    // Nothing arrived before the good answer, so none of the requests asks for a range.
+    assert_eq!(ranges(&seen), vec![(String::new(), String::new()); 3]);
+    assert_eq!(served(&count), [0, 0, data.len()]);
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
     let log = d.log_lines(&upid);
     assert!(
         log.iter()
@@ -108,7 +127,7 @@ fn server_errors_are_retried_then_succeed() {
 fn origin_ignoring_range_restarts_from_zero() {
     let d = Daemon::start();
     let data = data();
-    let (origin, seen) = util::fault_origin(
+    let (origin, seen, count) = util::fault_origin_counted(
         data.clone(),
         vec![
             Step::Serve {
@@ -121,15 +140,15 @@ fn origin_ignoring_range_restarts_from_zero() {
     let upid = download(&d, origin, &util::sha256_hex(&data));
     assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
     assert_eq!(ranges(&seen)[1].0, "bytes=400000-");
+    // The partial answer, then the whole file once more.
+    assert_eq!(served(&count), [400_000, data.len()]);
     assert!(
         d.log_lines(&upid)
             .iter()
             .any(|l| l.contains("restarting from zero"))
     );
-    assert_eq!(
-        std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file"),
-        data
-    );
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
 }
 
 #[test]
@@ -137,7 +156,7 @@ fn changed_validator_restarts_from_zero() {
     let d = Daemon::start();
     let data = data();
     // The second answer has another ETag: If-Range fails and the origin sends the whole file.
-    let (origin, seen) = util::fault_origin(
+    let (origin, seen, count) = util::fault_origin_counted(
         data.clone(),
         vec![
             Step::Serve {
@@ -161,26 +180,31 @@ fn changed_validator_restarts_from_zero() {
             .iter()
             .any(|l| l.contains("HTTP 200 (range ignored or file changed); restarting from zero"))
     );
+    assert_eq!(served(&count), [300_000, data.len()]);
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
 }
 
 #[test]
 fn not_found_is_not_retried_and_leaves_nothing() {
     let d = Daemon::start();
-    let (origin, seen) = util::fault_origin(data(), vec![Step::Status(404)]);
+    let (origin, seen, count) = util::fault_origin_counted(data(), vec![Step::Status(404)]);
     let upid = download(&d, origin, &"0".repeat(64));
     assert_eq!(d.wait(&upid), "download failed: HTTP 404 Not Found");
     assert_eq!(ranges(&seen).len(), 1);
+    assert_eq!(served(&count), [0]);
     assert_eq!(stored(&d), Vec::<String>::new());
 }
 
 #[test]
 fn retries_run_out_with_the_last_cause_and_nothing_left() {
     let d = Daemon::start();
-    let (origin, seen) = util::fault_origin(data(), vec![Step::Status(502)]);
+    let (origin, seen, count) = util::fault_origin_counted(data(), vec![Step::Status(502)]);
     let upid = download(&d, origin, &"0".repeat(64));
     // Five retries with 1 s Retry-After each.
     assert_eq!(d.wait(&upid), "download failed: HTTP 502 Bad Gateway");
     assert_eq!(ranges(&seen).len(), 6);
+    assert_eq!(served(&count), [0; 6]);
     assert_eq!(stored(&d), Vec::<String>::new());
 }
 
@@ -190,7 +214,7 @@ fn corrupted_bytes_fail_the_checksum_without_retry() {
     let data = data();
     let mut wrong = data.clone();
     wrong[123_456] ^= 0xff;
-    let (origin, seen) = util::fault_origin(
+    let (origin, seen, count) = util::fault_origin_counted(
         wrong.clone(),
         vec![Step::Serve {
             etag: ETAG,
@@ -207,6 +231,7 @@ fn corrupted_bytes_fail_the_checksum_without_retry() {
         )
     );
     assert_eq!(ranges(&seen).len(), 1);
+    assert_eq!(served(&count), [data.len()]);
     assert_eq!(stored(&d), Vec::<String>::new());
 }
 
@@ -214,7 +239,7 @@ fn corrupted_bytes_fail_the_checksum_without_retry() {
 fn stalled_body_is_retried_and_resumed() {
     let d = Daemon::start_with(&["--stall-timeout", "1"]);
     let data = data();
-    let (origin, seen) = util::fault_origin(
+    let (origin, seen, count) = util::fault_origin_counted(
         data.clone(),
         vec![
             Step::Stall {
@@ -237,10 +262,9 @@ fn stalled_body_is_retried_and_resumed() {
         "{:?}",
         d.log_lines(&upid)
     );
-    assert_eq!(
-        std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file"),
-        data
-    );
+    assert_eq!(served(&count), [500_000, data.len() - 500_000]);
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
 }
 
 #[test]
@@ -254,6 +278,7 @@ fn refused_connection_is_final_at_once() {
         "{exit}"
     );
     assert!(d.log_lines(&upid).iter().all(|l| !l.contains("retry")));
+    assert_eq!(stored(&d), Vec::<String>::new());
 }
 
 #[test]
@@ -266,4 +291,68 @@ fn redirect_loop_fails_at_once_with_a_clear_text() {
     assert_eq!(d.wait(&upid), "download failed: too many redirects");
     assert!(d.log_lines(&upid).iter().all(|l| !l.contains("retry")));
     assert_eq!(stored(&d), Vec::<String>::new());
+}
+
+/// A small body, so the long answer fits the origin's socket buffer and its extra bytes are
+/// all on the wire (see `Step::LongBody`).
+fn small() -> Vec<u8> {
+    data()[..8192].to_vec()
+}
+
+const EXTRA: usize = 1024;
+
+/// The body runs past its `Content-Length`: as with wget, the announced bytes are the file
+/// and the rest is ignored; the checksum of the announced bytes matches.
+#[test]
+fn longer_body_than_content_length_keeps_the_announced_bytes() {
+    let d = Daemon::start();
+    let body = small();
+    let (origin, seen, count) = util::fault_origin_counted(
+        body.clone(),
+        vec![Step::LongBody {
+            etag: ETAG,
+            extra: EXTRA,
+        }],
+    );
+    let upid = download(&d, origin, &util::sha256_hex(&body));
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    assert_eq!(ranges(&seen), [(String::new(), String::new())]);
+    // The origin did send the extra bytes.
+    assert_eq!(served(&count), [body.len() + EXTRA]);
+    assert_eq!(iso(&d), body);
+    assert_eq!(stored(&d), [ISO]);
+    let log = d.log_lines(&upid);
+    assert!(
+        log.contains(&"length: 8192 (8.0 KiB)".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"calculating checksum...OK, checksum verified".to_string()),
+        "{log:?}"
+    );
+}
+
+/// Without a checksum nothing would catch extra bytes later: the file is as long as the
+/// announced length.
+#[test]
+fn longer_body_than_content_length_without_checksum_stops_at_the_length() {
+    let d = Daemon::start();
+    let body = small();
+    let (origin, seen, count) = util::fault_origin_counted(
+        body.clone(),
+        vec![Step::LongBody {
+            etag: ETAG,
+            extra: EXTRA,
+        }],
+    );
+    let upid = d.post_download(&format!(
+        "content=iso&filename=r.iso&url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fr.iso"
+    ));
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    assert_eq!(ranges(&seen).len(), 1);
+    assert_eq!(served(&count), [body.len() + EXTRA]);
+    let file = iso(&d);
+    assert_eq!(file.len(), body.len());
+    assert_eq!(file, body);
+    assert_eq!(stored(&d), [ISO]);
 }

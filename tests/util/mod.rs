@@ -448,6 +448,12 @@ pub enum Step {
     Status(u16),
     /// Send `n` bytes, then nothing while keeping the connection open for `secs`.
     Stall { n: usize, secs: u64 },
+    /// Like `Serve` without limit, but `extra` bytes follow the announced body before the
+    /// close: a body longer than its `Content-Length`. Head, body and extra go out in one
+    /// write, so for a response smaller than the socket's send buffer (16 KiB by default)
+    /// the kernel holds every extra byte before the reader can close, and the count
+    /// (announced body plus `extra`) is exact.
+    LongBody { etag: &'static str, extra: usize },
     /// Like `Serve` without limit, but `chunk` bytes at a time with `pause` after each, so a
     /// test can act while the transfer runs.
     Trickle {
@@ -582,8 +588,25 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
                     }
                     Step::Stall { n, secs } => {
                         send(&mut conn, "200 OK", String::new(), &body);
-                        let _ = conn.write_all(&body[..n]);
+                        if conn.write_all(&body[..n]).is_ok() {
+                            count(n);
+                        }
                         thread::sleep(Duration::from_secs(secs));
+                    }
+                    Step::LongBody { etag, extra } => {
+                        let start = start_for(etag);
+                        let rest = &body[start..];
+                        let (status, more) = head_for(start, etag);
+                        let mut out = format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{more}\r\n",
+                            rest.len()
+                        )
+                        .into_bytes();
+                        out.extend_from_slice(rest);
+                        out.extend(std::iter::repeat_n(b'X', extra));
+                        if conn.write_all(&out).is_ok() {
+                            count(rest.len() + extra);
+                        }
                     }
                 }
             });
