@@ -2,14 +2,16 @@
 # On-demand benchmark of isolib against PVE's download path and the tools around it.
 # Never run in CI. Everything listens on 127.0.0.1 only and lives in one temp dir.
 #
-#   bash tests/bench/run.sh [--size-mib N]      (default 2048)
+#   bash tests/bench/run.sh [--size-mib N] [--max-transfers N]   (defaults 2048, and the daemon's 4)
 #
 # Prints the machine and a Markdown table of the measurements with their targets.
 set -euo pipefail
 
 SIZE_MIB=2048
+MAX_TRANSFERS=4
 while [ $# -gt 0 ]; do
     case $1 in
+        --max-transfers) MAX_TRANSFERS=${2:?--max-transfers needs a number}; shift 2 ;;
         --size-mib) SIZE_MIB=${2:?--size-mib needs a number}; shift 2 ;;
         --size-mib=*) SIZE_MIB=${1#*=}; shift ;;
         -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
@@ -17,6 +19,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [[ $SIZE_MIB =~ ^[1-9][0-9]*$ ]] || { echo "--size-mib must be a positive integer" >&2; exit 2; }
+[[ $MAX_TRANSFERS =~ ^[1-9][0-9]*$ ]] || { echo "--max-transfers must be a positive integer" >&2; exit 2; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -173,7 +176,8 @@ chmod 600 "$TMP/token.cfg"
 D_PORT=$(free_port)
 "$BIN" serve --node "$BENCH_NODE" --listen "127.0.0.1:$D_PORT" --tls false \
     --state-dir "$TMP/state" --storage-cfg "$TMP/storage.cfg" --user-cfg "$TMP/user.cfg" \
-    --token-cfg "$TMP/token.cfg" --auth-fail-delay 0 >"$TMP/daemon.log" 2>&1 </dev/null &
+    --token-cfg "$TMP/token.cfg" --auth-fail-delay 0 --pve-dir none \
+    --max-transfers "$MAX_TRANSFERS" >"$TMP/daemon.log" 2>&1 </dev/null &
 D_PID=$!
 PIDS+=("$D_PID")
 wait_port "$D_PORT" "$D_PID" isolib || { cat "$TMP/daemon.log" >&2; exit 1; }
@@ -297,7 +301,7 @@ Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Outputs deleted and \`sync\` run between
 | · hash: \`openssl dgst -sha256 FILE\` | ${T_HASH} s | | | |
 | · disk: \`dd bs=4M conv=fsync\` | ${T_DISK} s | | | |
 | isolib peak RSS during its transfer (max of VmRSS every 0.1 s = ${RSS_POLL_MIB}, VmHWM = ${RSS_HWM_MIB}) | ${RSS_MIB} MiB | | < 64 MiB | $(yn "$RSS_MIB < 64") |
-| 8 concurrent different downloads, ${PER_MIB} MiB each: isolib with sha256 (default \`max-transfers\` 4: four run, four queue) | ${AGG_ISO} MiB/s (${T_ISO8} s) | ${R_CONC}x the 8 curls | (reported) | — |
+| 8 concurrent different downloads, ${PER_MIB} MiB each: isolib with sha256 (\`max-transfers\` $MAX_TRANSFERS) | ${AGG_ISO} MiB/s (${T_ISO8} s) | ${R_CONC}x the 8 curls | (reported) | — |
 | 8 concurrent \`curl -s -o FILE\`, then sync (anchor; without sync: ${AGG_CURL_NOSYNC} MiB/s) | ${AGG_CURL} MiB/s (${T_CURL8} s) | 1.00 | — | — |
 | 10 identical concurrent requests: origin GETs | ${GETS} | | 1 | $(yn "$GETS == 1") |
 | transfer cut at 50%: bytes the origin sent / file size (task ${CUT_STATUS}, ${CUT_GETS} GETs, Range: ${CUT_RANGES}) | ${CUT_RATIO} | | ≤ 1.05 | $(yn "$CUT_RATIO <= 1.05 && \"$CUT_STATUS\" == \"OK\"") |
