@@ -98,17 +98,22 @@ impl Output {
 
     /// Makes what was written so far durable. Only an undecoded file is synced: a decoder
     /// holds state that its output alone cannot restore, so its file is never resumed.
-    pub fn sync_data(&mut self) -> io::Result<()> {
+    /// The file itself when nothing is decoded: its bytes are the download's bytes.
+    pub fn raw_file(&self) -> Option<&File> {
         match self {
-            Output::Plain(w) => {
-                w.flush()?;
-                w.get_ref().sync_data()
-            }
-            _ => Ok(()),
+            Output::Plain(w) => Some(w.get_ref()),
+            _ => None,
         }
     }
 
-    /// Ends the stream: a truncated or corrupt compressed stream fails here.
+    /// Bytes accepted but still in the write buffer, not yet handed to the kernel.
+    pub fn buffered(&self) -> usize {
+        match self {
+            Output::Plain(w) => w.buffer().len(),
+            _ => 0,
+        }
+    }
+
     pub fn finish(self) -> io::Result<File> {
         let done = |w: BufWriter<File>| w.into_inner().map_err(|e| e.into_error());
         match self {

@@ -2,15 +2,16 @@
 //! asked, and writes it, while the network task goes on reading. A bounded channel between them
 //! keeps memory flat whatever the file size (architecture invariants 3 and 4).
 //!
-//! Every `CHECKPOINT` the writer fdatasyncs an undecoded file and publishes how many bytes are
-//! on disk for good, which the resume state records (partial.rs): what a crash may not take.
+//! Every `CHECKPOINT` a syncer thread fdatasyncs an undecoded file and publishes how many bytes
+//! are on disk for good, which the resume state records (partial.rs): what a crash may not
+//! take. It runs beside the writer, not in it, so a sync never stalls hashing and writing.
 
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -78,24 +79,28 @@ impl Sink {
                 SinkError::Write(e)
             }
         };
+        let written = Arc::new(AtomicU64::new(offset));
+        // A decoded file's length says nothing about the download's offset: no checkpoints.
+        let syncer = match out.raw_file() {
+            Some(f) => Some(Syncer::start(f.try_clone()?, written.clone(), published)?),
+            None => None,
+        };
         let thread = std::thread::Builder::new()
             .name("isolib-writer".into())
             .spawn(move || {
                 let mut hasher = hasher;
-                let mut written = offset;
-                let mut last_sync = Instant::now();
+                let mut accepted = offset;
                 while let Some(chunk) = rx.blocking_recv() {
                     if let Some(h) = hasher.as_mut() {
                         h.update(&chunk);
                     }
                     out.write_all(&chunk).map_err(classify)?;
-                    written += chunk.len() as u64;
-                    // A decoded file's length says nothing about the download's offset.
-                    if !decoding && last_sync.elapsed() >= CHECKPOINT {
-                        out.sync_data().map_err(SinkError::Write)?;
-                        published.store(written, Ordering::Release);
-                        last_sync = Instant::now();
-                    }
+                    accepted += chunk.len() as u64;
+                    // Only what left the buffer is in the file for the syncer to make durable.
+                    written.store(accepted - out.buffered() as u64, Ordering::Release);
+                }
+                if let Some(syncer) = syncer {
+                    syncer.stop();
                 }
                 let file = out.finish().map_err(classify)?;
                 file.sync_all().map_err(SinkError::Write)?;
@@ -126,5 +131,40 @@ impl Sink {
             .await
             .map_err(|e| SinkError::Write(io::Error::other(e)))?
             .map_err(|_| SinkError::Write(io::Error::other("writer thread panicked")))?
+    }
+}
+
+/// Makes the bytes written so far durable every `CHECKPOINT`, through its own handle on the
+/// file, and publishes the count it synced.
+struct Syncer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Syncer {
+    fn start(file: File, written: Arc<AtomicU64>, synced: Arc<AtomicU64>) -> io::Result<Syncer> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("isolib-syncer".into())
+            .spawn(move || {
+                // Ends when the writer drops the sender (or sends): the final sync is its own.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT)
+                {
+                    // Loaded before the sync: every byte counted here was written already.
+                    let upto = written.load(Ordering::Acquire);
+                    if let Err(e) = file.sync_data() {
+                        tracing::warn!("periodic sync of a partial download failed: {e}");
+                        return;
+                    }
+                    synced.store(upto, Ordering::Release);
+                }
+            })?;
+        Ok(Syncer { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
     }
 }
