@@ -716,30 +716,9 @@ pub fn tls_origin(body: Vec<u8>) -> (u16, Vec<u8>) {
     (port, ca.to_pem().expect("pem"))
 }
 
-/// An origin whose every answer is a redirect to itself.
-pub fn redirect_loop_origin() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
-    let port = listener.local_addr().expect("addr").port();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut line = String::new();
-            let _ = BufReader::new(&mut conn).read_line(&mut line);
-            let head = format!(
-                "HTTP/1.0 302 Found\r\nLocation: http://127.0.0.1:{port}/loop.iso\r\nContent-Length: 0\r\n\r\n"
-            );
-            let _ = conn.write_all(head.as_bytes());
-        }
-    });
-    port
-}
-
-/// The request lines an origin saw.
-pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// An origin that answers `GET /hop/<n>` with a redirect to `/hop/<n-1>`, and `/hop/0` with
-/// `body`; it records each request line.
-pub fn redirect_chain_origin(body: Vec<u8>) -> (u16, Lines) {
+/// An origin that answers each request by its request line, with `respond(port, line)`, and
+/// records the lines.
+fn line_origin(respond: impl Fn(u16, &str) -> Vec<u8> + Send + 'static) -> (u16, Lines) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
     let port = listener.local_addr().expect("addr").port();
     let seen: Lines = Default::default();
@@ -751,47 +730,45 @@ pub fn redirect_chain_origin(body: Vec<u8>) -> (u16, Lines) {
             let _ = BufReader::new(&mut conn).read_line(&mut line);
             let line = line.trim_end().to_string();
             log.lock().expect("lock").push(line.clone());
-            let hop: u32 = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.strip_prefix("/hop/"))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            let _ = if hop > 0 {
-                conn.write_all(
-                    format!(
-                        "HTTP/1.0 302 Found\r\nLocation: /hop/{}\r\nContent-Length: 0\r\n\r\n",
-                        hop - 1
-                    )
-                    .as_bytes(),
-                )
-            } else {
-                conn.write_all(
-                    format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
-                )
-                .and_then(|_| conn.write_all(&body))
-            };
+            let _ = conn.write_all(&respond(port, &line));
         }
     });
     (port, seen)
 }
 
+fn redirect_to(location: &str) -> Vec<u8> {
+    format!("HTTP/1.0 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+/// An origin that redirects every request to itself.
+pub fn redirect_loop_origin() -> u16 {
+    line_origin(|port, _| redirect_to(&format!("http://127.0.0.1:{port}/loop.iso"))).0
+}
+
+/// The request lines an origin saw.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An origin that answers `GET /hop/<n>` with a redirect to `/hop/<n-1>`, and `/hop/0` with
+/// `body`; it records each request line.
+pub fn redirect_chain_origin(body: Vec<u8>) -> (u16, Lines) {
+    line_origin(move |_, line| {
+        let hop: u32 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.strip_prefix("/hop/"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if hop > 0 {
+            return redirect_to(&format!("/hop/{}", hop - 1));
+        }
+        let mut resp =
+            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        resp.extend_from_slice(&body);
+        resp
+    })
+}
+
 /// An origin that redirects every request to `location`; it records each request line.
 pub fn redirect_origin(location: String) -> (u16, Lines) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
-    let port = listener.local_addr().expect("addr").port();
-    let seen: Lines = Default::default();
-    let log = seen.clone();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut line = String::new();
-            let _ = BufReader::new(&mut conn).read_line(&mut line);
-            log.lock().expect("lock").push(line.trim_end().to_string());
-            let head =
-                format!("HTTP/1.0 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
-            let _ = conn.write_all(head.as_bytes());
-        }
-    });
-    (port, seen)
+    line_origin(move |_, _| redirect_to(&location))
 }
