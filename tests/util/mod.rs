@@ -49,6 +49,25 @@ pub fn default_dir() -> tempfile::TempDir {
     dir
 }
 
+/// `isolib serve` under `wrapper` on `127.0.0.1:port`, plain HTTP, node [`NODE`].
+fn serve_args(wrapper: &[&str], port: u16) -> Vec<String> {
+    let mut args: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+    args.push(env!("CARGO_BIN_EXE_isolib").to_string());
+    args.extend(
+        [
+            "serve",
+            "--node",
+            NODE,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls",
+            "false",
+        ]
+        .map(str::to_string),
+    );
+    args
+}
+
 fn spawn_args(args: &[String]) -> Child {
     Command::new(&args[0])
         .args(&args[1..])
@@ -115,51 +134,19 @@ impl Daemon {
     /// defaults (node mode's PVE files, for one) decide the rest.
     pub fn start_bare(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         let port = free_port();
-        let mut args: Vec<String> = [
-            env!("CARGO_BIN_EXE_isolib"),
-            "serve",
-            "--node",
-            NODE,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--tls",
-            "false",
-            "--auth-fail-delay",
-            "0",
-        ]
-        .map(str::to_string)
-        .to_vec();
+        let mut args = serve_args(&[], port);
+        args.extend(["--auth-fail-delay", "0"].map(str::to_string));
         args.push("--state-dir".into());
         args.push(dir.path().join("state").display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = spawn_args(&args);
-        wait_for_port(port);
-        Daemon {
-            port,
-            dir,
-            child,
-            args,
-        }
+        Daemon::launch(dir, port, args)
     }
 
     /// Runs the daemon under `wrapper` (e.g. strace and its flags).
     pub fn spawn_wrapped(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Daemon {
         let root = dir.path();
         let port = free_port();
-        let mut args: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
-        args.push(env!("CARGO_BIN_EXE_isolib").to_string());
-        args.extend(
-            [
-                "serve",
-                "--node",
-                NODE,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--tls",
-                "false",
-            ]
-            .map(str::to_string),
-        );
+        let mut args = serve_args(wrapper, port);
         if !extra.contains(&"--auth-fail-delay") {
             args.extend(["--auth-fail-delay", "0"].map(str::to_string));
         }
@@ -173,6 +160,10 @@ impl Daemon {
             args.push(root.join(file).display().to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
+        Daemon::launch(dir, port, args)
+    }
+
+    fn launch(dir: tempfile::TempDir, port: u16, args: Vec<String>) -> Daemon {
         let child = spawn_args(&args);
         wait_for_port(port);
         Daemon {
