@@ -25,7 +25,7 @@ import urllib.parse
 NODE = os.environ.get("BENCH_NODE", "bench")
 TOKEN = os.environ.get("BENCH_TOKEN", "root@pam!bench")
 SECRET = os.environ["BENCH_SECRET"]
-POLL = 0.2
+POLL = 0.05
 
 
 def _req(port, method, path, body=None):
