@@ -112,6 +112,79 @@ fn sigterm_stops_transfers_and_leaves_nothing() {
     );
 }
 
+/// One traced syscall: the trace lines where it starts and where its result shows, and its
+/// text with the halves of a call strace split ("<unfinished ...>" / "<... resumed>") joined.
+#[derive(Debug)]
+struct Call {
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+/// The syscalls of an `strace -f` trace in the order they started. Another thread's call may
+/// land between the halves of a split one, so the halves are paired by pid.
+fn calls(trace: &str) -> Vec<Call> {
+    let mut open = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (i, line) in trace.lines().enumerate() {
+        let (pid, rest) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        let rest = rest.trim_start();
+        if rest.starts_with("---") || rest.starts_with("+++") {
+            continue;
+        }
+        if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            open.insert(pid.to_string(), (i, head.to_string()));
+        } else if rest.starts_with("<... ") {
+            let (start, head) = open
+                .remove(pid)
+                .unwrap_or_else(|| panic!("resumed without a start: {line:?}"));
+            let (_, tail) = rest
+                .split_once(" resumed>")
+                .unwrap_or_else(|| panic!("odd resumed line: {line:?}"));
+            // strace pads a resumed call's result into a column.
+            let tail = match tail.rsplit_once(" = ") {
+                Some((args, result)) => format!("{} = {result}", args.trim_end()),
+                None => tail.to_string(),
+            };
+            out.push(Call {
+                start,
+                end: i,
+                text: format!("{head}{tail}"),
+            });
+        } else {
+            out.push(Call {
+                start: i,
+                end: i,
+                text: rest.to_string(),
+            });
+        }
+    }
+    out.sort_by_key(|c| c.start);
+    out
+}
+
+#[test]
+fn strace_calls_split_by_another_thread_are_paired_per_pid() {
+    let trace = "7 fsync(3</d/a.part> <unfinished ...>\n\
+                 8 rename(\"/d/a.part\", \"/d/a\" <unfinished ...>\n\
+                 7 <... fsync resumed>)        = 0\n\
+                 8 <... rename resumed>)       = 0\n\
+                 8 +++ exited with 0 +++\n";
+    let got: Vec<(usize, usize, String)> = calls(trace)
+        .into_iter()
+        .map(|c| (c.start, c.end, c.text))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 2, "fsync(3</d/a.part>) = 0".to_string()),
+            (1, 3, "rename(\"/d/a.part\", \"/d/a\") = 0".to_string()),
+        ]
+    );
+}
+
 #[test]
 fn flush_order_is_fsync_file_rename_fsync_directory() {
     let dir = util::default_dir();
@@ -124,55 +197,76 @@ fn flush_order_is_fsync_file_rename_fsync_directory() {
             "-f",
             "-qq",
             "-y",
+            "-s",
+            "0",
             "-e",
-            "trace=fsync,fdatasync,rename,renameat,renameat2",
+            "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,rename,renameat,renameat2",
             "-o",
             &trace_arg,
         ],
         &[],
     );
-    let data = vec![4u8; 200_000];
-    let origin = util::origin(data.clone());
+    // Several MiB over a few seconds: the writer flushes its buffer more than once and the
+    // periodic syncer may fdatasync between those writes, so only the last sync can count.
+    let data = data(3_000_000);
+    let (origin, _) = util::fault_origin(
+        data.clone(),
+        vec![Step::Trickle {
+            etag: ETAG,
+            chunk: 256 * 1024,
+            pause: Duration::from_millis(250),
+        }],
+    );
     let upid = d.post_download(&format!(
         "content=iso&filename=s.iso&checksum-algorithm=sha256&checksum={}\
          &url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fs.iso",
         util::sha256_hex(&data)
     ));
-    assert_eq!(d.wait(&upid), "OK");
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
     assert!(d.terminate().success());
 
     let text = std::fs::read_to_string(&trace).expect("strace output");
-    let lines: Vec<&str> = text.lines().collect();
+    let calls = calls(&text);
     let dest_dir = d.storage_path().join("template/iso");
     let dest = dest_dir.join("s.iso").display().to_string();
-    let find = |what: &dyn Fn(&str) -> bool| lines.iter().position(|l| what(l));
-    let rename = find(&|l| {
-        l.contains("rename") && l.contains(".part\"") && l.contains(&format!("\"{dest}\""))
-    })
-    .unwrap_or_else(|| panic!("no rename to {dest} in:\n{text}"));
-    let file_sync = find(&|l| {
-        (l.contains("fsync(") || l.contains("fdatasync("))
-            && l.contains("s.iso.")
-            && l.contains(".part>")
-    })
-    .unwrap_or_else(|| panic!("no fsync of the temp file in:\n{text}"));
-    let dir_sync = lines
+    let on_part = |c: &&Call| c.text.contains("/s.iso.") && c.text.contains(".part>");
+    let ok = |c: &&Call| c.text.ends_with("= 0");
+    let rename = calls
         .iter()
-        .skip(rename)
-        .position(|l| l.contains("fsync(") && l.contains(&format!("{}>)", dest_dir.display())))
-        .unwrap_or_else(|| {
-            panic!(
-                "no fsync of {} after the rename in:\n{text}",
-                dest_dir.display()
-            )
-        });
+        .filter(ok)
+        .find(|c| {
+            c.text.starts_with("rename")
+                && c.text.contains(".part\"")
+                && c.text.contains(&format!("\"{dest}\""))
+        })
+        .unwrap_or_else(|| panic!("no rename to {dest} in:\n{text}"));
+    let last_write = calls
+        .iter()
+        .filter(on_part)
+        .filter(|c| c.text.starts_with("write") || c.text.starts_with("pwrite"))
+        .filter(|c| c.end < rename.start)
+        .max_by_key(|c| c.end)
+        .unwrap_or_else(|| panic!("no write to the temp file before the rename in:\n{text}"));
+    let last_sync = calls
+        .iter()
+        .filter(on_part)
+        .filter(ok)
+        .filter(|c| c.text.starts_with("fsync(") || c.text.starts_with("fdatasync("))
+        .filter(|c| c.end < rename.start)
+        .max_by_key(|c| c.end)
+        .unwrap_or_else(|| panic!("no sync of the temp file before the rename in:\n{text}"));
     assert!(
-        file_sync < rename,
-        "fsync(file) must come before the rename:\n{text}"
+        last_sync.start > last_write.end,
+        "the temp file's last sync ({last_sync:?}) must follow its last write ({last_write:?}):\n{text}"
     );
+    let dir_sync = format!("<{}>) = 0", dest_dir.display());
+    let dir_synced = calls.iter().any(|c| {
+        c.start > rename.end && c.text.starts_with("fsync(") && c.text.ends_with(&dir_sync)
+    });
     assert!(
-        dir_sync > 0,
-        "fsync(directory) must come after the rename:\n{text}"
+        dir_synced,
+        "fsync({}) must follow the rename ({rename:?}):\n{text}",
+        dest_dir.display()
     );
 }
 
