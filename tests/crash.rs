@@ -3,7 +3,8 @@
 //! restart; asking for the same download again resumes it from the bytes on disk (or starts
 //! over, and says why, when the origin's file changed or the download decompresses); partial
 //! downloads nobody resumes are collected, at start and while running, never one a running
-//! task owns; SIGTERM stops transfers cleanly; and the flush order fsync(file) → rename →
+//! task owns; SIGTERM stops transfers cleanly; a client that hangs up does not stop its task
+//! (PVE's tasks outlive their request); and the flush order fsync(file) → rename →
 //! fsync(directory) is asserted on the real syscalls, not assumed.
 
 mod util;
@@ -536,4 +537,80 @@ fn runtime_collection_takes_unowned_partials_and_never_a_running_one() {
     );
     std::fs::remove_file(&foreign).expect("rm");
     assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+/// The tasks of `d`, running or done (a task started by a request whose answer never arrived
+/// has no other way to be found).
+fn all_upids(d: &Daemon) -> Vec<String> {
+    d.get_json(&format!("/nodes/{}/tasks?source=all", util::NODE))["data"]
+        .as_array()
+        .expect("task list")
+        .iter()
+        .map(|t| t["upid"].as_str().expect("upid").to_string())
+        .collect()
+}
+
+fn raw_download_request(origin: u16) -> Vec<u8> {
+    let body = slow_body(origin, "h.iso");
+    format!(
+        "POST /api2/json/nodes/{}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
+         Authorization: PVEAPIToken={}={}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        util::NODE,
+        util::TOKEN_ID,
+        util::TOKEN_SECRET,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Runs the hung-up request's task to its end and checks what PVE promises: a task does not
+/// depend on the request that started it, so it ends OK with the whole file, one transfer,
+/// and nothing left in staging.
+fn assert_finished_alone(d: &Daemon, upid: &str, data: &[u8], seen: &util::Seen) {
+    assert_eq!(d.wait(upid), "OK", "{:?}", d.log_lines(upid));
+    assert_eq!(all_upids(d), [upid]);
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/h.iso")).expect("file"),
+        data
+    );
+    assert_eq!(util::files_under(&d.storage_path()), ["template/iso/h.iso"]);
+    assert_eq!(util::files_under(&staging(d)), Vec::<String>::new());
+    assert_eq!(seen.lock().expect("lock").len(), 1, "origin GETs");
+}
+
+#[test]
+fn a_client_that_hangs_up_after_the_answer_leaves_the_task_running() {
+    use std::io::Write;
+    let d = Daemon::start();
+    let data = data(3_000_000);
+    let (origin, seen, _) = trickle_then(&data, ETAG);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    s.write_all(&raw_download_request(origin)).expect("send");
+    let answer = util::Response::read(&mut s);
+    assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+    // The connection is still open (keep-alive): the client is the one that ends it.
+    drop(s);
+    let upid = answer.json()["data"].as_str().expect("upid").to_string();
+    // Its temp file is still there, so the transfer outlived the connection.
+    wait_for_partial(&staging(&d));
+    assert_finished_alone(&d, &upid, &data, &seen);
+}
+
+#[test]
+fn a_client_that_hangs_up_before_reading_the_answer_still_starts_the_task() {
+    use std::io::Write;
+    let d = Daemon::start();
+    let data = data(3_000_000);
+    let (origin, seen, _) = trickle_then(&data, ETAG);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    s.write_all(&raw_download_request(origin)).expect("send");
+    // Gone without reading the answer, which may not even be written yet: actix lets a
+    // request whose client closed its side run to its end (h1_allow_half_closed, on by
+    // default), so the handler still starts the task.
+    drop(s);
+    wait_for_partial(&staging(&d));
+    let upids = all_upids(&d);
+    assert_eq!(upids.len(), 1, "{upids:?}");
+    assert_finished_alone(&d, &upids[0], &data, &seen);
 }

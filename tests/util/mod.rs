@@ -239,7 +239,8 @@ pub struct Response {
 }
 
 impl Response {
-    fn read(s: &mut impl Read) -> Response {
+    /// One response from `s`, leaving the connection open.
+    pub fn read(s: &mut impl Read) -> Response {
         let mut r = BufReader::new(s);
         let mut status_line = String::new();
         r.read_line(&mut status_line).expect("status line");
