@@ -3,7 +3,8 @@
 //! restart; asking for the same download again resumes it from the bytes on disk (or starts
 //! over, and says why, when the origin's file changed or the download decompresses); partial
 //! downloads nobody resumes are collected, at start and while running, never one a running
-//! task owns; SIGTERM stops transfers cleanly; and the flush order fsync(file) → rename →
+//! task owns; SIGTERM stops transfers cleanly; a client that hangs up does not stop its task
+//! (PVE's tasks outlive their request); and the flush order fsync(file) → rename →
 //! fsync(directory) is asserted on the real syscalls, not assumed.
 
 mod util;
@@ -112,6 +113,79 @@ fn sigterm_stops_transfers_and_leaves_nothing() {
     );
 }
 
+/// One traced syscall: the trace lines where it starts and where its result shows, and its
+/// text with the halves of a call strace split ("<unfinished ...>" / "<... resumed>") joined.
+#[derive(Debug)]
+struct Call {
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+/// The syscalls of an `strace -f` trace in the order they started. Another thread's call may
+/// land between the halves of a split one, so the halves are paired by pid.
+fn calls(trace: &str) -> Vec<Call> {
+    let mut open = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (i, line) in trace.lines().enumerate() {
+        let (pid, rest) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        let rest = rest.trim_start();
+        if rest.starts_with("---") || rest.starts_with("+++") {
+            continue;
+        }
+        if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            open.insert(pid.to_string(), (i, head.to_string()));
+        } else if rest.starts_with("<... ") {
+            let (start, head) = open
+                .remove(pid)
+                .unwrap_or_else(|| panic!("resumed without a start: {line:?}"));
+            let (_, tail) = rest
+                .split_once(" resumed>")
+                .unwrap_or_else(|| panic!("odd resumed line: {line:?}"));
+            // strace pads a resumed call's result into a column.
+            let tail = match tail.rsplit_once(" = ") {
+                Some((args, result)) => format!("{} = {result}", args.trim_end()),
+                None => tail.to_string(),
+            };
+            out.push(Call {
+                start,
+                end: i,
+                text: format!("{head}{tail}"),
+            });
+        } else {
+            out.push(Call {
+                start: i,
+                end: i,
+                text: rest.to_string(),
+            });
+        }
+    }
+    out.sort_by_key(|c| c.start);
+    out
+}
+
+#[test]
+fn strace_calls_split_by_another_thread_are_paired_per_pid() {
+    let trace = "7 fsync(3</d/a.part> <unfinished ...>\n\
+                 8 rename(\"/d/a.part\", \"/d/a\" <unfinished ...>\n\
+                 7 <... fsync resumed>)        = 0\n\
+                 8 <... rename resumed>)       = 0\n\
+                 8 +++ exited with 0 +++\n";
+    let got: Vec<(usize, usize, String)> = calls(trace)
+        .into_iter()
+        .map(|c| (c.start, c.end, c.text))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, 2, "fsync(3</d/a.part>) = 0".to_string()),
+            (1, 3, "rename(\"/d/a.part\", \"/d/a\") = 0".to_string()),
+        ]
+    );
+}
+
 #[test]
 fn flush_order_is_fsync_file_rename_fsync_directory() {
     let dir = util::default_dir();
@@ -124,55 +198,76 @@ fn flush_order_is_fsync_file_rename_fsync_directory() {
             "-f",
             "-qq",
             "-y",
+            "-s",
+            "0",
             "-e",
-            "trace=fsync,fdatasync,rename,renameat,renameat2",
+            "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,rename,renameat,renameat2",
             "-o",
             &trace_arg,
         ],
         &[],
     );
-    let data = vec![4u8; 200_000];
-    let origin = util::origin(data.clone());
+    // Several MiB over a few seconds: the writer flushes its buffer more than once and the
+    // periodic syncer may fdatasync between those writes, so only the last sync can count.
+    let data = data(3_000_000);
+    let (origin, _) = util::fault_origin(
+        data.clone(),
+        vec![Step::Trickle {
+            etag: ETAG,
+            chunk: 256 * 1024,
+            pause: Duration::from_millis(250),
+        }],
+    );
     let upid = d.post_download(&format!(
         "content=iso&filename=s.iso&checksum-algorithm=sha256&checksum={}\
          &url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fs.iso",
         util::sha256_hex(&data)
     ));
-    assert_eq!(d.wait(&upid), "OK");
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
     assert!(d.terminate().success());
 
     let text = std::fs::read_to_string(&trace).expect("strace output");
-    let lines: Vec<&str> = text.lines().collect();
+    let calls = calls(&text);
     let dest_dir = d.storage_path().join("template/iso");
     let dest = dest_dir.join("s.iso").display().to_string();
-    let find = |what: &dyn Fn(&str) -> bool| lines.iter().position(|l| what(l));
-    let rename = find(&|l| {
-        l.contains("rename") && l.contains(".part\"") && l.contains(&format!("\"{dest}\""))
-    })
-    .unwrap_or_else(|| panic!("no rename to {dest} in:\n{text}"));
-    let file_sync = find(&|l| {
-        (l.contains("fsync(") || l.contains("fdatasync("))
-            && l.contains("s.iso.")
-            && l.contains(".part>")
-    })
-    .unwrap_or_else(|| panic!("no fsync of the temp file in:\n{text}"));
-    let dir_sync = lines
+    let on_part = |c: &&Call| c.text.contains("/s.iso.") && c.text.contains(".part>");
+    let ok = |c: &&Call| c.text.ends_with("= 0");
+    let rename = calls
         .iter()
-        .skip(rename)
-        .position(|l| l.contains("fsync(") && l.contains(&format!("{}>)", dest_dir.display())))
-        .unwrap_or_else(|| {
-            panic!(
-                "no fsync of {} after the rename in:\n{text}",
-                dest_dir.display()
-            )
-        });
+        .filter(ok)
+        .find(|c| {
+            c.text.starts_with("rename")
+                && c.text.contains(".part\"")
+                && c.text.contains(&format!("\"{dest}\""))
+        })
+        .unwrap_or_else(|| panic!("no rename to {dest} in:\n{text}"));
+    let last_write = calls
+        .iter()
+        .filter(on_part)
+        .filter(|c| c.text.starts_with("write") || c.text.starts_with("pwrite"))
+        .filter(|c| c.end < rename.start)
+        .max_by_key(|c| c.end)
+        .unwrap_or_else(|| panic!("no write to the temp file before the rename in:\n{text}"));
+    let last_sync = calls
+        .iter()
+        .filter(on_part)
+        .filter(ok)
+        .filter(|c| c.text.starts_with("fsync(") || c.text.starts_with("fdatasync("))
+        .filter(|c| c.end < rename.start)
+        .max_by_key(|c| c.end)
+        .unwrap_or_else(|| panic!("no sync of the temp file before the rename in:\n{text}"));
     assert!(
-        file_sync < rename,
-        "fsync(file) must come before the rename:\n{text}"
+        last_sync.start > last_write.end,
+        "the temp file's last sync ({last_sync:?}) must follow its last write ({last_write:?}):\n{text}"
     );
+    let dir_sync = format!("<{}>) = 0", dest_dir.display());
+    let dir_synced = calls.iter().any(|c| {
+        c.start > rename.end && c.text.starts_with("fsync(") && c.text.ends_with(&dir_sync)
+    });
     assert!(
-        dir_sync > 0,
-        "fsync(directory) must come after the rename:\n{text}"
+        dir_synced,
+        "fsync({}) must follow the rename ({rename:?}):\n{text}",
+        dest_dir.display()
     );
 }
 
@@ -442,4 +537,80 @@ fn runtime_collection_takes_unowned_partials_and_never_a_running_one() {
     );
     std::fs::remove_file(&foreign).expect("rm");
     assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+/// The tasks of `d`, running or done (a task started by a request whose answer never arrived
+/// has no other way to be found).
+fn all_upids(d: &Daemon) -> Vec<String> {
+    d.get_json(&format!("/nodes/{}/tasks?source=all", util::NODE))["data"]
+        .as_array()
+        .expect("task list")
+        .iter()
+        .map(|t| t["upid"].as_str().expect("upid").to_string())
+        .collect()
+}
+
+fn raw_download_request(origin: u16) -> Vec<u8> {
+    let body = slow_body(origin, "h.iso");
+    format!(
+        "POST /api2/json/nodes/{}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
+         Authorization: PVEAPIToken={}={}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        util::NODE,
+        util::TOKEN_ID,
+        util::TOKEN_SECRET,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Runs the hung-up request's task to its end and checks what PVE promises: a task does not
+/// depend on the request that started it, so it ends OK with the whole file, one transfer,
+/// and nothing left in staging.
+fn assert_finished_alone(d: &Daemon, upid: &str, data: &[u8], seen: &util::Seen) {
+    assert_eq!(d.wait(upid), "OK", "{:?}", d.log_lines(upid));
+    assert_eq!(all_upids(d), [upid]);
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/h.iso")).expect("file"),
+        data
+    );
+    assert_eq!(util::files_under(&d.storage_path()), ["template/iso/h.iso"]);
+    assert_eq!(util::files_under(&staging(d)), Vec::<String>::new());
+    assert_eq!(seen.lock().expect("lock").len(), 1, "origin GETs");
+}
+
+#[test]
+fn a_client_that_hangs_up_after_the_answer_leaves_the_task_running() {
+    use std::io::Write;
+    let d = Daemon::start();
+    let data = data(3_000_000);
+    let (origin, seen, _) = trickle_then(&data, ETAG);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    s.write_all(&raw_download_request(origin)).expect("send");
+    let answer = util::Response::read(&mut s);
+    assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
+    // The connection is still open (keep-alive): the client is the one that ends it.
+    drop(s);
+    let upid = answer.json()["data"].as_str().expect("upid").to_string();
+    // Its temp file is still there, so the transfer outlived the connection.
+    wait_for_partial(&staging(&d));
+    assert_finished_alone(&d, &upid, &data, &seen);
+}
+
+#[test]
+fn a_client_that_hangs_up_before_reading_the_answer_still_starts_the_task() {
+    use std::io::Write;
+    let d = Daemon::start();
+    let data = data(3_000_000);
+    let (origin, seen, _) = trickle_then(&data, ETAG);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    s.write_all(&raw_download_request(origin)).expect("send");
+    // Gone without reading the answer, which may not even be written yet: actix lets a
+    // request whose client closed its side run to its end (h1_allow_half_closed, on by
+    // default), so the handler still starts the task.
+    drop(s);
+    wait_for_partial(&staging(&d));
+    let upids = all_upids(&d);
+    assert_eq!(upids.len(), 1, "{upids:?}");
+    assert_finished_alone(&d, &upids[0], &data, &seen);
 }

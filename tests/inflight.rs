@@ -7,7 +7,11 @@ mod util;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use util::Daemon;
+use util::{Daemon, Step};
+
+fn staging(d: &Daemon) -> std::path::PathBuf {
+    d.storage_path().join(".isolib-partial")
+}
 
 fn body(origin: u16, name: &str, checksum: Option<&str>) -> String {
     let sum = checksum
@@ -78,11 +82,92 @@ fn different_requests_wait_then_get_the_existing_file_outcome() {
         d.wait(&other_url),
         format!("refusing to override existing file '{}'", dest.display())
     );
-    assert!(d.log_lines(&mismatch).contains(&format!(
-        "waiting for task {first}, which is downloading to the same file"
-    )));
+    let waiting = format!("waiting for task {first}, which is downloading to the same file");
+    for waiter in [&mismatch, &other_url] {
+        let log = d.log_lines(waiter);
+        assert!(log.contains(&waiting), "{waiter}: {log:?}");
+    }
     assert_eq!(gets.load(Ordering::SeqCst), 1);
     assert_eq!(std::fs::read(&dest).expect("file"), data);
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+#[test]
+fn a_different_url_with_the_same_checksum_waits_then_finds_the_file_without_a_transfer() {
+    let d = Daemon::start();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let sum = util::sha256_hex(&data);
+    let (origin, gets) = slow(&data);
+    // Another origin for the other URL, so a second transfer could not hide in the first
+    // origin's count.
+    let (mirror, mirror_lines) = util::recording_origin(data.clone());
+    let first = d.post_download(&body(origin, "a.iso", Some(&sum)));
+    let second = d.post_download(&body(mirror, "a.iso", Some(&sum)));
+    assert_eq!(d.wait(&first), "OK", "{:?}", d.log_lines(&first));
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    let log = d.log_lines(&second);
+    assert!(
+        log.contains(&format!(
+            "waiting for task {first}, which is downloading to the same file"
+        )),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(
+            &"calculating checksum of existing file...OK, got correct file already, no need to download"
+                .to_string()
+        ),
+        "{log:?}"
+    );
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "GETs of the first URL");
+    assert_eq!(
+        *mirror_lines.lock().expect("lock"),
+        Vec::<String>::new(),
+        "GETs of the second URL"
+    );
+    let iso = d.storage_path().join("template/iso");
+    assert_eq!(std::fs::read(iso.join("same.iso")).expect("file"), data);
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        ["template/iso/same.iso"]
+    );
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+}
+
+#[test]
+fn a_joined_request_shares_the_leaders_failure() {
+    let d = Daemon::start();
+    let data = vec![7u8; 1_000_000];
+    let sum = util::sha256_hex(&data);
+    let wrong = "0".repeat(64);
+    // Trickles for about 1.6 s, so the joiners arrive while the leader still transfers.
+    let (origin, seen) = util::fault_origin(
+        data,
+        vec![Step::Trickle {
+            etag: "\"v1\"",
+            chunk: 32 * 1024,
+            pause: Duration::from_millis(50),
+        }],
+    );
+    let leader = d.post_download(&body(origin, "a.iso", Some(&wrong)));
+    // Both may join: one asks for the checksum the leader verifies, one for none.
+    let same_sum = d.post_download(&body(origin, "a.iso", Some(&wrong)));
+    let no_sum = d.post_download(&body(origin, "a.iso", None));
+    let failure = format!("checksum mismatch: got '{sum}' != expect '{wrong}'");
+    assert_eq!(d.wait(&leader), failure, "{:?}", d.log_lines(&leader));
+    for joiner in [&same_sum, &no_sum] {
+        assert_eq!(d.wait(joiner), failure, "{:?}", d.log_lines(joiner));
+        let log = d.log_lines(joiner);
+        assert!(
+            log.contains(&format!(
+                "task {leader} is downloading the same file; joining it"
+            )),
+            "{joiner}: {log:?}"
+        );
+    }
+    assert_eq!(seen.lock().expect("lock").len(), 1, "origin GETs");
+    assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
+    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
 }
 
 #[test]

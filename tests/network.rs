@@ -1,6 +1,7 @@
 //! How the daemon reaches origins: the configured proxy for http (PVE's datacenter.cfg
 //! `http_proxy`) and never an environment proxy; TLS verification on by default with a clear
-//! error, off with `verify-certificates=0`, and extra CAs from `ca-file`.
+//! error (for a certificate from an unknown CA and for a self-signed one), off with
+//! `verify-certificates=0`, and extra CAs from `ca-file`.
 
 mod util;
 
@@ -103,13 +104,17 @@ fn tls_verification_on_off_and_ca_file() {
     let upid = d.post_download(&request(&url, "t.iso", ""));
     let exit = d.wait(&upid);
     assert!(
-        exit.starts_with("download failed: ") && exit.contains("certificate"),
+        exit.starts_with("download failed: error:") && exit.contains(":certificate verify failed:"),
         "{exit}"
     );
     assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
 
     let upid = d.post_download(&request(&url, "t.iso", "&verify-certificates=0"));
     assert_eq!(d.wait(&upid), "OK");
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/t.iso")).expect("file"),
+        b"secure bytes"
+    );
     drop(d);
 
     let ca_dir = tempfile::tempdir().expect("tempdir");
@@ -122,4 +127,44 @@ fn tls_verification_on_off_and_ca_file() {
         std::fs::read(d.storage_path().join("template/iso/t.iso")).expect("file"),
         b"secure bytes"
     );
+}
+
+#[test]
+fn a_self_signed_origin_fails_verification_and_passes_without_it() {
+    let served = b"self-signed bytes".to_vec();
+    let origin = util::self_signed_tls_origin(served.clone());
+    let url = format!("https://127.0.0.1:{origin}/s.iso");
+    let d = Daemon::start();
+    let staging = d.storage_path().join(".isolib-partial");
+
+    let upid = d.post_download(&request(&url, "s.iso", ""));
+    let exit = d.wait(&upid);
+    // OpenSSL's own words, as reqwest's innermost error carries them; the rest of the text
+    // (error code, source file and line) belongs to the OpenSSL build.
+    assert!(
+        exit.starts_with("download failed: error:") && exit.contains(":certificate verify failed:"),
+        "{exit}"
+    );
+    assert_eq!(
+        d.log_lines(&upid).last(),
+        Some(&format!("TASK ERROR: {exit}"))
+    );
+    assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
+    assert_eq!(util::files_under(&staging), Vec::<String>::new());
+
+    let upid = d.post_download(&request(&url, "s.iso", "&verify-certificates=0"));
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/s.iso")).expect("file"),
+        served
+    );
+    let listing = d.get_json(&format!("/nodes/{}/storage/local/content", util::NODE));
+    let volumes: Vec<&str> = listing["data"]
+        .as_array()
+        .expect("content list")
+        .iter()
+        .map(|v| v["volid"].as_str().expect("volid"))
+        .collect();
+    assert_eq!(volumes, ["local:iso/s.iso"]);
+    assert_eq!(util::files_under(&staging), Vec::<String>::new());
 }

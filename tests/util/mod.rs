@@ -239,7 +239,8 @@ pub struct Response {
 }
 
 impl Response {
-    fn read(s: &mut impl Read) -> Response {
+    /// One response from `s`, leaving the connection open.
+    pub fn read(s: &mut impl Read) -> Response {
         let mut r = BufReader::new(s);
         let mut status_line = String::new();
         r.read_line(&mut status_line).expect("status line");
@@ -637,7 +638,6 @@ pub fn tls_origin(body: Vec<u8>) -> (u16, Vec<u8>) {
     use openssl::hash::MessageDigest;
     use openssl::nid::Nid;
     use openssl::pkey::PKey;
-    use openssl::ssl::{SslAcceptor, SslMethod};
     use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
     use openssl::x509::{X509, X509NameBuilder};
 
@@ -680,10 +680,67 @@ pub fn tls_origin(body: Vec<u8>) -> (u16, Vec<u8>) {
     };
     let ca = build("isolib test CA", &ca_key, true);
     let cert = build("127.0.0.1", &srv_key, false);
+    (serve_tls(&srv_key, &cert, body), ca.to_pem().expect("pem"))
+}
+
+/// An HTTPS origin whose certificate for 127.0.0.1 is its own issuer, signed with its own key:
+/// no CA anywhere vouches for it.
+pub fn self_signed_tls_origin(body: Vec<u8>) -> u16 {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("group");
+    let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "127.0.0.1").expect("cn");
+    let name = name.build();
+    let mut x = X509::builder().expect("x509");
+    x.set_version(2).expect("version");
+    let serial = BigNum::from_u32(1)
+        .and_then(|b| b.to_asn1_integer())
+        .expect("serial");
+    x.set_serial_number(&serial).expect("serial");
+    x.set_subject_name(&name).expect("subject");
+    x.set_issuer_name(&name).expect("issuer");
+    x.set_pubkey(&key).expect("pubkey");
+    let (nb, na) = (
+        Asn1Time::days_from_now(0).expect("t"),
+        Asn1Time::days_from_now(2).expect("t"),
+    );
+    x.set_not_before(&nb).expect("nb");
+    x.set_not_after(&na).expect("na");
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&x.x509v3_context(None, None))
+        .expect("san");
+    x.append_extension(san).expect("ext");
+    x.sign(&key, MessageDigest::sha256()).expect("sign");
+    let cert = x.build();
+    assert_eq!(
+        cert.issued(&cert),
+        openssl::x509::X509VerifyResult::OK,
+        "the certificate is its own issuer"
+    );
+    serve_tls(&key, &cert, body)
+}
+
+/// Serves `body` over TLS with `cert` on a free port, to every request, until the test ends.
+fn serve_tls(
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+    cert: &openssl::x509::X509Ref,
+    body: Vec<u8>,
+) -> u16 {
+    use openssl::ssl::{SslAcceptor, SslMethod};
     let mut acceptor =
         SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).expect("acceptor");
-    acceptor.set_private_key(&srv_key).expect("key");
-    acceptor.set_certificate(&cert).expect("cert");
+    acceptor.set_private_key(key).expect("key");
+    acceptor.set_certificate(cert).expect("cert");
     let acceptor = std::sync::Arc::new(acceptor.build());
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
     let port = listener.local_addr().expect("addr").port();
@@ -704,7 +761,7 @@ pub fn tls_origin(body: Vec<u8>) -> (u16, Vec<u8>) {
             });
         }
     });
-    (port, ca.to_pem().expect("pem"))
+    port
 }
 
 /// An origin that answers each request by its request line, with `respond(port, line)`, and
