@@ -62,7 +62,9 @@ pub enum DownloadError {
 }
 
 /// reqwest's error chain reads "error sending request for url (...): ...: connection refused";
-/// the innermost cause is what a user needs, like wget's last line.
+/// the innermost cause is what a user needs, like wget's last line. A cause that only repeats
+/// its own source with more detail (native-tls adds why a certificate was refused) wins over
+/// that source.
 pub fn describe_reqwest(e: &reqwest::Error) -> String {
     if e.is_redirect() {
         return "too many redirects".to_string();
@@ -73,8 +75,43 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        msg = s.to_string();
+        let inner = s.to_string();
+        if !msg.starts_with(&inner) {
+            msg = inner;
+        }
         source = s.source();
     }
-    msg
+    openssl_reason(&msg).unwrap_or(msg)
+}
+
+/// OpenSSL's "error:0A000086:SSL routines:FUNC:certificate verify failed:FILE:LINE: (detail)"
+/// as "certificate verify failed (detail)": its codes and source lines help no user.
+fn openssl_reason(msg: &str) -> Option<String> {
+    let fields: Vec<&str> = msg.strip_prefix("error:")?.splitn(7, ':').collect();
+    let [_code, _lib, _func, reason, _file, _line, rest] = fields.as_slice() else {
+        return None;
+    };
+    // An error stack continues after ", "; its first entry is the reason that matters.
+    let rest = rest.split(", error:").next().unwrap_or("");
+    let detail = rest.split_once(" (").map(|(_, d)| format!(" ({d}"));
+    Some(format!("{reason}{}", detail.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openssl_reason;
+
+    #[test]
+    fn openssl_errors_read_as_their_reason() {
+        let m = "error:0A000086:SSL routines:tls_post_process_server_certificate:\
+                 certificate verify failed:../ssl/statem/statem_clnt.c:1889: (self-signed certificate)";
+        assert_eq!(
+            openssl_reason(m).as_deref(),
+            Some("certificate verify failed (self-signed certificate)")
+        );
+        let m = "error:0A00010B:SSL routines:ssl3_get_record:wrong version number:\
+                 ../ssl/record/ssl3_record.c:354:";
+        assert_eq!(openssl_reason(m).as_deref(), Some("wrong version number"));
+        assert_eq!(openssl_reason("connection refused"), None);
+    }
 }
