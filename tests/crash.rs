@@ -390,10 +390,9 @@ fn sigkill_then_a_changed_file_at_the_origin_restarts_from_zero() {
     let log = d.log_lines(&second);
     assert_eq!(resumed_from(&log), Some(on_disk), "{log:?}");
     assert!(
-        log.contains(
-            &"origin answered the resume request with HTTP 200 (range ignored or file changed); restarting from zero"
-                .to_string()
-        ),
+        log.contains(&format!(
+            "the file changed at the origin (validator \"v2\" instead of {ETAG}); restarting from zero"
+        )),
         "{log:?}"
     );
     let seen = seen.lock().expect("lock").clone();

@@ -81,6 +81,12 @@ pub fn range_start(headers: &HeaderMap) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
+/// The length in `Content-Range: bytes */LENGTH`, the answer to an unsatisfiable range.
+pub fn unsatisfied_length(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    v.strip_prefix("bytes */")?.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +116,7 @@ mod tests {
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
         assert_eq!(range_start(&h), Some(100));
+        assert_eq!(unsatisfied_length(&h), None);
         assert_eq!(
             validator(&h).as_deref(),
             Some("Mon, 23 Nov 2026 10:00:00 GMT")
@@ -117,6 +124,9 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(5)));
         h.insert(ETAG, HeaderValue::from_static("\"strong\""));
         assert_eq!(validator(&h).as_deref(), Some("\"strong\""));
+        h.insert(CONTENT_RANGE, HeaderValue::from_static("bytes */200"));
+        assert_eq!(unsatisfied_length(&h), Some(200));
+        assert_eq!(range_start(&h), None);
         assert!(is_transient(StatusCode::SERVICE_UNAVAILABLE));
         assert!(is_transient(StatusCode::TOO_MANY_REQUESTS));
         assert!(!is_transient(StatusCode::NOT_FOUND));

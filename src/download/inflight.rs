@@ -19,14 +19,21 @@ pub struct RequestKey {
     pub url: String,
     pub compression: Option<String>,
     pub checksum: Option<Checksum>,
+    pub verify_certificates: bool,
 }
 
 impl RequestKey {
-    /// `self` (a newcomer) can share `running`'s outcome: same source and decoding, and any
-    /// checksum it asks for is the one the running transfer verifies.
+    /// `self` (a newcomer) can share `running`'s outcome: same source and decoding, any
+    /// checksum it asks for is the one the running transfer verifies, and bytes fetched without
+    /// checking the origin's certificate reach only requests that allow that or check a digest.
     fn joins(&self, running: &RequestKey) -> bool {
         self.url == running.url
             && self.compression == running.compression
+            && trusts(
+                self.verify_certificates,
+                self.checksum.is_some(),
+                running.verify_certificates,
+            )
             && match (&self.checksum, &running.checksum) {
                 (None, _) => true,
                 (Some(mine), Some(theirs)) => {
@@ -35,6 +42,12 @@ impl RequestKey {
                 (Some(_), None) => false,
             }
     }
+}
+
+/// Whether a request that wants certificates verified (or not) and has a checksum (or not) may
+/// take bytes fetched with or without verification.
+pub fn trusts(wants_verified: bool, has_checksum: bool, fetched_verified: bool) -> bool {
+    fetched_verified || !wants_verified || has_checksum
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -176,11 +189,19 @@ mod tests {
                 algorithm: Algorithm::Sha256,
                 expected: s.into(),
             }),
+            verify_certificates: true,
         }
     }
 
     #[test]
     fn join_rules() {
+        let unverified = |k: RequestKey| RequestKey {
+            verify_certificates: false,
+            ..k
+        };
+        assert!(unverified(key("u", None)).joins(&key("u", None)));
+        assert!(!key("u", None).joins(&unverified(key("u", None))));
+        assert!(key("u", Some("ab")).joins(&unverified(key("u", Some("ab")))));
         assert!(key("u", None).joins(&key("u", Some("ab"))));
         assert!(key("u", Some("AB")).joins(&key("u", Some("ab"))));
         assert!(!key("u", Some("ab")).joins(&key("u", Some("cd"))));

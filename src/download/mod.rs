@@ -158,6 +158,7 @@ impl Engine {
             url: plan.url.clone(),
             compression: plan.compression.clone(),
             checksum: plan.checksum.clone(),
+            verify_certificates: plan.verify_certificates,
         };
         let lead = loop {
             let (done, joined) = match self.inflight.enter(&plan.dest, &key, task) {

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::inflight::Inflight;
+use super::inflight::{Inflight, trusts};
 use super::{Checksum, DownloadPlan};
 
 /// The state's `format`; a state of another format is not understood and treated as garbage.
@@ -46,6 +46,10 @@ pub struct PartialState {
     pub checksum_algorithm: Option<String>,
     pub checksum: Option<String>,
     pub compression: Option<String>,
+    /// Whether the origin's certificate was checked; a state from before this field counts as
+    /// unchecked.
+    #[serde(default)]
+    pub verify_certificates: bool,
     /// Leading bytes of `.part` that were fdatasynced before this state was written.
     pub synced: u64,
     /// The kernel's boot id when this was written. Within one boot a crash of the daemon loses
@@ -66,14 +70,16 @@ impl PartialState {
             checksum_algorithm: plan.checksum.as_ref().map(|c| c.algorithm.name().into()),
             checksum: plan.checksum.as_ref().map(|c| c.expected.clone()),
             compression: plan.compression.clone().filter(|c| !c.is_empty()),
+            verify_certificates: plan.verify_certificates,
             synced: 0,
             boot_id: boot_id(),
         }
     }
 
-    /// `plan` asks for the download this state belongs to: same target and URL, and no
-    /// checksum that contradicts the one asked before. The digest is recomputed from the bytes
-    /// on disk anyway, so another algorithm is no contradiction.
+    /// `plan` asks for the download this state belongs to: same target and URL, no checksum
+    /// that contradicts the one asked before, and bytes fetched with certificates checked if
+    /// `plan` checks them and has no checksum. The digest is recomputed from the bytes on disk
+    /// anyway, so another algorithm is no contradiction.
     pub fn same_download(&self, plan: &DownloadPlan) -> bool {
         let conflict = match (&plan.checksum, &self.checksum_algorithm, &self.checksum) {
             (
@@ -86,7 +92,14 @@ impl PartialState {
             ) => algorithm.name() == alg && !expected.eq_ignore_ascii_case(value),
             _ => false,
         };
-        self.target == plan.dest && self.url == plan.url && !conflict
+        self.target == plan.dest
+            && self.url == plan.url
+            && !conflict
+            && trusts(
+                plan.verify_certificates,
+                plan.checksum.is_some(),
+                self.verify_certificates,
+            )
     }
 
     /// How many leading bytes of a `.part` file of `len` bytes hold the download.
@@ -318,6 +331,15 @@ mod tests {
         assert!(s.same_download(&plan(dir.path(), "http://o/x.iso", Some("ab"))));
         assert!(!s.same_download(&plan(dir.path(), "http://o/x.iso", Some("cd"))));
         assert!(!s.same_download(&plan(dir.path(), "http://o/y.iso", None)));
+        let unverified = PartialState {
+            verify_certificates: false,
+            ..s.clone()
+        };
+        assert!(!unverified.same_download(&plan(dir.path(), "http://o/x.iso", None)));
+        assert!(
+            unverified.same_download(&p),
+            "a checksum checks the bytes anyway"
+        );
         let found = find(&dir.path().join("s"), "n1", &p.dest);
         assert_eq!(found.len(), 1);
         assert!(find(&dir.path().join("s"), "n2", &p.dest).is_empty());
@@ -368,6 +390,7 @@ mod tests {
             url: "u".into(),
             compression: None,
             checksum: None,
+            verify_certificates: true,
         };
         let later = now + 2 * day;
         let lead = inflight.enter(&p.dest, &key, "T1");

@@ -40,6 +40,14 @@ impl Failure {
     }
 }
 
+#[derive(PartialEq)]
+enum Accepted {
+    /// The body that follows goes into the file.
+    Body,
+    /// The bytes already in are the whole file; there is no body to read.
+    Complete,
+}
+
 pub struct Transfer<'a> {
     plan: &'a DownloadPlan,
     compression: Option<Compression>,
@@ -118,10 +126,29 @@ impl<'a> Transfer<'a> {
     }
 
     async fn attempt(&mut self) -> Result<(), Failure> {
+        if self.received > 0 && self.validator.is_none() && self.plan.checksum.is_none() {
+            // Nothing could tell a changed file from the old one: a resume might splice two
+            // versions together, and no digest would notice.
+            self.log.line(
+                "the origin sent neither ETag nor Last-Modified and no checksum was given; restarting from zero",
+            );
+            self.restart_from_zero().await;
+        }
         let mut resp = self.send().await?;
-        self.accept(&resp).await?;
+        if self.accept(&resp).await? == Accepted::Complete {
+            return Ok(());
+        }
         self.ensure_sink()?;
         self.stream(&mut resp).await
+    }
+
+    /// Drops the bytes received so far; the next body is written from the start of the file.
+    async fn restart_from_zero(&mut self) {
+        if let Some(old) = self.sink.take() {
+            // The old writer must be done before the file is truncated.
+            let _ = old.finish().await;
+        }
+        self.received = 0;
     }
 
     async fn send(&self) -> Result<Response, Failure> {
@@ -135,9 +162,17 @@ impl<'a> Transfer<'a> {
                 req = req.header(reqwest::header::IF_RANGE, v.as_str());
             }
         }
+        // An origin that accepts and then says nothing is a stall like one that stops mid-body.
+        let stall = self.plan.retry.stall_timeout;
+        let Ok(sent) = tokio::time::timeout(stall, req.send()).await else {
+            return Err(Failure::transient(format!(
+                "no response received for {}s",
+                stall.as_secs()
+            )));
+        };
         // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do not
         // heal by waiting (wget gives up on them too); timeouts and drops may.
-        req.send().await.map_err(|e| {
+        sent.map_err(|e| {
             if let Some(p) = PolicyError::find(&e) {
                 return Failure::Fatal(DownloadError::Policy(p.clone()));
             }
@@ -152,13 +187,29 @@ impl<'a> Transfer<'a> {
 
     /// Decides from the status whether the body continues the bytes already in, replaces them,
     /// or ends the attempt.
-    async fn accept(&mut self, resp: &Response) -> Result<(), Failure> {
+    async fn accept(&mut self, resp: &Response) -> Result<Accepted, Failure> {
         let status = resp.status();
         let resumed = self.received > 0
             && status == StatusCode::PARTIAL_CONTENT
             && attempt::range_start(resp.headers()) == Some(self.received);
         if resumed {
-            return Ok(());
+            return Ok(Accepted::Body);
+        }
+        if self.received > 0 && status == StatusCode::RANGE_NOT_SATISFIABLE {
+            // Asked from the end of a file whose length was never announced: the range is
+            // empty, and `bytes */N` says whether the end is the end of the file.
+            if attempt::unsatisfied_length(resp.headers()) == Some(self.received) {
+                self.log.line(&format!(
+                    "the origin reports the file complete at {} bytes",
+                    self.received
+                ));
+                return Ok(Accepted::Complete);
+            }
+            self.restart_from_zero().await;
+            return Err(Failure::transient(format!(
+                "HTTP 416 for a range from byte {}; restarting from zero",
+                self.received
+            )));
         }
         if !status.is_success() || status == StatusCode::PARTIAL_CONTENT {
             let reason = status.canonical_reason().unwrap_or("");
@@ -174,22 +225,26 @@ impl<'a> Transfer<'a> {
                 })
             });
         }
+        let validator = attempt::validator(resp.headers());
         if self.received > 0 {
-            self.log.line(&format!(
-                "origin answered the resume request with HTTP {} (range ignored or file changed); restarting from zero",
-                status.as_u16()
-            ));
-            if let Some(old) = self.sink.take() {
-                // The old writer must be done before the file is truncated.
-                let _ = old.finish().await;
-            }
-            self.received = 0;
+            // With `If-Range`, a full answer under another validator means another file; one
+            // without a validator says nothing either way.
+            self.log.line(&match (&self.validator, &validator) {
+                (Some(old), Some(new)) if old != new => format!(
+                    "the file changed at the origin (validator {new} instead of {old}); restarting from zero"
+                ),
+                _ => format!(
+                    "origin ignored the range request (HTTP {}); restarting from zero",
+                    status.as_u16()
+                ),
+            });
+            self.restart_from_zero().await;
         }
         if resp.url().as_str() != self.plan.url {
             self.log.line(&format!("redirected to {}", resp.url()));
         }
         self.total = resp.content_length();
-        self.validator = attempt::validator(resp.headers());
+        self.validator = validator;
         self.log.line(&match self.total {
             Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
             None => "length: unspecified".to_string(),
@@ -199,7 +254,7 @@ impl<'a> Transfer<'a> {
             check_size(self.limits, n)?;
             check_space(self.staged.dir(), n)?;
         }
-        Ok(())
+        Ok(Accepted::Body)
     }
 
     fn ensure_sink(&mut self) -> Result<(), Failure> {
