@@ -437,6 +437,21 @@ pub enum Step {
     IgnoreRange,
     /// This status with an empty body (and `Retry-After: 1`).
     Status(u16),
+    /// This status with an empty body and `Retry-After: <secs>`, or no `Retry-After` at all.
+    Busy {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// The whole body with 200 and `Transfer-Encoding: chunked`, `chunk` bytes per chunk: no
+    /// length up front, so only the bytes themselves can trip a limit.
+    Chunked { chunk: usize },
+    /// Like `Serve` without limit, but only `n` body bytes go out until `gate` opens; the
+    /// rest follows then. Lets a test hold a transfer mid-body for as long as it needs.
+    Gated {
+        etag: &'static str,
+        n: usize,
+        gate: Gate,
+    },
     /// Send `n` bytes, then nothing while keeping the connection open for `secs`.
     Stall { n: usize, secs: u64 },
     /// Like `Serve` without limit, but `extra` bytes follow the announced body before the
@@ -454,6 +469,40 @@ pub enum Step {
     },
 }
 
+/// A latch a test opens once (see `Step::Gated`).
+#[derive(Clone, Debug, Default)]
+pub struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        let (lock, cv) = &*self.0;
+        *lock.lock().expect("lock") = true;
+        cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let (lock, cv) = &*self.0;
+        let mut open = lock.lock().expect("lock");
+        while !*open {
+            open = cv.wait(open).expect("lock");
+        }
+    }
+}
+
+/// What the fault origin did, in order: `get <i>` when request `i` arrived (its head read),
+/// `rest <i>` just before a gated request `i` sends the bytes after its gate. The daemon
+/// cannot have all of request `i`'s body before `rest <i>`, so an event after it happened
+/// after that transfer could have ended.
+pub type Events = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Everything a fault origin shares with its test.
+pub struct FaultOrigin {
+    pub port: u16,
+    pub seen: Seen,
+    pub served: Served,
+    pub events: Events,
+}
+
 /// The request lines the fault origin saw: `Range` and `If-Range` values ("" when absent).
 pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
@@ -467,13 +516,21 @@ pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
 
 /// `fault_origin` that also counts the body bytes it served per request.
 pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Served) {
+    let o = fault_origin_traced(body, script);
+    (o.port, o.seen, o.served)
+}
+
+/// `fault_origin_counted` that also records the order of what happened (see `Events`).
+pub fn fault_origin_traced(body: Vec<u8>, script: Vec<Step>) -> FaultOrigin {
     use std::sync::{Arc, Mutex};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
     let port = listener.local_addr().expect("addr").port();
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let served: Served = Arc::new(Mutex::new(Vec::new()));
+    let events: Events = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let counts = served.clone();
+    let trace = events.clone();
     thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -497,6 +554,10 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
             let (step, index) = {
                 let mut s = log.lock().expect("lock");
                 s.push((range.clone(), if_range.clone()));
+                trace
+                    .lock()
+                    .expect("lock")
+                    .push(format!("get {}", s.len() - 1));
                 counts.lock().expect("lock").push(0);
                 let step = script
                     .get(s.len() - 1)
@@ -507,6 +568,7 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
             };
             let body = body.clone();
             let counts = counts.clone();
+            let trace = trace.clone();
             thread::spawn(move || {
                 let count = |n: usize| counts.lock().expect("lock")[index] += n;
                 // The start `Range` asks for, unless `If-Range` names another version.
@@ -577,6 +639,48 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
                             b"",
                         );
                     }
+                    Step::Busy {
+                        status,
+                        retry_after,
+                    } => {
+                        let extra = retry_after
+                            .map(|secs| format!("Retry-After: {secs}\r\n"))
+                            .unwrap_or_default();
+                        send(&mut conn, &format!("{status} Busy"), extra, b"");
+                    }
+                    Step::Chunked { chunk } => {
+                        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+                                    Connection: close\r\n\r\n";
+                        if conn.write_all(head.as_bytes()).is_err() {
+                            return;
+                        }
+                        for piece in body.chunks(chunk) {
+                            let mut out = format!("{:x}\r\n", piece.len()).into_bytes();
+                            out.extend_from_slice(piece);
+                            out.extend_from_slice(b"\r\n");
+                            if conn.write_all(&out).is_err() {
+                                return;
+                            }
+                            count(piece.len());
+                        }
+                        let _ = conn.write_all(b"0\r\n\r\n");
+                    }
+                    Step::Gated { etag, n, gate } => {
+                        let start = start_for(etag);
+                        let rest = &body[start..];
+                        let (status, extra) = head_for(start, etag);
+                        send(&mut conn, status, extra, rest);
+                        let n = n.min(rest.len());
+                        if conn.write_all(&rest[..n]).is_err() {
+                            return;
+                        }
+                        count(n);
+                        gate.wait();
+                        trace.lock().expect("lock").push(format!("rest {index}"));
+                        if conn.write_all(&rest[n..]).is_ok() {
+                            count(rest.len() - n);
+                        }
+                    }
                     Step::Stall { n, secs } => {
                         send(&mut conn, "200 OK", String::new(), &body);
                         if conn.write_all(&body[..n]).is_ok() {
@@ -603,7 +707,12 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
             });
         }
     });
-    (port, seen, served)
+    FaultOrigin {
+        port,
+        seen,
+        served,
+        events,
+    }
 }
 
 /// An origin (or forward proxy: it answers absolute-form requests too) that records each
