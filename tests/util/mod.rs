@@ -328,6 +328,35 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Every file and directory under `dir`, relative to it, sorted; directories end in `/`.
+pub fn entries_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
+            if p.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(base, &p, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Polls `done` until it holds; fails the test after a minute (a hang, not a slow machine).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// An origin that sends `body` in `chunk`-sized pieces with `pause` between them and counts
 /// the GETs it answered.
 pub fn slow_origin(
@@ -411,6 +440,17 @@ impl Daemon {
             assert!(Instant::now() < deadline, "task {upid} did not finish");
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// DELETE on the task, as `pvesh delete /nodes/<node>/tasks/<upid>` stops it.
+    pub fn stop_task(&self, upid: &str) -> Response {
+        self.raw(
+            format!(
+                "DELETE /api2/json/nodes/{NODE}/tasks/{upid} HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
     }
 
     pub fn log_lines(&self, upid: &str) -> Vec<String> {
