@@ -134,6 +134,80 @@ fn events(o: &util::FaultOrigin) -> Vec<String> {
     o.events.lock().expect("lock").clone()
 }
 
+/// POSTs a download-url JSON body padded with trailing blanks (valid JSON) to exactly `len`
+/// bytes. The body goes out from another thread: a daemon that refuses it unread must not
+/// leave the test stuck in a write.
+fn post_json_of_len(d: &Daemon, origin: u16, len: usize) -> util::Response {
+    use std::io::Read;
+    let json = format!(
+        "{{\"content\":\"iso\",\"filename\":\"pad.iso\",\"url\":\"http://127.0.0.1:{origin}/pad.iso\"}}"
+    );
+    let body = format!("{json}{}", " ".repeat(len - json.len()));
+    let mut req = format!(
+        "POST /api2/json/nodes/{}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
+         Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+        util::NODE
+    )
+    .into_bytes();
+    req.extend_from_slice(body.as_bytes());
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&req);
+    });
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default().to_string();
+    util::Response {
+        status_line,
+        headers: lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn assert_too_large(r: &util::Response) {
+    assert_eq!(r.status_line, "HTTP/1.1 501 for data too large");
+    assert_eq!(r.body, b"for data too large");
+}
+
+/// As PVE: a body up to the limit is taken, one byte more gets 501 "for data too large", and
+/// the daemon goes on serving.
+#[test]
+fn request_bodies_over_max_body_size_get_501() {
+    let origin = util::origin(vec![4u8; 1000]);
+    let d = Daemon::start();
+    let r = post_json_of_len(&d, origin, 512 * 1024);
+    assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{r:?}");
+    assert_too_large(&post_json_of_len(&d, origin, 512 * 1024 + 1));
+    assert_eq!(version_with_headers(&d, "").status_line, "HTTP/1.1 200 OK");
+    drop(d);
+
+    let d = Daemon::start_with(&["--max-body-size", "4096"]);
+    assert_too_large(&post_json_of_len(&d, origin, 4097));
+    assert_eq!(version_with_headers(&d, "").status_line, "HTTP/1.1 200 OK");
+    let r = post_json_of_len(&d, origin, 4096);
+    assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{r:?}");
+    let upid = serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["data"]
+        .as_str()
+        .expect("upid")
+        .to_string();
+    assert_eq!(d.wait(&upid), "OK");
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        ["template/iso/pad.iso"]
+    );
+}
+
 #[test]
 fn max_transfers_queues_and_says_so() {
     let (d, origin, gate, first, data) = one_slot_held();
