@@ -116,7 +116,7 @@ pub struct RawConfig {
     /// Hours a partial download left by a crash is kept, so asking for it again resumes it [default: 24]
     #[arg(long)]
     pub partial_keep_hours: Option<f64>,
-    /// Seconds between two collections of partial downloads kept longer than partial-keep-hours [default: 3600]
+    /// Seconds between two collections of partial downloads kept longer than partial-keep-hours, and of task logs past task-log-keep or task-log-days [default: 3600]
     #[arg(long)]
     pub partial_collect_interval: Option<u64>,
 }
