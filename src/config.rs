@@ -110,10 +110,13 @@ pub struct RawConfig {
     /// Header fields in one API request [default: 64, as PVE]
     #[arg(long)]
     pub max_header_count: Option<usize>,
+    /// Bytes of one API request's body (POST, PUT) [default: 524288, as PVE]
+    #[arg(long)]
+    pub max_body_size: Option<usize>,
     /// Hours a partial download left by a crash is kept, so asking for it again resumes it [default: 24]
     #[arg(long)]
     pub partial_keep_hours: Option<f64>,
-    /// Seconds between two collections of partial downloads kept longer than partial-keep-hours [default: 3600]
+    /// Seconds between two collections of partial downloads kept longer than partial-keep-hours, and of task logs past task-log-keep or task-log-days [default: 3600]
     #[arg(long)]
     pub partial_collect_interval: Option<u64>,
 }
@@ -163,6 +166,7 @@ impl RawConfig {
             max_redirects: self.max_redirects.or(file.max_redirects),
             max_header_size: self.max_header_size.or(file.max_header_size),
             max_header_count: self.max_header_count.or(file.max_header_count),
+            max_body_size: self.max_body_size.or(file.max_body_size),
             partial_keep_hours: self.partial_keep_hours.or(file.partial_keep_hours),
             partial_collect_interval: self
                 .partial_collect_interval
@@ -229,6 +233,8 @@ pub struct Config {
     pub url_policy: UrlPolicy,
     pub max_redirects: usize,
     pub headers: HeaderLimits,
+    /// Bytes a request body may have; more gets PVE's 501.
+    pub max_body_size: usize,
     pub partials: Partials,
 }
 
@@ -285,6 +291,11 @@ impl Default for HeaderLimits {
 /// (request line included) and parses at most 96 fields.
 const MAX_HEADER_SIZE_CEILING: usize = 65_536;
 const MAX_HEADER_COUNT_CEILING: usize = 96;
+
+/// PVE's `$limit_max_post`: plenty for any form this API takes.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 512 * 1024;
+/// The body is held in memory while it is parsed, so even a raised limit stays modest.
+const MAX_BODY_SIZE_CEILING: usize = 64 * 1024 * 1024;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
 pub const DEFAULT_STATE_DIR: &str = "isolib-data";
@@ -387,6 +398,14 @@ impl Config {
                 &format!("expected 8 to {MAX_HEADER_COUNT_CEILING}"),
             ));
         }
+        let max_body_size = raw.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE);
+        if !(1024..=MAX_BODY_SIZE_CEILING).contains(&max_body_size) {
+            return Err(invalid(
+                "max-body-size",
+                &max_body_size.to_string(),
+                &format!("expected 1024 to {MAX_BODY_SIZE_CEILING} bytes"),
+            ));
+        }
         let keep_hours = raw.partial_keep_hours.unwrap_or(24.0);
         if !(0.0..=100_000.0).contains(&keep_hours) {
             return Err(invalid(
@@ -471,6 +490,7 @@ impl Config {
             url_policy,
             max_redirects: raw.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             headers,
+            max_body_size,
             partials,
         })
     }
@@ -615,5 +635,14 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(many).is_err());
+        assert_eq!(cfg.max_body_size, 512 * 1024);
+        let big = RawConfig {
+            max_body_size: Some(100 << 20),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(big).expect_err("too big").to_string(),
+            "invalid max-body-size '104857600': expected 1024 to 67108864 bytes"
+        );
     }
 }

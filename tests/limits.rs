@@ -1,6 +1,8 @@
-//! Operator limits end with clear errors and leave nothing behind: max-size, a full disk known
-//! up front from the length, a disk filling up mid-transfer (ENOSPC, on a 2 MiB tmpfs in a
-//! private mount namespace), max-transfers queueing, and the API's request header limits.
+//! Operator limits end with clear errors and leave nothing behind: max-size (from the length,
+//! and mid-stream for a body without one), a full disk known up front from the length, a disk
+//! filling up mid-transfer (ENOSPC, on a 2 MiB tmpfs in a private mount namespace, decompressed
+//! or plain without a length), max-transfers queueing (and stopping a queued task), and the
+//! API's request header limits.
 
 mod util;
 
@@ -24,6 +26,28 @@ fn max_size_refuses_larger_files() {
         "download failed: the file is larger than the limit of 1000 bytes (max-size)"
     );
     assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
+}
+
+/// Without a length up front only the bytes can trip max-size: the transfer stops there,
+/// with no retry (a limit does not heal), and the partial file goes.
+#[test]
+fn max_size_stops_a_body_without_length_mid_stream() {
+    let d = Daemon::start_with(&["--max-size", "100000"]);
+    let origin = util::fault_origin_traced(
+        vec![7u8; 500_000],
+        vec![util::Step::Chunked { chunk: 16 * 1024 }],
+    );
+    let upid = d.post_download(&body(origin.port, "big.iso", ""));
+    assert_eq!(
+        d.wait(&upid),
+        "download failed: the file is larger than the limit of 100000 bytes (max-size)"
+    );
+    let log = d.log_lines(&upid);
+    assert!(log.contains(&"length: unspecified".to_string()), "{log:?}");
+    assert!(log.iter().all(|l| !l.contains("retry")), "{log:?}");
+    assert_eq!(events(&origin), ["get 0"]);
+    assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
+    assert_eq!(staged(&d.storage_path()), Vec::<String>::new());
 }
 
 fn version_with_headers(d: &Daemon, extra: &str) -> util::Response {
@@ -72,23 +96,183 @@ fn request_headers_over_the_limits_get_431() {
     );
 }
 
+const WAIT_LINE: &str = "waiting for a free transfer slot (1 transfers running, max-transfers)";
+
+/// A daemon with one transfer slot and an origin whose first answer stops after 100 000 bytes
+/// until the test opens `gate`; `one.iso` holds the slot when this returns.
+fn one_slot_held() -> (Daemon, util::FaultOrigin, util::Gate, String, Vec<u8>) {
+    let d = Daemon::start_with(&["--max-transfers", "1"]);
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let gate = util::Gate::default();
+    let origin = util::fault_origin_traced(
+        data.clone(),
+        vec![
+            util::Step::Gated {
+                etag: "\"q\"",
+                n: 100_000,
+                gate: gate.clone(),
+            },
+            util::Step::Serve {
+                etag: "\"q\"",
+                limit: None,
+            },
+        ],
+    );
+    let first = d.post_download(&body(origin.port, "one.iso", ""));
+    util::wait_until("the first GET", || {
+        origin.seen.lock().expect("lock").len() == 1
+    });
+    (d, origin, gate, first, data)
+}
+
+/// What the staging dir of a storage holds (partial files and their resume state).
+fn staged(store: &std::path::Path) -> Vec<String> {
+    util::entries_under(&store.join(".isolib-partial"))
+}
+
+fn events(o: &util::FaultOrigin) -> Vec<String> {
+    o.events.lock().expect("lock").clone()
+}
+
+/// POSTs a download-url JSON body padded with trailing blanks (valid JSON) to exactly `len`
+/// bytes. The body goes out from another thread: a daemon that refuses it unread must not
+/// leave the test stuck in a write.
+fn post_json_of_len(d: &Daemon, origin: u16, len: usize) -> util::Response {
+    use std::io::Read;
+    let json = format!(
+        "{{\"content\":\"iso\",\"filename\":\"pad.iso\",\"url\":\"http://127.0.0.1:{origin}/pad.iso\"}}"
+    );
+    let body = format!("{json}{}", " ".repeat(len - json.len()));
+    let mut req = format!(
+        "POST /api2/json/nodes/{}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
+         Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+        util::NODE
+    )
+    .into_bytes();
+    req.extend_from_slice(body.as_bytes());
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&req);
+    });
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default().to_string();
+    util::Response {
+        status_line,
+        headers: lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn assert_too_large(r: &util::Response) {
+    assert_eq!(r.status_line, "HTTP/1.1 501 for data too large");
+    assert_eq!(r.body, b"for data too large");
+}
+
+/// As PVE: a body up to the limit is taken, one byte more gets 501 "for data too large", and
+/// the daemon goes on serving.
+#[test]
+fn request_bodies_over_max_body_size_get_501() {
+    let origin = util::origin(vec![4u8; 1000]);
+    let d = Daemon::start();
+    let r = post_json_of_len(&d, origin, 512 * 1024);
+    assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{r:?}");
+    assert_too_large(&post_json_of_len(&d, origin, 512 * 1024 + 1));
+    assert_eq!(version_with_headers(&d, "").status_line, "HTTP/1.1 200 OK");
+    drop(d);
+
+    let d = Daemon::start_with(&["--max-body-size", "4096"]);
+    assert_too_large(&post_json_of_len(&d, origin, 4097));
+    assert_eq!(version_with_headers(&d, "").status_line, "HTTP/1.1 200 OK");
+    let r = post_json_of_len(&d, origin, 4096);
+    assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{r:?}");
+    let upid = serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")["data"]
+        .as_str()
+        .expect("upid")
+        .to_string();
+    assert_eq!(d.wait(&upid), "OK");
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        ["template/iso/pad.iso"]
+    );
+}
+
 #[test]
 fn max_transfers_queues_and_says_so() {
-    let d = Daemon::start_with(&["--max-transfers", "1"]);
-    let (origin, gets) =
-        util::slow_origin(vec![6u8; 600_000], 32 * 1024, Duration::from_millis(30));
-    let first = d.post_download(&body(origin, "one.iso", ""));
-    let second = d.post_download(&body(origin, "two.iso", ""));
-    assert_eq!(d.wait(&first), "OK");
-    assert_eq!(d.wait(&second), "OK");
-    assert!(
-        d.log_lines(&second).contains(
-            &"waiting for a free transfer slot (1 transfers running, max-transfers)".to_string()
-        ),
-        "{:?}",
-        d.log_lines(&second)
+    let (d, origin, gate, first, data) = one_slot_held();
+    let second = d.post_download(&body(origin.port, "two.iso", ""));
+    util::wait_until("the second task to queue", || {
+        d.log_lines(&second).contains(&WAIT_LINE.to_string())
+    });
+    gate.open();
+    assert_eq!(d.wait(&first), "OK", "{:?}", d.log_lines(&first));
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    // The second GET came after the first transfer's last bytes left the origin: it waited
+    // for the slot rather than running alongside.
+    assert_eq!(events(&origin), ["get 0", "rest 0", "get 1"]);
+    assert_eq!(
+        *origin.served.lock().expect("lock"),
+        [data.len(), data.len()]
     );
-    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let first_log = d.log_lines(&first);
+    assert!(
+        first_log.iter().all(|l| !l.starts_with("waiting")),
+        "{first_log:?}"
+    );
+    assert_eq!(
+        d.log_lines(&second)
+            .iter()
+            .filter(|l| l.starts_with("waiting"))
+            .collect::<Vec<_>>(),
+        [WAIT_LINE]
+    );
+    let iso = d.storage_path().join("template/iso");
+    assert_eq!(std::fs::read(iso.join("one.iso")).expect("one"), data);
+    assert_eq!(std::fs::read(iso.join("two.iso")).expect("two"), data);
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        ["template/iso/one.iso", "template/iso/two.iso"]
+    );
+}
+
+/// A queued task stops like a running one, and since it never got a slot it never asked the
+/// origin for anything.
+#[test]
+fn stopping_a_queued_task_ends_it_without_a_request() {
+    let (d, origin, gate, first, data) = one_slot_held();
+    let second = d.post_download(&body(origin.port, "two.iso", ""));
+    util::wait_until("the second task to queue", || {
+        d.log_lines(&second).contains(&WAIT_LINE.to_string())
+    });
+    assert_eq!(d.stop_task(&second).status_line, "HTTP/1.1 200 OK");
+    assert_eq!(d.wait(&second), "download failed: received interrupt");
+    let log = d.log_lines(&second);
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("TASK ERROR: download failed: received interrupt"),
+        "{log:?}"
+    );
+    assert!(log.iter().all(|l| !l.starts_with("length")), "{log:?}");
+    gate.open();
+    assert_eq!(d.wait(&first), "OK", "{:?}", d.log_lines(&first));
+    assert_eq!(events(&origin), ["get 0", "rest 0"]);
+    assert_eq!(*origin.served.lock().expect("lock"), [data.len()]);
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        ["template/iso/one.iso"]
+    );
+    assert_eq!(staged(&d.storage_path()), Vec::<String>::new());
 }
 
 /// The daemon on a storage whose directory is a 2 MiB tmpfs, mounted in its own user and
@@ -148,6 +332,40 @@ fn disk_full_mid_transfer_ends_with_enospc_and_nothing_left() {
         "{exit}"
     );
     assert_eq!(util::files_under(&store), Vec::<String>::new());
+}
+
+/// A plain body without a length: the free-space check up front has nothing to go on, so
+/// the disk fills up mid-transfer and the write error ends the task.
+#[test]
+fn disk_full_mid_transfer_without_length_ends_with_enospc_and_nothing_left() {
+    let (d, store) = daemon_on_small_disk();
+    let origin = util::fault_origin_traced(
+        vec![3u8; 5_000_000],
+        vec![util::Step::Chunked { chunk: 64 * 1024 }],
+    );
+    let upid = d.post_download(&body(origin.port, "full.iso", ""));
+    let exit = d.wait(&upid);
+    // The partial file's name carries a random tag: `<name>.<node>-<32 hex>.part`.
+    let prefix = format!(
+        "download failed: unable to write '{}/full.iso.{}-",
+        d.storage_path().join(".isolib-partial").display(),
+        util::NODE
+    );
+    let suffix = ".part': No space left on device (os error 28)";
+    let tag = exit
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("{exit}"));
+    assert!(
+        tag.len() == 32 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{exit}"
+    );
+    let log = d.log_lines(&upid);
+    assert!(log.contains(&"length: unspecified".to_string()), "{log:?}");
+    assert!(log.iter().all(|l| !l.contains("retry")), "{log:?}");
+    assert_eq!(events(&origin), ["get 0"]);
+    assert_eq!(util::files_under(&store), Vec::<String>::new());
+    assert_eq!(staged(&store), Vec::<String>::new());
 }
 
 /// Lower bounds only: pacing can make a transfer slower than the limit, never faster.

@@ -110,17 +110,117 @@ fn server_errors_are_retried_then_succeed() {
     assert_eq!(served(&count), [0, 0, data.len()]);
     assert_eq!(iso(&d), data);
     assert_eq!(stored(&d), [ISO]);
+    // Both answers say `Retry-After: 1`; without it the second wait would be 2 s.
+    assert_eq!(
+        retry_lines(&d.log_lines(&upid)),
+        [
+            "transfer failed after 0 bytes: HTTP 503 Service Unavailable; retry 1 of 5 in 1s",
+            "transfer failed after 0 bytes: HTTP 429 Too Many Requests; retry 2 of 5 in 1s",
+        ]
+    );
+}
+
+/// The lines announcing a retry, in order.
+fn retry_lines(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.contains("; retry "))
+        .cloned()
+        .collect()
+}
+
+/// The wait before a retry is the origin's `Retry-After` when it sends one, else the backoff
+/// (1 s, then 2 s, ...); the log states the wait either way.
+#[test]
+fn retry_after_sets_the_wait_and_backoff_fills_in_without_it() {
+    let d = Daemon::start();
+    let data = data();
+    let (origin, seen, count) = util::fault_origin_counted(
+        data.clone(),
+        vec![
+            Step::Busy {
+                status: 503,
+                retry_after: None,
+            },
+            Step::Busy {
+                status: 429,
+                retry_after: Some(3),
+            },
+            Step::Serve {
+                etag: ETAG,
+                limit: None,
+            },
+        ],
+    );
+    let upid = download(&d, origin, &util::sha256_hex(&data));
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    assert_eq!(
+        retry_lines(&d.log_lines(&upid)),
+        [
+            // No Retry-After: the first backoff step.
+            "transfer failed after 0 bytes: HTTP 503 Service Unavailable; retry 1 of 5 in 1s",
+            // Retry-After: 3 wins over the second backoff step (2 s).
+            "transfer failed after 0 bytes: HTTP 429 Too Many Requests; retry 2 of 5 in 3s",
+        ]
+    );
+    assert_eq!(ranges(&seen), vec![(String::new(), String::new()); 3]);
+    assert_eq!(served(&count), [0, 0, data.len()]);
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
+}
+
+/// A 5xx in answer to a resume request does not lose the bytes already in: the next attempt
+/// asks for the same range again and the file ends up whole, each byte served once.
+#[test]
+fn server_error_on_a_resume_request_is_retried_with_the_same_range() {
+    let d = Daemon::start();
+    let data = data();
+    let cut = 700_000;
+    let (origin, seen, count) = util::fault_origin_counted(
+        data.clone(),
+        vec![
+            Step::Serve {
+                etag: ETAG,
+                limit: Some(cut),
+            },
+            Step::Busy {
+                status: 503,
+                retry_after: Some(1),
+            },
+            Step::Serve {
+                etag: ETAG,
+                limit: None,
+            },
+        ],
+    );
+    let upid = download(&d, origin, &util::sha256_hex(&data));
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    let resume = (format!("bytes={cut}-"), ETAG.to_string());
+    assert_eq!(
+        ranges(&seen),
+        [(String::new(), String::new()), resume.clone(), resume]
+    );
+    let count = served(&count);
+    assert_eq!(count, [cut, 0, data.len() - cut]);
+    assert_eq!(count.iter().sum::<usize>(), data.len());
     let log = d.log_lines(&upid);
-    assert!(
-        log.iter()
-            .any(|l| l.contains("HTTP 503 Service Unavailable; retry 1 of 5")),
-        "{log:?}"
+    assert_eq!(
+        retry_lines(&log),
+        [
+            format!(
+                "transfer failed after {cut} bytes: connection closed after {cut} of {} bytes; retry 1 of 5 in 1s",
+                data.len()
+            ),
+            format!(
+                "transfer failed after {cut} bytes: HTTP 503 Service Unavailable; retry 2 of 5 in 1s"
+            ),
+        ]
     );
     assert!(
-        log.iter()
-            .any(|l| l.contains("HTTP 429 Too Many Requests; retry 2 of 5")),
+        log.contains(&"calculating checksum...OK, checksum verified".to_string()),
         "{log:?}"
     );
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
 }
 
 #[test]

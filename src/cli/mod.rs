@@ -226,18 +226,29 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     }
     let tickets = auth::Tickets::new(cfg.login_settings())?;
     let state = AppState::new(cfg, tasks, engine, tickets);
-    tokio::spawn(collect_partials_periodically(state.clone()));
+    tokio::spawn(collect_periodically(state.clone()));
     http::serve(state).await?;
     Ok(())
 }
 
 /// Partial downloads left by a crash are kept for `partial-keep-hours` so that asking again
 /// resumes them; this runs the collection of older ones while the daemon runs. The in-flight
-/// registry keeps it off whatever a running task owns.
-async fn collect_partials_periodically(state: AppState) {
+/// registry keeps it off whatever a running task owns. Task logs past their retention go on
+/// the same beat: otherwise only the start and every 64th task prune them, and a quiet daemon
+/// would keep logs older than `task-log-days` until its next restart.
+async fn collect_periodically(state: AppState) {
     let every = state.config().partials.collect_every;
     loop {
         tokio::time::sleep(every).await;
+        let tasks = state.tasks().clone();
+        match tokio::task::spawn_blocking(move || tasks.prune()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!("removed {n} task log(s) past task-log-keep or task-log-days")
+            }
+            Ok(Err(e)) => tracing::warn!("unable to prune old task logs: {e}"),
+            Err(e) => tracing::warn!("pruning task logs failed: {e}"),
+        }
         let storages = match state.storage_config() {
             Ok(s) => s,
             Err(e) => {

@@ -19,9 +19,6 @@ use crate::config::HeaderLimits;
 use crate::schema::{RawParams, RawValue, validate};
 use crate::state::AppState;
 
-/// PVE's `$limit_max_post` for non-upload bodies.
-pub const MAX_BODY: usize = 512 * 1024;
-
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
@@ -92,7 +89,7 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     let Some((api_method, path_params)) = route else {
         return format::error(fmt, &ApiError::not_implemented(method, &rel_path));
     };
-    let body = match read_body(payload).await {
+    let body = match read_body(req, payload, state.config().max_body_size).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -236,13 +233,28 @@ fn authenticate(
     })
 }
 
-async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
+/// PVE refuses a body over `$limit_max_post` (`max-body-size` here) with 501 "for data too
+/// large"; an announced length over the limit is refused before a byte of it is read.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, HttpResponse> {
+    let too_large = || format::plain_error(501, "for data too large");
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
             .map_err(|e| format::plain_error(400, &format!("unable to read request body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(format::plain_error(501, "for data too large"));
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }

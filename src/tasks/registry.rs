@@ -63,6 +63,9 @@ struct Inner {
     node: String,
     pstart: u64,
     counter: Mutex<u32>,
+    /// Held across every change of the index: a prune rewrites it whole, and a task finishing
+    /// in between would otherwise lose its line to the rewrite.
+    index: Mutex<()>,
     running: Mutex<HashMap<String, Running>>,
     /// The runtime tasks run on. Handlers run on actix's worker threads, whose runtimes are
     /// torn down at shutdown, dropping whatever was spawned there mid-flight; the daemon's
@@ -119,6 +122,7 @@ impl TaskRegistry {
             node: node.to_string(),
             pstart: now() as u64,
             counter: Mutex::new(counter),
+            index: Mutex::new(()),
             running: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
         }));
@@ -200,7 +204,11 @@ impl TaskRegistry {
 
     fn finish(&self, upid: &Upid, status: &str) {
         let line = format!("{} {:08X} {}\n", upid, now(), status);
-        if let Err(e) = append(&self.index_path(), &line) {
+        let appended = {
+            let _index = lock(&self.0.index);
+            append(&self.index_path(), &line)
+        };
+        if let Err(e) = appended {
             tracing::error!("unable to update task index: {e}");
         }
         lock(&self.0.running).remove(&upid.to_string());
@@ -212,8 +220,10 @@ impl TaskRegistry {
     }
 
     /// Drops the logs and index lines of finished tasks beyond the retention count or age.
+    /// Blocking (it reads and rewrites the index).
     pub fn prune(&self) -> io::Result<usize> {
         let index = self.index_path();
+        let guard = lock(&self.0.index);
         let entries = read_index(&index);
         let oldest_kept = now() - self.0.retention.max_age.as_secs() as i64;
         let surplus = entries.len().saturating_sub(self.0.retention.max_count);
@@ -232,6 +242,7 @@ impl TaskRegistry {
             })
             .collect();
         write_atomic(&index, text.as_bytes())?;
+        drop(guard);
         for (_, e) in &old {
             match fs::remove_file(self.log_path(&e.upid)) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),

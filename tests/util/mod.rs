@@ -329,6 +329,35 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Every file and directory under `dir`, relative to it, sorted; directories end in `/`.
+pub fn entries_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
+            if p.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(base, &p, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Polls `done` until it holds; fails the test after a minute (a hang, not a slow machine).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// An origin that sends `body` in `chunk`-sized pieces with `pause` between them and counts
 /// the GETs it answered.
 pub fn slow_origin(
@@ -414,6 +443,17 @@ impl Daemon {
         }
     }
 
+    /// DELETE on the task, as `pvesh delete /nodes/<node>/tasks/<upid>` stops it.
+    pub fn stop_task(&self, upid: &str) -> Response {
+        self.raw(
+            format!(
+                "DELETE /api2/json/nodes/{NODE}/tasks/{upid} HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    }
+
     pub fn log_lines(&self, upid: &str) -> Vec<String> {
         self.get_json(&format!("/nodes/{NODE}/tasks/{upid}/log?limit=0"))["data"]
             .as_array()
@@ -438,6 +478,21 @@ pub enum Step {
     IgnoreRange,
     /// This status with an empty body (and `Retry-After: 1`).
     Status(u16),
+    /// This status with an empty body and `Retry-After: <secs>`, or no `Retry-After` at all.
+    Busy {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// The whole body with 200 and `Transfer-Encoding: chunked`, `chunk` bytes per chunk: no
+    /// length up front, so only the bytes themselves can trip a limit.
+    Chunked { chunk: usize },
+    /// Like `Serve` without limit, but only `n` body bytes go out until `gate` opens; the
+    /// rest follows then. Lets a test hold a transfer mid-body for as long as it needs.
+    Gated {
+        etag: &'static str,
+        n: usize,
+        gate: Gate,
+    },
     /// Send `n` bytes, then nothing while keeping the connection open for `secs`.
     Stall { n: usize, secs: u64 },
     /// Like `Serve` without limit, but `extra` bytes follow the announced body before the
@@ -455,6 +510,40 @@ pub enum Step {
     },
 }
 
+/// A latch a test opens once (see `Step::Gated`).
+#[derive(Clone, Debug, Default)]
+pub struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        let (lock, cv) = &*self.0;
+        *lock.lock().expect("lock") = true;
+        cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let (lock, cv) = &*self.0;
+        let mut open = lock.lock().expect("lock");
+        while !*open {
+            open = cv.wait(open).expect("lock");
+        }
+    }
+}
+
+/// What the fault origin did, in order: `get <i>` when request `i` arrived (its head read),
+/// `rest <i>` just before a gated request `i` sends the bytes after its gate. The daemon
+/// cannot have all of request `i`'s body before `rest <i>`, so an event after it happened
+/// after that transfer could have ended.
+pub type Events = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Everything a fault origin shares with its test.
+pub struct FaultOrigin {
+    pub port: u16,
+    pub seen: Seen,
+    pub served: Served,
+    pub events: Events,
+}
+
 /// The request lines the fault origin saw: `Range` and `If-Range` values ("" when absent).
 pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
@@ -468,13 +557,21 @@ pub fn fault_origin(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen) {
 
 /// `fault_origin` that also counts the body bytes it served per request.
 pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Served) {
+    let o = fault_origin_traced(body, script);
+    (o.port, o.seen, o.served)
+}
+
+/// `fault_origin_counted` that also records the order of what happened (see `Events`).
+pub fn fault_origin_traced(body: Vec<u8>, script: Vec<Step>) -> FaultOrigin {
     use std::sync::{Arc, Mutex};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
     let port = listener.local_addr().expect("addr").port();
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let served: Served = Arc::new(Mutex::new(Vec::new()));
+    let events: Events = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let counts = served.clone();
+    let trace = events.clone();
     thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -498,6 +595,10 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
             let (step, index) = {
                 let mut s = log.lock().expect("lock");
                 s.push((range.clone(), if_range.clone()));
+                trace
+                    .lock()
+                    .expect("lock")
+                    .push(format!("get {}", s.len() - 1));
                 counts.lock().expect("lock").push(0);
                 let step = script
                     .get(s.len() - 1)
@@ -508,6 +609,7 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
             };
             let body = body.clone();
             let counts = counts.clone();
+            let trace = trace.clone();
             thread::spawn(move || {
                 let count = |n: usize| counts.lock().expect("lock")[index] += n;
                 // The start `Range` asks for, unless `If-Range` names another version.
@@ -578,6 +680,48 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
                             b"",
                         );
                     }
+                    Step::Busy {
+                        status,
+                        retry_after,
+                    } => {
+                        let extra = retry_after
+                            .map(|secs| format!("Retry-After: {secs}\r\n"))
+                            .unwrap_or_default();
+                        send(&mut conn, &format!("{status} Busy"), extra, b"");
+                    }
+                    Step::Chunked { chunk } => {
+                        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+                                    Connection: close\r\n\r\n";
+                        if conn.write_all(head.as_bytes()).is_err() {
+                            return;
+                        }
+                        for piece in body.chunks(chunk) {
+                            let mut out = format!("{:x}\r\n", piece.len()).into_bytes();
+                            out.extend_from_slice(piece);
+                            out.extend_from_slice(b"\r\n");
+                            if conn.write_all(&out).is_err() {
+                                return;
+                            }
+                            count(piece.len());
+                        }
+                        let _ = conn.write_all(b"0\r\n\r\n");
+                    }
+                    Step::Gated { etag, n, gate } => {
+                        let start = start_for(etag);
+                        let rest = &body[start..];
+                        let (status, extra) = head_for(start, etag);
+                        send(&mut conn, status, extra, rest);
+                        let n = n.min(rest.len());
+                        if conn.write_all(&rest[..n]).is_err() {
+                            return;
+                        }
+                        count(n);
+                        gate.wait();
+                        trace.lock().expect("lock").push(format!("rest {index}"));
+                        if conn.write_all(&rest[n..]).is_ok() {
+                            count(rest.len() - n);
+                        }
+                    }
                     Step::Stall { n, secs } => {
                         send(&mut conn, "200 OK", String::new(), &body);
                         if conn.write_all(&body[..n]).is_ok() {
@@ -604,7 +748,12 @@ pub fn fault_origin_counted(body: Vec<u8>, script: Vec<Step>) -> (u16, Seen, Ser
             });
         }
     });
-    (port, seen, served)
+    FaultOrigin {
+        port,
+        seen,
+        served,
+        events,
+    }
 }
 
 /// An origin (or forward proxy: it answers absolute-form requests too) that records each
