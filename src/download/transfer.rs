@@ -289,6 +289,8 @@ impl<'a> Transfer<'a> {
             match tokio::time::timeout(stall, resp.chunk()).await {
                 Ok(Ok(Some(chunk))) => {
                     let n = chunk.len() as u64;
+                    // Before the write: not one byte over the limit reaches the disk.
+                    check_size(self.limits, self.received + n)?;
                     if !sink.send(chunk).await {
                         return Ok(()); // the writer failed; finish() says why
                     }
@@ -297,7 +299,6 @@ impl<'a> Transfer<'a> {
                     if synced > self.staged.state().synced {
                         self.staged.record_synced(synced);
                     }
-                    check_size(self.limits, self.received)?;
                     for r in &self.rates {
                         r.consume(n).await;
                     }
