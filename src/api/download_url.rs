@@ -13,9 +13,6 @@ use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
 use crate::storage::{DownloadTarget, check_download_filename, normalize_content_filename};
 use crate::tasks::TaskLog;
 
-/// The staging directory under a storage's path: same filesystem as the content, never listed.
-pub const STAGING_DIR: &str = ".isolib-partial";
-
 static CONTENT: Schema = Schema::String(StringSchema {
     format: Some(&types::CONTENT_FORMAT),
     enumeration: Some(&["iso", "vztmpl", "import"]),
@@ -110,12 +107,12 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: Args = from_params(params)?;
     let cfg = ctx.state.storage_config()?;
     let storage = super::storage::enabled_storage(&cfg, &args.storage, ctx.node())?;
-    let Some(path) = storage.path.clone().filter(|_| storage.is_file_based()) else {
+    if !storage.is_file_based() {
         return Err(ApiError::server(format!(
             "can't upload to storage type '{}', not a file based storage!",
             storage.kind
         )));
-    };
+    }
     if !storage.content.contains(&args.content) {
         return Err(ApiError::server(format!(
             "storage '{}' is not configured for content-type '{}'",
@@ -156,7 +153,9 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let plan = DownloadPlan {
         url: args.url,
         dest: dir.join(&filename),
-        staging_dir: path.join(STAGING_DIR),
+        staging_dir: storage
+            .staging_dir(&args.content)
+            .ok_or_else(|| ApiError::server("storage definition has no path"))?,
         content: args.content,
         checksum,
         compression: args.compression,

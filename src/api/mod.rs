@@ -12,7 +12,6 @@ mod storage;
 mod tasks;
 pub mod types;
 
-pub use download_url::STAGING_DIR;
 pub use error::ApiError;
 
 use router::{ApiMethod, Params};

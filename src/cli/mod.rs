@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 
 mod user;
 
-use crate::api::STAGING_DIR;
 use crate::auth::{self, AuthError, AuthId};
 use crate::config::{Config, ConfigError, RawConfig};
 use crate::download::{self, Engine, FetchConfig, FetchSetupError};
@@ -266,18 +265,19 @@ async fn collect_periodically(state: AppState) {
 
 /// One collection over the staging directories of all storages that take downloads. Blocking.
 fn collect_partials(engine: &Engine, storages: &StorageConfig) {
-    for s in storages.storages.iter().filter(|s| s.is_file_based()) {
-        let Some(path) = &s.path else { continue };
-        match engine.collect_partials(&path.join(STAGING_DIR)) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                "removed {n} partial download(s) nobody resumed in storage '{}'",
-                s.id
-            ),
-            Err(e) => tracing::warn!(
-                "unable to collect partial downloads in storage '{}': {e}",
-                s.id
-            ),
+    for s in &storages.storages {
+        for dir in s.staging_dirs() {
+            match engine.collect_partials(&dir) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    "removed {n} partial download(s) nobody resumed in storage '{}'",
+                    s.id
+                ),
+                Err(e) => tracing::warn!(
+                    "unable to collect partial downloads in storage '{}': {e}",
+                    s.id
+                ),
+            }
         }
     }
 }

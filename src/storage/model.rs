@@ -109,11 +109,52 @@ impl Storage {
         Ok(join(path, sub))
     }
 
+    /// Where partial downloads of content `vtype` live. Normally `.isolib-partial` under the
+    /// storage's path, outside every content directory. A temp file must be renamed into
+    /// place, which cannot cross filesystems: a content directory mounted on its own (an NFS
+    /// share on `template/iso` is common) gets a hidden `.isolib-partial` inside it instead,
+    /// which no listing shows because listings take files only.
+    pub fn staging_dir(&self, vtype: &str) -> Option<PathBuf> {
+        let path = self.path.as_deref()?;
+        let content = self.subdir(vtype)?;
+        Some(if same_filesystem(path, &content) {
+            path.join(STAGING_DIR)
+        } else {
+            content.join(STAGING_DIR)
+        })
+    }
+
+    /// Every staging directory of this storage, for the collection of abandoned partials.
+    pub fn staging_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = ["iso", "vztmpl", "import"]
+            .iter()
+            .filter_map(|vtype| self.staging_dir(vtype))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// How this storage's path is provided, when it has one.
     pub(crate) fn mount(&self) -> Option<Mount> {
         self.path.as_ref()?;
         plugins::lookup(&self.kind)?.mount
     }
+}
+
+/// The directory partial downloads are staged in (see [`Storage::staging_dir`]).
+pub const STAGING_DIR: &str = ".isolib-partial";
+
+/// Both exist and are on one device; a directory that does not exist yet (created on the first
+/// download) is judged by its nearest existing parent.
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| {
+        p.ancestors()
+            .find_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.dev())
+    };
+    dev(a) == dev(b)
 }
 
 /// PVE builds paths as `"$dir/$name"`: a plain string join, so an override or name starting
