@@ -273,3 +273,57 @@ fn a_verifying_request_does_not_join_an_unverified_transfer() {
     assert_eq!(std::fs::read(&dest).expect("file"), body);
     assert_eq!(stored(&d), [ISO]);
 }
+
+/// A 206 that starts elsewhere than asked cannot continue the bytes in: the next attempt
+/// starts from zero without a range.
+#[test]
+fn a_range_from_the_wrong_offset_restarts_from_zero() {
+    let d = Daemon::start();
+    let body = data();
+    let served = body.clone();
+    let cut = 300_000;
+    let (origin, heads) = scripted_origin(move |i, conn| {
+        let len = served.len();
+        let mut out = match i {
+            0 => head(
+                "200 OK",
+                &format!("Content-Length: {len}\r\nETag: \"w\"\r\n"),
+            ),
+            1 => head(
+                "206 Partial Content",
+                &format!(
+                    "Content-Length: {len}\r\nContent-Range: bytes 0-{}/{len}\r\nETag: \"w\"\r\n",
+                    len - 1
+                ),
+            ),
+            _ => head(
+                "200 OK",
+                &format!("Content-Length: {len}\r\nETag: \"w\"\r\n"),
+            ),
+        };
+        out.extend_from_slice(if i == 0 { &served[..cut] } else { &served });
+        let _ = conn.write_all(&out);
+    });
+    let sum = util::sha256_hex(&body);
+    let upid = d.post_download(&request(
+        origin,
+        &format!("&checksum-algorithm=sha256&checksum={sum}"),
+    ));
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    let log = d.log_lines(&upid);
+    assert!(
+        log.iter().any(|l| l.contains(
+            "origin answered with a range from byte 0 instead of byte 300000; restarting from zero; retry 2 of 5"
+        )),
+        "{log:?}"
+    );
+    let heads = heads.lock().expect("lock").clone();
+    assert_eq!(heads.len(), 3);
+    assert_eq!(header(&heads[1], "range"), Some("bytes=300000-"));
+    assert_eq!(header(&heads[2], "range"), None);
+    assert_eq!(
+        std::fs::read(d.storage_path().join(ISO)).expect("file"),
+        body
+    );
+    assert_eq!(stored(&d), [ISO]);
+}

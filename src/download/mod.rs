@@ -258,7 +258,12 @@ impl Engine {
             r = content_check::verify_with_log(&plan.check, staged.path(), &mut check_log) => r.map_err(DownloadError::Verify)?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         }
-        staged.publish(&plan.dest)?;
+        if let Some(e) = staged.publish(&plan.dest)? {
+            log.line(&format!(
+                "warning: unable to sync the directory of '{}': {e}",
+                plan.dest.display()
+            ));
+        }
         log.line(&format!(
             "download of '{}' to '{}' finished",
             plan.url,

@@ -119,16 +119,14 @@ impl Staged {
 
     /// The data is already fsynced by the writer; rename, then make the rename durable. The
     /// state goes last, on drop: a crash before that leaves a state without its temp file,
-    /// which the collector removes.
-    pub fn publish(mut self, dest: &Path) -> Result<(), DownloadError> {
+    /// which the collector removes. A directory that cannot be synced is returned, not failed
+    /// on: the file is already under its name, complete and fsynced, and a task that failed
+    /// would leave it there all the same.
+    pub fn publish(mut self, dest: &Path) -> Result<Option<io::Error>, DownloadError> {
         fs::rename(&self.part, dest).map_err(DownloadError::Rename)?;
         self.published = true;
-        if let Some(dir) = dest.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(DownloadError::Rename)?;
-        }
-        Ok(())
+        let dir = dest.parent().unwrap_or(Path::new("/"));
+        Ok(File::open(dir).and_then(|d| d.sync_all()).err())
     }
 }
 
@@ -186,7 +184,7 @@ mod tests {
         let mut s = Staged::create(&staging, &new_tag("n1"), state(&dest)).expect("create");
         s.start_over(None, None).expect("open");
         fs::write(s.path(), b"done").expect("write");
-        s.publish(&dest).expect("publish");
+        assert!(s.publish(&dest).expect("publish").is_none());
         assert_eq!(fs::read(&dest).expect("read"), b"done");
         assert_eq!(fs::read_dir(&staging).expect("ls").count(), 0);
     }

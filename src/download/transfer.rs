@@ -211,6 +211,15 @@ impl<'a> Transfer<'a> {
                 self.received
             )));
         }
+        if self.received > 0 && status == StatusCode::PARTIAL_CONTENT {
+            let asked = self.received;
+            let from = attempt::range_start(resp.headers())
+                .map_or_else(|| "an unknown byte".to_string(), |n| format!("byte {n}"));
+            self.restart_from_zero().await;
+            return Err(Failure::transient(format!(
+                "origin answered with a range from {from} instead of byte {asked}; restarting from zero"
+            )));
+        }
         if !status.is_success() || status == StatusCode::PARTIAL_CONTENT {
             let reason = status.canonical_reason().unwrap_or("");
             return Err(if attempt::is_transient(status) {
@@ -252,7 +261,9 @@ impl<'a> Transfer<'a> {
         self.progress = Progress::new(self.total, Instant::now());
         if let Some(n) = self.total {
             check_size(self.limits, n)?;
-            check_space(self.staged.dir(), n)?;
+            // Bytes of an earlier attempt in the temp file give their room to the new body.
+            let held = std::fs::metadata(self.staged.path()).map_or(0, |m| m.len());
+            check_space(self.staged.dir(), n, held)?;
         }
         Ok(Accepted::Body)
     }
@@ -395,12 +406,16 @@ fn check_size(limits: &Limits, bytes: u64) -> Result<(), Failure> {
 }
 
 /// Fails at once when the announced length cannot fit, instead of after filling the disk.
-/// A decompressed file may still outgrow the space; the write error then ends the task.
-fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
+/// `freed` bytes are about to be truncated away. A decompressed file may still outgrow the
+/// space; the write error then ends the task.
+fn check_space(dir: &Path, needed: u64, freed: u64) -> Result<(), Failure> {
     let Ok(st) = nix::sys::statvfs::statvfs(dir) else {
         return Ok(()); // unknown: the write itself will tell
     };
-    let available = st.blocks_available().saturating_mul(st.fragment_size());
+    let available = st
+        .blocks_available()
+        .saturating_mul(st.fragment_size())
+        .saturating_add(freed);
     if needed > available {
         return Err(Failure::Fatal(DownloadError::NoSpace {
             dir: dir.to_path_buf(),
