@@ -279,20 +279,9 @@ fn stopping_a_queued_task_ends_it_without_a_request() {
 /// mount namespace (no root needed); the test reads its files through /proc/<pid>/root.
 fn daemon_on_small_disk() -> (Daemon, PathBuf) {
     let dir = util::default_dir();
-    let mount_point = dir.path().join("local").display().to_string();
-    let d = Daemon::spawn_wrapped(
-        dir,
-        &[
-            "unshare",
-            "-rm",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o size=2m tmpfs \"$0\" && exec \"$@\"",
-            &mount_point,
-        ],
-        &[],
-    );
-    let seen = PathBuf::from(format!("/proc/{}/root{}", d.pid(), mount_point));
+    let store = dir.path().join("local");
+    let d = Daemon::spawn_on_tmpfs(dir, &store, "2m");
+    let seen = d.in_namespace(&store);
     (d, seen)
 }
 

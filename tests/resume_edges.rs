@@ -29,6 +29,10 @@ fn request(origin: u16, extra: &str) -> String {
 /// The request heads the origin saw, lower-cased, one per connection.
 type Heads = Arc<Mutex<Vec<String>>>;
 
+fn seen(heads: &Heads) -> Vec<String> {
+    heads.lock().expect("lock").clone()
+}
+
 /// Serves connection `i` with `answer(i, stream)` after reading its head, each connection in a
 /// thread of its own so a silent one holds up no other. Runs until the test process ends; each
 /// answer closes its connection.
@@ -64,6 +68,17 @@ fn head(status: &str, headers: &str) -> Vec<u8> {
     format!("HTTP/1.1 {status}\r\nConnection: close\r\n{headers}\r\n").into_bytes()
 }
 
+/// Writes one whole answer; a client that hung up is no concern of the origin's.
+fn answer(conn: &mut TcpStream, status: &str, headers: &str, body: &[u8]) {
+    let mut out = head(status, headers);
+    out.extend_from_slice(body);
+    let _ = conn.write_all(&out);
+}
+
+fn length(n: usize) -> String {
+    format!("Content-Length: {n}\r\n")
+}
+
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -72,6 +87,29 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 fn stored(d: &Daemon) -> Vec<String> {
     util::files_under(&d.storage_path())
+}
+
+/// The request parameters that make the daemon check `body`'s sha256.
+fn checksum_of(body: &[u8]) -> String {
+    format!(
+        "&checksum-algorithm=sha256&checksum={}",
+        util::sha256_hex(body)
+    )
+}
+
+fn assert_logged(d: &Daemon, upid: &str, line: &str) {
+    let log = d.log_lines(upid);
+    assert!(log.iter().any(|l| l == line), "no {line:?} in {log:?}");
+}
+
+/// The task ended OK, and the storage holds exactly `body` under its name.
+fn assert_done(d: &Daemon, upid: &str, body: &[u8]) {
+    assert_eq!(d.wait(upid), "OK", "{:?}", d.log_lines(upid));
+    assert_eq!(
+        std::fs::read(d.storage_path().join(ISO)).expect("file"),
+        body
+    );
+    assert_eq!(stored(d), [ISO]);
 }
 
 #[test]
@@ -85,32 +123,16 @@ fn an_origin_that_never_answers_counts_as_a_stall() {
             thread::sleep(Duration::from_secs(20));
             return;
         }
-        let mut out = head("200 OK", &format!("Content-Length: {}\r\n", served.len()));
-        out.extend_from_slice(&served);
-        let _ = conn.write_all(&out);
+        answer(conn, "200 OK", &length(served.len()), &served);
     });
-    let upid = d.post_download(&request(
-        origin,
-        &format!(
-            "&checksum-algorithm=sha256&checksum={}",
-            util::sha256_hex(&body)
-        ),
-    ));
-    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
-    assert!(
-        d.log_lines(&upid).contains(
-            &"transfer failed after 0 bytes: no response received for 1s; retry 1 of 5 in 1s"
-                .to_string()
-        ),
-        "{:?}",
-        d.log_lines(&upid)
+    let upid = d.post_download(&request(origin, &checksum_of(&body)));
+    assert_done(&d, &upid, &body);
+    assert_logged(
+        &d,
+        &upid,
+        "transfer failed after 0 bytes: no response received for 1s; retry 1 of 5 in 1s",
     );
-    assert_eq!(heads.lock().expect("lock").len(), 2);
-    assert_eq!(
-        std::fs::read(d.storage_path().join(ISO)).expect("file"),
-        body
-    );
-    assert_eq!(stored(&d), [ISO]);
+    assert_eq!(seen(&heads).len(), 2);
 }
 
 #[test]
@@ -118,31 +140,21 @@ fn without_validator_or_checksum_a_retry_starts_from_zero() {
     let d = Daemon::start();
     let body = data();
     let served = body.clone();
-    let cut = 300_000;
     // Neither ETag nor Last-Modified; the first answer breaks off.
     let (origin, heads) = scripted_origin(move |i, conn| {
-        let mut out = head("200 OK", &format!("Content-Length: {}\r\n", served.len()));
-        out.extend_from_slice(if i == 0 { &served[..cut] } else { &served });
-        let _ = conn.write_all(&out);
+        let sent = if i == 0 { &served[..300_000] } else { &served };
+        answer(conn, "200 OK", &length(served.len()), sent);
     });
     let upid = d.post_download(&request(origin, ""));
-    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
-    let log = d.log_lines(&upid);
-    assert!(
-        log.contains(
-            &"the origin sent neither ETag nor Last-Modified and no checksum was given; restarting from zero"
-                .to_string()
-        ),
-        "{log:?}"
+    assert_done(&d, &upid, &body);
+    assert_logged(
+        &d,
+        &upid,
+        "the origin sent neither ETag nor Last-Modified and no checksum was given; restarting from zero",
     );
-    let heads = heads.lock().expect("lock").clone();
+    let heads = seen(&heads);
     assert_eq!(heads.len(), 2);
     assert_eq!(header(&heads[1], "range"), None, "{heads:?}");
-    assert_eq!(
-        std::fs::read(d.storage_path().join(ISO)).expect("file"),
-        body
-    );
-    assert_eq!(stored(&d), [ISO]);
 }
 
 #[test]
@@ -152,37 +164,25 @@ fn with_a_checksum_a_resume_without_validator_sends_a_plain_range() {
     let served = body.clone();
     let cut = 300_000;
     let (origin, heads) = scripted_origin(move |i, conn| {
+        let len = served.len();
         if i == 0 {
-            let mut out = head("200 OK", &format!("Content-Length: {}\r\n", served.len()));
-            out.extend_from_slice(&served[..cut]);
-            let _ = conn.write_all(&out);
-            return;
+            answer(conn, "200 OK", &length(len), &served[..cut]);
+        } else {
+            let range = format!("Content-Range: bytes {cut}-{}/{len}\r\n", len - 1);
+            answer(
+                conn,
+                "206 Partial Content",
+                &(length(len - cut) + &range),
+                &served[cut..],
+            );
         }
-        let mut out = head(
-            "206 Partial Content",
-            &format!(
-                "Content-Length: {}\r\nContent-Range: bytes {cut}-{}/{}\r\n",
-                served.len() - cut,
-                served.len() - 1,
-                served.len()
-            ),
-        );
-        out.extend_from_slice(&served[cut..]);
-        let _ = conn.write_all(&out);
     });
-    let sum = util::sha256_hex(&body);
-    let upid = d.post_download(&request(
-        origin,
-        &format!("&checksum-algorithm=sha256&checksum={sum}"),
-    ));
-    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
-    let heads = heads.lock().expect("lock").clone();
+    let upid = d.post_download(&request(origin, &checksum_of(&body)));
+    assert_done(&d, &upid, &body);
+    let heads = seen(&heads);
+    assert_eq!(heads.len(), 2);
     assert_eq!(header(&heads[1], "range"), Some("bytes=300000-"));
     assert_eq!(header(&heads[1], "if-range"), None);
-    assert_eq!(
-        std::fs::read(d.storage_path().join(ISO)).expect("file"),
-        body
-    );
 }
 
 /// A chunked body (no length) that breaks off just before its last chunk: every byte is in,
@@ -194,84 +194,35 @@ fn a_416_at_the_end_of_an_unannounced_length_completes_the_file() {
     let served = body.clone();
     let (origin, heads) = scripted_origin(move |i, conn| {
         if i == 0 {
-            let mut out = head("200 OK", "Transfer-Encoding: chunked\r\nETag: \"e1\"\r\n");
+            let mut chunked = Vec::new();
             for chunk in served.chunks(100_000) {
-                out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-                out.extend_from_slice(chunk);
-                out.extend_from_slice(b"\r\n");
+                chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                chunked.extend_from_slice(chunk);
+                chunked.extend_from_slice(b"\r\n");
             }
             // No "0\r\n\r\n": the connection closes before the body is known to be whole.
-            let _ = conn.write_all(&out);
-            return;
+            let headers = "Transfer-Encoding: chunked\r\nETag: \"e1\"\r\n";
+            answer(conn, "200 OK", headers, &chunked);
+        } else {
+            let headers = format!("Content-Range: bytes */{}\r\n{}", served.len(), length(0));
+            answer(conn, "416 Range Not Satisfiable", &headers, b"");
         }
-        let _ = conn.write_all(&head(
-            "416 Range Not Satisfiable",
-            &format!(
-                "Content-Range: bytes */{}\r\nContent-Length: 0\r\n",
-                served.len()
-            ),
-        ));
     });
-    let sum = util::sha256_hex(&body);
-    let upid = d.post_download(&request(
-        origin,
-        &format!("&checksum-algorithm=sha256&checksum={sum}"),
-    ));
-    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
-    let log = d.log_lines(&upid);
-    assert!(
-        log.contains(&format!(
+    let upid = d.post_download(&request(origin, &checksum_of(&body)));
+    assert_done(&d, &upid, &body);
+    assert_logged(
+        &d,
+        &upid,
+        &format!(
             "the origin reports the file complete at {} bytes",
             body.len()
-        )),
-        "{log:?}"
+        ),
     );
-    let heads = heads.lock().expect("lock").clone();
+    let heads = seen(&heads);
     assert_eq!(heads.len(), 2);
-    assert_eq!(
-        header(&heads[1], "range"),
-        Some(format!("bytes={}-", body.len()).as_str())
-    );
+    let asked = format!("bytes={}-", body.len());
+    assert_eq!(header(&heads[1], "range"), Some(asked.as_str()));
     assert_eq!(header(&heads[1], "if-range"), Some("\"e1\""));
-    assert_eq!(
-        std::fs::read(d.storage_path().join(ISO)).expect("file"),
-        body
-    );
-    assert_eq!(stored(&d), [ISO]);
-}
-
-/// Bytes fetched with `verify-certificates=0` are not handed to a request that wants the
-/// certificate checked and has no checksum: it waits, then meets PVE's existing-file rule.
-#[test]
-fn a_verifying_request_does_not_join_an_unverified_transfer() {
-    let d = Daemon::start();
-    let body = data();
-    let (origin, seen) = util::fault_origin(
-        body.clone(),
-        vec![Step::Trickle {
-            etag: "\"t\"",
-            chunk: 100_000,
-            pause: Duration::from_millis(200),
-        }],
-    );
-    let first = d.post_download(&request(origin, "&verify-certificates=0"));
-    let second = d.post_download(&request(origin, ""));
-    assert_eq!(d.wait(&first), "OK", "{:?}", d.log_lines(&first));
-    let dest = d.storage_path().join(ISO);
-    assert_eq!(
-        d.wait(&second),
-        format!("refusing to override existing file '{}'", dest.display())
-    );
-    assert!(
-        d.log_lines(&second).contains(&format!(
-            "waiting for task {first}, which is downloading to the same file"
-        )),
-        "{:?}",
-        d.log_lines(&second)
-    );
-    assert_eq!(seen.lock().expect("lock").len(), 1, "one transfer only");
-    assert_eq!(std::fs::read(&dest).expect("file"), body);
-    assert_eq!(stored(&d), [ISO]);
 }
 
 /// A 206 that starts elsewhere than asked cannot continue the bytes in: the next attempt
@@ -281,49 +232,60 @@ fn a_range_from_the_wrong_offset_restarts_from_zero() {
     let d = Daemon::start();
     let body = data();
     let served = body.clone();
-    let cut = 300_000;
     let (origin, heads) = scripted_origin(move |i, conn| {
         let len = served.len();
-        let mut out = match i {
-            0 => head(
-                "200 OK",
-                &format!("Content-Length: {len}\r\nETag: \"w\"\r\n"),
-            ),
-            1 => head(
-                "206 Partial Content",
-                &format!(
-                    "Content-Length: {len}\r\nContent-Range: bytes 0-{}/{len}\r\nETag: \"w\"\r\n",
-                    len - 1
-                ),
-            ),
-            _ => head(
-                "200 OK",
-                &format!("Content-Length: {len}\r\nETag: \"w\"\r\n"),
-            ),
-        };
-        out.extend_from_slice(if i == 0 { &served[..cut] } else { &served });
-        let _ = conn.write_all(&out);
+        let etag = "ETag: \"w\"\r\n";
+        match i {
+            0 => answer(conn, "200 OK", &(length(len) + etag), &served[..300_000]),
+            1 => {
+                let range = format!("Content-Range: bytes 0-{}/{len}\r\n", len - 1);
+                let headers = length(len) + &range + etag;
+                answer(conn, "206 Partial Content", &headers, &served);
+            }
+            _ => answer(conn, "200 OK", &(length(len) + etag), &served),
+        }
     });
-    let sum = util::sha256_hex(&body);
-    let upid = d.post_download(&request(
-        origin,
-        &format!("&checksum-algorithm=sha256&checksum={sum}"),
-    ));
-    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
-    let log = d.log_lines(&upid);
-    assert!(
-        log.iter().any(|l| l.contains(
-            "origin answered with a range from byte 0 instead of byte 300000; restarting from zero; retry 2 of 5"
-        )),
-        "{log:?}"
+    let upid = d.post_download(&request(origin, &checksum_of(&body)));
+    assert_done(&d, &upid, &body);
+    // The restart has dropped the bytes by the time the retry is counted.
+    assert_logged(
+        &d,
+        &upid,
+        "transfer failed after 0 bytes: origin answered with a range from byte 0 instead of byte 300000; restarting from zero; retry 2 of 5 in 2s",
     );
-    let heads = heads.lock().expect("lock").clone();
+    let heads = seen(&heads);
     assert_eq!(heads.len(), 3);
     assert_eq!(header(&heads[1], "range"), Some("bytes=300000-"));
     assert_eq!(header(&heads[2], "range"), None);
-    assert_eq!(
-        std::fs::read(d.storage_path().join(ISO)).expect("file"),
-        body
+}
+
+/// Bytes fetched with `verify-certificates=0` are not handed to a request that wants the
+/// certificate checked and has no checksum: it waits, then meets PVE's existing-file rule.
+#[test]
+fn a_verifying_request_does_not_join_an_unverified_transfer() {
+    let d = Daemon::start();
+    let body = data();
+    let (origin, gets) = util::fault_origin(
+        body.clone(),
+        vec![Step::Trickle {
+            etag: "\"t\"",
+            chunk: 100_000,
+            pause: Duration::from_millis(200),
+        }],
     );
+    let first = d.post_download(&request(origin, "&verify-certificates=0"));
+    let second = d.post_download(&request(origin, ""));
+    assert_done(&d, &first, &body);
+    let dest = d.storage_path().join(ISO);
+    assert_eq!(
+        d.wait(&second),
+        format!("refusing to override existing file '{}'", dest.display())
+    );
+    assert_logged(
+        &d,
+        &second,
+        &format!("waiting for task {first}, which is downloading to the same file"),
+    );
+    assert_eq!(gets.lock().expect("lock").len(), 1, "one transfer only");
     assert_eq!(stored(&d), [ISO]);
 }

@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use util::{Daemon, Step};
 
@@ -26,21 +26,8 @@ fn a_content_directory_on_its_own_filesystem_stages_inside_it() {
     let dir = util::default_dir();
     let iso_dir = dir.path().join("local/template/iso");
     std::fs::create_dir_all(&iso_dir).expect("mkdir");
-    let mount_point = iso_dir.display().to_string();
     // A tmpfs on template/iso, in a user and mount namespace of the daemon's own.
-    let d = Daemon::spawn_wrapped(
-        dir,
-        &[
-            "unshare",
-            "-rm",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o size=8m tmpfs \"$0\" && exec \"$@\"",
-            &mount_point,
-        ],
-        &[],
-    );
-    let in_ns = |p: &Path| PathBuf::from(format!("/proc/{}/root{}", d.pid(), p.display()));
+    let d = Daemon::spawn_on_tmpfs(dir, &iso_dir, "8m");
     let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
     let (origin, seen) = util::fault_origin(
         data.clone(),
@@ -57,12 +44,16 @@ fn a_content_directory_on_its_own_filesystem_stages_inside_it() {
     assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
     assert_eq!(seen.lock().expect("lock").len(), 1);
 
-    let iso = in_ns(&iso_dir);
+    let iso = d.in_namespace(&iso_dir);
     assert_eq!(std::fs::read(iso.join("m.iso")).expect("file"), data);
     // The staging dir sits in the mount and is empty; the storage's own one was never made.
     assert_eq!(entries(&iso), [".isolib-partial", "m.iso"]);
     assert_eq!(entries(&iso.join(".isolib-partial")), Vec::<String>::new());
-    assert!(!in_ns(&d.storage_path()).join(".isolib-partial").exists());
+    assert!(
+        !d.in_namespace(&d.storage_path())
+            .join(".isolib-partial")
+            .exists()
+    );
     let listed: Vec<String> = d.get_json("/nodes/testnode/storage/local/content")["data"]
         .as_array()
         .expect("list")

@@ -163,6 +163,32 @@ impl Daemon {
         Daemon::launch(dir, port, args)
     }
 
+    /// Runs the daemon in a user and mount namespace of its own (no root needed), with a tmpfs
+    /// of `size` (mount's notation, e.g. "2m") on `mount_point`, which must exist. The test
+    /// sees the daemon's files through [`Daemon::in_namespace`].
+    pub fn spawn_on_tmpfs(dir: tempfile::TempDir, mount_point: &Path, size: &str) -> Daemon {
+        let options = format!("size={size}");
+        let mount_point = mount_point.display().to_string();
+        Daemon::spawn_wrapped(
+            dir,
+            &[
+                "unshare",
+                "-rm",
+                "sh",
+                "-c",
+                "mount -t tmpfs -o \"$1\" tmpfs \"$0\" && shift && exec \"$@\"",
+                &mount_point,
+                &options,
+            ],
+            &[],
+        )
+    }
+
+    /// `path` as the daemon of [`Daemon::spawn_on_tmpfs`] sees it.
+    pub fn in_namespace(&self, path: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{}", self.pid(), path.display()))
+    }
+
     fn launch(dir: tempfile::TempDir, port: u16, args: Vec<String>) -> Daemon {
         let child = spawn_args(&args);
         wait_for_port(port);
