@@ -460,3 +460,49 @@ fn longer_body_than_content_length_without_checksum_stops_at_the_length() {
     assert_eq!(file, body);
     assert_eq!(stored(&d), [ISO]);
 }
+
+/// A connection reset (RST) mid-body, not an orderly close: retried with a range from what
+/// arrived. Bytes in flight when the reset lands may be lost, so the range starts at or
+/// before the bytes the origin wrote, never after.
+#[test]
+fn a_reset_connection_resumes_from_what_arrived() {
+    let d = Daemon::start();
+    let data = data();
+    let cut = 500_000;
+    let (origin, seen, count) = util::fault_origin_counted(
+        data.clone(),
+        vec![
+            Step::Reset { etag: ETAG, n: cut },
+            Step::Serve {
+                etag: ETAG,
+                limit: None,
+            },
+        ],
+    );
+    let upid = download(&d, origin, &util::sha256_hex(&data));
+    assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
+    let log = d.log_lines(&upid);
+    let retry = log
+        .iter()
+        .find(|l| l.starts_with("transfer failed after "))
+        .unwrap_or_else(|| panic!("no retry line in {log:?}"));
+    let received: usize = retry["transfer failed after ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("byte count");
+    assert!(received > 0 && received <= cut, "{retry}");
+    assert_eq!(
+        retry,
+        &format!(
+            "transfer failed after {received} bytes: connection reset after {received} of {} bytes; retry 1 of 5 in 1s",
+            data.len()
+        )
+    );
+    let seen = ranges(&seen);
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1], (format!("bytes={received}-"), ETAG.to_string()));
+    assert_eq!(served(&count), [cut, data.len() - received]);
+    assert_eq!(iso(&d), data);
+    assert_eq!(stored(&d), [ISO]);
+}

@@ -320,7 +320,8 @@ impl<'a> Transfer<'a> {
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) => {
                     return Err(Failure::transient(
-                        self.short_body().unwrap_or_else(|| describe_reqwest(&e)),
+                        self.short_body(is_reset(&e))
+                            .unwrap_or_else(|| describe_reqwest(&e)),
                     ));
                 }
                 Err(_) => {
@@ -331,17 +332,18 @@ impl<'a> Transfer<'a> {
                 }
             }
         }
-        match self.short_body() {
+        match self.short_body(false) {
             Some(reason) => Err(Failure::transient(reason)),
             None => Ok(()),
         }
     }
 
     /// Why the body is incomplete, when the announced length says it is.
-    fn short_body(&self) -> Option<String> {
+    fn short_body(&self, reset: bool) -> Option<String> {
+        let how = if reset { "reset" } else { "closed" };
         match self.total {
             Some(t) if self.received < t => Some(format!(
-                "connection closed after {} of {t} bytes",
+                "connection {how} after {} of {t} bytes",
                 self.received
             )),
             _ => None,
@@ -396,6 +398,18 @@ impl<'a> Transfer<'a> {
         }
         Ok(())
     }
+}
+
+/// The origin (or something between) reset the connection rather than closing it.
+fn is_reset(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionReset;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn check_size(limits: &Limits, bytes: u64) -> Result<(), Failure> {

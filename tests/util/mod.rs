@@ -500,6 +500,8 @@ pub enum Step {
         etag: &'static str,
         limit: Option<usize>,
     },
+    /// Like `Serve`, but after `n` body bytes the connection is reset (RST), not closed.
+    Reset { etag: &'static str, n: usize },
     /// Always the whole body with 200, whatever `Range` says.
     IgnoreRange,
     /// This status with an empty body (and `Retry-After: 1`).
@@ -678,6 +680,19 @@ pub fn fault_origin_traced(body: Vec<u8>, script: Vec<Step>) -> FaultOrigin {
                         if conn.write_all(&rest[..n]).is_ok() {
                             count(n);
                         }
+                    }
+                    Step::Reset { etag, n } => {
+                        let start = start_for(etag);
+                        let rest = &body[start..];
+                        let (status, extra) = head_for(start, etag);
+                        send(&mut conn, status, extra, rest);
+                        let n = n.min(rest.len());
+                        if conn.write_all(&rest[..n]).is_ok() {
+                            count(n);
+                        }
+                        // Give the bytes time to leave before the reset discards what is queued.
+                        thread::sleep(Duration::from_millis(200));
+                        reset(conn);
                     }
                     Step::Trickle { etag, chunk, pause } => {
                         let start = start_for(etag);
@@ -994,4 +1009,25 @@ pub fn redirect_chain_origin(body: Vec<u8>) -> (u16, Lines) {
 /// An origin that redirects every request to `location`; it records each request line.
 pub fn redirect_origin(location: String) -> (u16, Lines) {
     line_origin(move |_, _| redirect_to(&location))
+}
+
+/// Closes `conn` with a TCP reset instead of a FIN: linger on, with a timeout of zero.
+fn reset(conn: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a pointer to a live `linger` of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+    drop(conn);
 }
