@@ -1,5 +1,6 @@
 //! Crash safety (architecture invariants 1 and 2): a daemon killed with SIGKILL mid-transfer
-//! leaves no file under a listed name and reports the task stopped with an error after a
+//! (mid-body, with a task queued for a transfer slot or joined to a running transfer, or during
+//! the content check after the whole body) leaves no file under a listed name and reports the task stopped with an error after a
 //! restart; asking for the same download again resumes it from the bytes on disk (or starts
 //! over, and says why, when the origin's file changed or the download decompresses); partial
 //! downloads nobody resumes are collected, at start and while running, never one a running
@@ -752,5 +753,105 @@ fn sigkill_while_a_request_has_joined_a_running_transfer() {
         data
     );
     assert_eq!(util::files_under(&d.storage_path()), ["template/iso/r.iso"]);
+    assert_eq!(util::entries_under(&staging(&d)), Vec::<String>::new());
+}
+
+/// An OVA (a tar with an `.ovf` entry) of about `len` bytes, made by the system's tar.
+fn ova(len: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("vm.ovf"), b"<Envelope/>").expect("write");
+    std::fs::write(dir.path().join("disk.img"), data(len)).expect("write");
+    let out = dir.path().join("vm.ova");
+    let status = std::process::Command::new("/usr/bin/tar")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("-cf")
+        .arg(&out)
+        .args(["vm.ovf", "disk.img"])
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    std::fs::read(&out).expect("ova")
+}
+
+/// A `tar` for the daemon's PATH (the OVA check runs `tar` through PATH, as PVE does): its
+/// first run records its arguments in `marker` and then holds the content check until the
+/// daemon that started it is gone; later runs are the system's tar.
+fn holding_tar(bin: &Path, marker: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).expect("mkdir");
+    let script = bin.join("tar");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ -e '{m}' ]; then exec /usr/bin/tar \"$@\"; fi\n\
+             echo \"$@\" > '{m}.tmp' && mv '{m}.tmp' '{m}'\n\
+             while kill -0 \"$PPID\" 2>/dev/null; do sleep 0.1; done\n\
+             exit 1\n",
+            m = marker.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn sigkill_during_the_content_check_after_the_whole_body() {
+    let dir = util::default_dir();
+    let bin = dir.path().join("bin");
+    let marker = dir.path().join("tar-started");
+    holding_tar(&bin, &marker);
+    let path = format!("PATH={}:/usr/bin:/bin", bin.display());
+    let mut d = Daemon::spawn_wrapped(dir, &["env", &path], &[]);
+
+    let data = ova(3_000_000);
+    let sum = util::sha256_hex(&data);
+    let (origin, seen, served) = util::fault_origin_counted(
+        data.clone(),
+        vec![Step::Serve {
+            etag: ETAG,
+            limit: None,
+        }],
+    );
+    let body = format!(
+        "content=import&filename=vm.ova&checksum-algorithm=sha256&checksum={sum}\
+         &url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fvm.ova"
+    );
+    let first = d.post_download(&body);
+    util::wait_until("the content check", || marker.exists());
+    // The check runs on the temp file, which holds the whole body; the name is not there yet.
+    let part = wait_for_partial(&staging(&d));
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("marker"),
+        format!("-t -f {}\n", part.display())
+    );
+    let target = d.storage_path().join("import/vm.ova");
+    d.kill9();
+    assert_eq!(std::fs::read(&part).expect("temp file"), data);
+    assert!(!target.exists());
+
+    d.restart();
+    assert_eq!(d.wait(&first), INTERRUPTED, "{:?}", d.log_lines(&first));
+    assert_eq!(util::entries_under(&staging(&d)), part_and_state(&part));
+    assert_eq!(util::files_under(&d.storage_path()), in_staging(&part));
+
+    let second = d.post_download(&body);
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    let log = d.log_lines(&second);
+    // A range from the end would be unsatisfiable: the last byte is asked for again.
+    let n = data.len() as u64 - 1;
+    assert_eq!(resumed_from(&log), Some(n), "{log:?}");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        [
+            (String::new(), String::new()),
+            (format!("bytes={n}-"), ETAG.to_string())
+        ]
+    );
+    assert_eq!(*served.lock().expect("lock"), [data.len(), 1]);
+    assert!(log.contains(&"calculating checksum...OK, checksum verified".to_string()));
+    assert_eq!(std::fs::read(&target).expect("file"), data);
+    assert_eq!(util::files_under(&d.storage_path()), ["import/vm.ova"]);
     assert_eq!(util::entries_under(&staging(&d)), Vec::<String>::new());
 }
