@@ -1,5 +1,6 @@
 //! Crash safety (architecture invariants 1 and 2): a daemon killed with SIGKILL mid-transfer
-//! leaves no file under a listed name and reports the task stopped with an error after a
+//! (mid-body, with a task queued for a transfer slot or joined to a running transfer, or during
+//! the content check after the whole body) leaves no file under a listed name and reports the task stopped with an error after a
 //! restart; asking for the same download again resumes it from the bytes on disk (or starts
 //! over, and says why, when the origin's file changed or the download decompresses); partial
 //! downloads nobody resumes are collected, at start and while running, never one a running
@@ -612,4 +613,245 @@ fn a_client_that_hangs_up_before_reading_the_answer_still_starts_the_task() {
     let upids = all_upids(&d);
     assert_eq!(upids.len(), 1, "{upids:?}");
     assert_finished_alone(&d, &upids[0], &data, &seen);
+}
+
+/// An origin for `body` whose first answer sends the first `n` bytes and then holds the rest
+/// until the test opens the returned gate; later answers come at once (`Range` honoured).
+fn gated_then_served(body: &[u8], n: usize) -> (u16, util::Seen, util::Served, util::Gate) {
+    let gate = util::Gate::default();
+    let (origin, seen, served) = util::fault_origin_counted(
+        body.to_vec(),
+        vec![
+            Step::Gated {
+                etag: ETAG,
+                n,
+                gate: gate.clone(),
+            },
+            Step::Serve {
+                etag: ETAG,
+                limit: None,
+            },
+        ],
+    );
+    (origin, seen, served, gate)
+}
+
+/// The names of a temp file and its resume state, as a staging listing shows them.
+fn part_and_state(part: &Path) -> Vec<String> {
+    let name = |p: &Path| {
+        p.file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned()
+    };
+    vec![name(&state_of(part)), name(part)]
+}
+
+/// The same two files as `part_and_state`, relative to the storage dir.
+fn in_staging(part: &Path) -> Vec<String> {
+    part_and_state(part)
+        .into_iter()
+        .map(|f| format!(".isolib-partial/{f}"))
+        .collect()
+}
+
+/// Waits until the task's log holds `line`.
+fn wait_for_line(d: &Daemon, upid: &str, line: &str) {
+    util::wait_until(&format!("{line:?} in the log of {upid}"), || {
+        d.log_lines(upid).iter().any(|l| l == line)
+    });
+}
+
+#[test]
+fn sigkill_while_a_task_is_queued_for_a_transfer_slot() {
+    let mut d = Daemon::start_with(&["--max-transfers", "1"]);
+    let data = data(6_000_000);
+    // More than the writer's 1 MiB buffer, so bytes reach the temp file before the gate.
+    let held = 3 << 20;
+    let (origin, seen, served, gate) = gated_then_served(&data, held);
+    let first = d.post_download(&slow_body(origin, "a.iso"));
+    let part = wait_for_partial(&staging(&d));
+    let second = d.post_download(&slow_body(origin, "b.iso"));
+    wait_for_line(
+        &d,
+        &second,
+        "waiting for a free transfer slot (1 transfers running, max-transfers)",
+    );
+    d.kill9();
+    gate.open();
+
+    let name = part.file_name().expect("name").to_string_lossy();
+    assert!(
+        name.starts_with(&format!("a.iso.{}-", util::NODE)),
+        "{name}"
+    );
+    d.restart();
+    assert_eq!(d.wait(&first), INTERRUPTED, "{:?}", d.log_lines(&first));
+    assert_eq!(d.wait(&second), INTERRUPTED, "{:?}", d.log_lines(&second));
+    // The queued task never reached the origin nor created a staging file; the running
+    // one's temp file and state are kept for a resume within partial-keep-hours.
+    assert_eq!(util::entries_under(&staging(&d)), part_and_state(&part));
+    assert_eq!(
+        util::files_under(&d.storage_path()),
+        in_staging(&part),
+        "no file under a listed name"
+    );
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        [(String::new(), String::new())],
+        "one GET, for a.iso, from the start"
+    );
+    assert_eq!(*served.lock().expect("lock"), [held]);
+}
+
+#[test]
+fn sigkill_while_a_request_has_joined_a_running_transfer() {
+    let mut d = Daemon::start();
+    let data = data(6_000_000);
+    let sum = util::sha256_hex(&data);
+    let (origin, seen, served, gate) = gated_then_served(&data, 3 << 20);
+    let body = request(origin, &sum, "");
+    let first = d.post_download(&body);
+    let part = wait_for_partial(&staging(&d));
+    let second = d.post_download(&body);
+    wait_for_line(
+        &d,
+        &second,
+        &format!("task {first} is downloading the same file; joining it"),
+    );
+    d.kill9();
+    gate.open();
+    let on_disk = part.metadata().expect("the temp file is kept").len();
+    assert!(0 < on_disk && on_disk < data.len() as u64, "{on_disk}");
+
+    d.restart();
+    assert_eq!(d.wait(&first), INTERRUPTED, "{:?}", d.log_lines(&first));
+    assert_eq!(d.wait(&second), INTERRUPTED, "{:?}", d.log_lines(&second));
+    assert_eq!(util::entries_under(&staging(&d)), part_and_state(&part));
+    assert_eq!(util::files_under(&d.storage_path()), in_staging(&part));
+
+    let third = d.post_download(&body);
+    assert_eq!(d.wait(&third), "OK", "{:?}", d.log_lines(&third));
+    let log = d.log_lines(&third);
+    assert_eq!(resumed_from(&log), Some(on_disk), "{log:?}");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        [
+            (String::new(), String::new()),
+            (format!("bytes={on_disk}-"), ETAG.to_string())
+        ],
+        "the joined request never asked the origin itself"
+    );
+    assert_eq!(
+        served.lock().expect("lock")[1] as u64,
+        data.len() as u64 - on_disk,
+        "only the missing bytes travel again"
+    );
+    assert!(log.contains(&"calculating checksum...OK, checksum verified".to_string()));
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file"),
+        data
+    );
+    assert_eq!(util::files_under(&d.storage_path()), ["template/iso/r.iso"]);
+    assert_eq!(util::entries_under(&staging(&d)), Vec::<String>::new());
+}
+
+/// An OVA (a tar with an `.ovf` entry) of about `len` bytes, made by the system's tar.
+fn ova(len: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("vm.ovf"), b"<Envelope/>").expect("write");
+    std::fs::write(dir.path().join("disk.img"), data(len)).expect("write");
+    let out = dir.path().join("vm.ova");
+    let status = std::process::Command::new("/usr/bin/tar")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("-cf")
+        .arg(&out)
+        .args(["vm.ovf", "disk.img"])
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    std::fs::read(&out).expect("ova")
+}
+
+/// A `tar` for the daemon's PATH (the OVA check runs `tar` through PATH, as PVE does): its
+/// first run records its arguments in `marker` and then holds the content check until the
+/// daemon that started it is gone; later runs are the system's tar.
+fn holding_tar(bin: &Path, marker: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).expect("mkdir");
+    let script = bin.join("tar");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ -e '{m}' ]; then exec /usr/bin/tar \"$@\"; fi\n\
+             echo \"$@\" > '{m}.tmp' && mv '{m}.tmp' '{m}'\n\
+             while kill -0 \"$PPID\" 2>/dev/null; do sleep 0.1; done\n\
+             exit 1\n",
+            m = marker.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn sigkill_during_the_content_check_after_the_whole_body() {
+    let dir = util::default_dir();
+    let bin = dir.path().join("bin");
+    let marker = dir.path().join("tar-started");
+    holding_tar(&bin, &marker);
+    let path = format!("PATH={}:/usr/bin:/bin", bin.display());
+    let mut d = Daemon::spawn_wrapped(dir, &["env", &path], &[]);
+
+    let data = ova(3_000_000);
+    let sum = util::sha256_hex(&data);
+    let (origin, seen, served) = util::fault_origin_counted(
+        data.clone(),
+        vec![Step::Serve {
+            etag: ETAG,
+            limit: None,
+        }],
+    );
+    let body = format!(
+        "content=import&filename=vm.ova&checksum-algorithm=sha256&checksum={sum}\
+         &url=http%3A%2F%2F127.0.0.1%3A{origin}%2Fvm.ova"
+    );
+    let first = d.post_download(&body);
+    util::wait_until("the content check", || marker.exists());
+    // The check runs on the temp file, which holds the whole body; the name is not there yet.
+    let part = wait_for_partial(&staging(&d));
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("marker"),
+        format!("-t -f {}\n", part.display())
+    );
+    let target = d.storage_path().join("import/vm.ova");
+    d.kill9();
+    assert_eq!(std::fs::read(&part).expect("temp file"), data);
+    assert!(!target.exists());
+
+    d.restart();
+    assert_eq!(d.wait(&first), INTERRUPTED, "{:?}", d.log_lines(&first));
+    assert_eq!(util::entries_under(&staging(&d)), part_and_state(&part));
+    assert_eq!(util::files_under(&d.storage_path()), in_staging(&part));
+
+    let second = d.post_download(&body);
+    assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
+    let log = d.log_lines(&second);
+    // A range from the end would be unsatisfiable: the last byte is asked for again.
+    let n = data.len() as u64 - 1;
+    assert_eq!(resumed_from(&log), Some(n), "{log:?}");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        [
+            (String::new(), String::new()),
+            (format!("bytes={n}-"), ETAG.to_string())
+        ]
+    );
+    assert_eq!(*served.lock().expect("lock"), [data.len(), 1]);
+    assert!(log.contains(&"calculating checksum...OK, checksum verified".to_string()));
+    assert_eq!(std::fs::read(&target).expect("file"), data);
+    assert_eq!(util::files_under(&d.storage_path()), ["import/vm.ova"]);
+    assert_eq!(util::entries_under(&staging(&d)), Vec::<String>::new());
 }
