@@ -111,25 +111,33 @@ impl Storage {
 
     /// Where partial downloads of content `vtype` live. Normally `.isolib-partial` under the
     /// storage's path, outside every content directory. A temp file must be renamed into
-    /// place, which cannot cross filesystems: a content directory mounted on its own (an NFS
-    /// share on `template/iso` is common) gets a hidden `.isolib-partial` inside it instead,
-    /// which no listing shows because listings take files only.
+    /// place, which cannot cross mounts: a content directory mounted on its own (an NFS share
+    /// or a bind mount on `template/iso` is common) gets a hidden `.isolib-partial` inside it
+    /// instead, which no listing shows because listings take files only.
     pub fn staging_dir(&self, vtype: &str) -> Option<PathBuf> {
         let path = self.path.as_deref()?;
         let content = self.subdir(vtype)?;
-        Some(if same_filesystem(path, &content) {
+        Some(if same_mount(path, &content) {
             path.join(STAGING_DIR)
         } else {
             content.join(STAGING_DIR)
         })
     }
 
-    /// Every staging directory of this storage, for the collection of abandoned partials.
+    /// Every place this storage may have staged downloads in, whatever is mounted where today
+    /// (a share mounted or unmounted since leaves its partials behind), for the collection of
+    /// abandoned ones.
     pub fn staging_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = ["iso", "vztmpl", "import"]
-            .iter()
-            .filter_map(|vtype| self.staging_dir(vtype))
-            .collect();
+        let Some(path) = self.path.as_deref() else {
+            return Vec::new();
+        };
+        let mut dirs = vec![path.join(STAGING_DIR)];
+        dirs.extend(
+            ["iso", "vztmpl", "import"]
+                .iter()
+                .filter_map(|vtype| self.subdir(vtype))
+                .map(|content| content.join(STAGING_DIR)),
+        );
         dirs.sort();
         dirs.dedup();
         dirs
@@ -145,16 +153,44 @@ impl Storage {
 /// The directory partial downloads are staged in (see [`Storage::staging_dir`]).
 pub const STAGING_DIR: &str = ".isolib-partial";
 
-/// Both exist and are on one device; a directory that does not exist yet (created on the first
-/// download) is judged by its nearest existing parent.
-fn same_filesystem(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let dev = |p: &Path| {
-        p.ancestors()
-            .find_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.dev())
+/// A rename from one to the other can work: both are on one mount. A directory that does not
+/// exist yet (it is created on the first download) is judged by its nearest existing parent.
+fn same_mount(a: &Path, b: &Path) -> bool {
+    let mount = |p: &Path| p.ancestors().find_map(mount_of);
+    mount(a) == mount(b)
+}
+
+#[derive(PartialEq)]
+enum MountKey {
+    Id(u64),
+    /// Where the kernel has no mount IDs (before Linux 5.8): two mounts of one filesystem (a
+    /// bind mount) look the same.
+    Device(u64),
+}
+
+fn mount_of(path: &Path) -> Option<MountKey> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx writes into the zeroed struct it is given (plain integers) and reads the
+    // NUL-terminated path, both alive for the call.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            0,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
     };
-    dev(a) == dev(b)
+    if rc != 0 {
+        return None;
+    }
+    Some(if stx.stx_mask & libc::STATX_MNT_ID != 0 {
+        MountKey::Id(stx.stx_mnt_id)
+    } else {
+        MountKey::Device(libc::makedev(stx.stx_dev_major, stx.stx_dev_minor))
+    })
 }
 
 /// PVE builds paths as `"$dir/$name"`: a plain string join, so an override or name starting
