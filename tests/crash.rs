@@ -616,24 +616,23 @@ fn a_client_that_hangs_up_before_reading_the_answer_still_starts_the_task() {
 }
 
 /// An origin for `body` whose first answer sends the first `n` bytes and then holds the rest
-/// until the test opens the returned gate; later answers come at once (`Range` honoured).
-fn gated_then_served(body: &[u8], n: usize) -> (u16, util::Seen, util::Served, util::Gate) {
-    let gate = util::Gate::default();
-    let (origin, seen, served) = util::fault_origin_counted(
+/// for good, so that its count is exact when the daemon is killed; later answers come at once
+/// (`Range` honoured).
+fn gated_then_served(body: &[u8], n: usize) -> (u16, util::Seen, util::Served) {
+    util::fault_origin_counted(
         body.to_vec(),
         vec![
             Step::Gated {
                 etag: ETAG,
                 n,
-                gate: gate.clone(),
+                gate: util::Gate::default(),
             },
             Step::Serve {
                 etag: ETAG,
                 limit: None,
             },
         ],
-    );
-    (origin, seen, served, gate)
+    )
 }
 
 /// The names of a temp file and its resume state, as a staging listing shows them.
@@ -668,7 +667,7 @@ fn sigkill_while_a_task_is_queued_for_a_transfer_slot() {
     let data = data(6_000_000);
     // More than the writer's 1 MiB buffer, so bytes reach the temp file before the gate.
     let held = 3 << 20;
-    let (origin, seen, served, gate) = gated_then_served(&data, held);
+    let (origin, seen, served) = gated_then_served(&data, held);
     let first = d.post_download(&slow_body(origin, "a.iso"));
     let part = wait_for_partial(&staging(&d));
     let second = d.post_download(&slow_body(origin, "b.iso"));
@@ -678,7 +677,6 @@ fn sigkill_while_a_task_is_queued_for_a_transfer_slot() {
         "waiting for a free transfer slot (1 transfers running, max-transfers)",
     );
     d.kill9();
-    gate.open();
 
     let name = part.file_name().expect("name").to_string_lossy();
     assert!(
@@ -709,7 +707,7 @@ fn sigkill_while_a_request_has_joined_a_running_transfer() {
     let mut d = Daemon::start();
     let data = data(6_000_000);
     let sum = util::sha256_hex(&data);
-    let (origin, seen, served, gate) = gated_then_served(&data, 3 << 20);
+    let (origin, seen, served) = gated_then_served(&data, 3 << 20);
     let body = request(origin, &sum, "");
     let first = d.post_download(&body);
     let part = wait_for_partial(&staging(&d));
@@ -720,7 +718,6 @@ fn sigkill_while_a_request_has_joined_a_running_transfer() {
         &format!("task {first} is downloading the same file; joining it"),
     );
     d.kill9();
-    gate.open();
     let on_disk = part.metadata().expect("the temp file is kept").len();
     assert!(0 < on_disk && on_disk < data.len() as u64, "{on_disk}");
 

@@ -31,13 +31,14 @@ fn ten_identical_requests_make_one_transfer() {
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     let sum = util::sha256_hex(&data);
     let (origin, gets) = slow(&data);
-    let upids: Vec<String> = (0..10)
-        .map(|i| {
-            // Half ask with the checksum, half without: both may join a verified transfer.
-            let c = if i % 2 == 0 { Some(sum.as_str()) } else { None };
-            d.post_download(&body(origin, "a.iso", c))
-        })
-        .collect();
+    let mut upids = vec![d.post_download(&body(origin, "a.iso", Some(&sum)))];
+    // The first one leads for sure once its GET is out; the others arrive while it runs.
+    util::wait_until("the first GET", || gets.load(Ordering::SeqCst) == 1);
+    upids.extend((1..10).map(|i| {
+        // Half ask with the checksum, half without: both may join a verified transfer.
+        let c = if i % 2 == 0 { Some(sum.as_str()) } else { None };
+        d.post_download(&body(origin, "a.iso", c))
+    }));
     for u in &upids {
         assert_eq!(d.wait(u), "OK", "{u}: {:?}", d.log_lines(u));
     }
@@ -69,6 +70,7 @@ fn different_requests_wait_then_get_the_existing_file_outcome() {
     let sum = util::sha256_hex(&data);
     let (origin, gets) = slow(&data);
     let first = d.post_download(&body(origin, "a.iso", Some(&sum)));
+    util::wait_until("the first GET", || gets.load(Ordering::SeqCst) == 1);
     let other_sum = "f".repeat(64);
     let mismatch = d.post_download(&body(origin, "a.iso", Some(&other_sum)));
     let other_url = d.post_download(&body(origin, "b.iso", None));
@@ -102,6 +104,7 @@ fn a_different_url_with_the_same_checksum_waits_then_finds_the_file_without_a_tr
     // origin's count.
     let (mirror, mirror_lines) = util::recording_origin(data.clone());
     let first = d.post_download(&body(origin, "a.iso", Some(&sum)));
+    util::wait_until("the first GET", || gets.load(Ordering::SeqCst) == 1);
     let second = d.post_download(&body(mirror, "a.iso", Some(&sum)));
     assert_eq!(d.wait(&first), "OK", "{:?}", d.log_lines(&first));
     assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
@@ -150,6 +153,7 @@ fn a_joined_request_shares_the_leaders_failure() {
         }],
     );
     let leader = d.post_download(&body(origin, "a.iso", Some(&wrong)));
+    util::wait_until("the leader's GET", || seen.lock().expect("lock").len() == 1);
     // Both may join: one asks for the checksum the leader verifies, one for none.
     let same_sum = d.post_download(&body(origin, "a.iso", Some(&wrong)));
     let no_sum = d.post_download(&body(origin, "a.iso", None));

@@ -463,7 +463,8 @@ fn longer_body_than_content_length_without_checksum_stops_at_the_length() {
 
 /// A connection reset (RST) mid-body, not an orderly close: retried with a range from what
 /// arrived. Bytes in flight when the reset lands may be lost, so the range starts at or
-/// before the bytes the origin wrote, never after.
+/// before the bytes the origin wrote, never after. (The origin waits 200 ms before the reset,
+/// so some bytes do arrive in practice.)
 #[test]
 fn a_reset_connection_resumes_from_what_arrived() {
     let d = Daemon::start();
@@ -491,7 +492,7 @@ fn a_reset_connection_resumes_from_what_arrived() {
         .next()
         .and_then(|n| n.parse().ok())
         .expect("byte count");
-    assert!(received > 0 && received <= cut, "{retry}");
+    assert!(received <= cut, "{retry}");
     assert_eq!(
         retry,
         &format!(
@@ -501,7 +502,12 @@ fn a_reset_connection_resumes_from_what_arrived() {
     );
     let seen = ranges(&seen);
     assert_eq!(seen.len(), 2);
-    assert_eq!(seen[1], (format!("bytes={received}-"), ETAG.to_string()));
+    // Nothing may have arrived before the reset on a loaded machine: then no range is asked.
+    let resume = match received {
+        0 => (String::new(), String::new()),
+        n => (format!("bytes={n}-"), ETAG.to_string()),
+    };
+    assert_eq!(seen[1], resume);
     assert_eq!(served(&count), [cut, data.len() - received]);
     assert_eq!(iso(&d), data);
     assert_eq!(stored(&d), [ISO]);

@@ -225,38 +225,75 @@ fn a_416_at_the_end_of_an_unannounced_length_completes_the_file() {
     assert_eq!(header(&heads[1], "if-range"), Some("\"e1\""));
 }
 
-/// A 206 that starts elsewhere than asked cannot continue the bytes in: the next attempt
-/// starts from zero without a range.
-#[test]
-fn a_range_from_the_wrong_offset_restarts_from_zero() {
+/// The first answer breaks off at 300 000 bytes; the resume request gets a 206 with
+/// `content_range` and `etag`, any later request the whole file. Returns the task's log and
+/// the request heads, after checking the file.
+fn resume_answered_with(
+    content_range: &'static str,
+    etag: &'static str,
+) -> (Vec<String>, Vec<String>) {
     let d = Daemon::start();
     let body = data();
     let served = body.clone();
     let (origin, heads) = scripted_origin(move |i, conn| {
         let len = served.len();
-        let etag = "ETag: \"w\"\r\n";
+        let tag = "ETag: \"w\"\r\n";
         match i {
-            0 => answer(conn, "200 OK", &(length(len) + etag), &served[..300_000]),
+            0 => answer(conn, "200 OK", &(length(len) + tag), &served[..300_000]),
             1 => {
-                let range = format!("Content-Range: bytes 0-{}/{len}\r\n", len - 1);
-                let headers = length(len) + &range + etag;
-                answer(conn, "206 Partial Content", &headers, &served);
+                let start: usize = content_range
+                    .split(['-', ' '])
+                    .nth(1)
+                    .and_then(|n| n.parse().ok())
+                    .expect("start");
+                let headers = format!(
+                    "{}Content-Range: {content_range}\r\nETag: {etag}\r\n",
+                    length(len - start)
+                );
+                answer(conn, "206 Partial Content", &headers, &served[start..]);
             }
-            _ => answer(conn, "200 OK", &(length(len) + etag), &served),
+            _ => answer(conn, "200 OK", &(length(len) + tag), &served),
         }
     });
     let upid = d.post_download(&request(origin, &checksum_of(&body)));
     assert_done(&d, &upid, &body);
-    // The restart has dropped the bytes by the time the retry is counted.
-    assert_logged(
-        &d,
-        &upid,
-        "transfer failed after 0 bytes: origin answered with a range from byte 0 instead of byte 300000; restarting from zero; retry 2 of 5 in 2s",
-    );
     let heads = seen(&heads);
-    assert_eq!(heads.len(), 3);
     assert_eq!(header(&heads[1], "range"), Some("bytes=300000-"));
+    assert_eq!(header(&heads[1], "if-range"), Some("\"w\""));
+    (d.log_lines(&upid), heads)
+}
+
+/// A 206 that starts elsewhere than asked cannot continue the bytes in: the next attempt
+/// starts from zero without a range.
+#[test]
+fn a_range_from_the_wrong_offset_restarts_from_zero() {
+    let (log, heads) = resume_answered_with("bytes 100-799999/800000", "\"w\"");
+    // The restart has dropped the bytes by the time the retry is counted.
+    let line = "transfer failed after 0 bytes: origin answered with a range from byte 100 instead of byte 300000; restarting from zero; retry 2 of 5 in 2s";
+    assert!(log.iter().any(|l| l == line), "{log:?}");
+    assert_eq!(heads.len(), 3);
     assert_eq!(header(&heads[2], "range"), None);
+}
+
+/// An origin that honours `Range` but not `If-Range` sends the range of its new version: never
+/// spliced onto the old bytes.
+#[test]
+fn a_range_of_another_version_restarts_from_zero() {
+    let (log, heads) = resume_answered_with("bytes 300000-799999/800000", "\"v2\"");
+    let line = "transfer failed after 0 bytes: the origin sent a range of another version (validator \"v2\" instead of \"w\"); restarting from zero; retry 2 of 5 in 2s";
+    assert!(log.iter().any(|l| l == line), "{log:?}");
+    assert_eq!(heads.len(), 3);
+    assert_eq!(header(&heads[2], "range"), None);
+}
+
+/// A 206 for the whole file is the whole file: taken as it is, without another request.
+#[test]
+fn a_range_covering_the_whole_file_replaces_the_bytes_in() {
+    let (log, heads) = resume_answered_with("bytes 0-799999/800000", "\"w\"");
+    let line =
+        "origin ignored the range request (HTTP 206 for the whole file); restarting from zero";
+    assert!(log.iter().any(|l| l == line), "{log:?}");
+    assert_eq!(heads.len(), 2);
 }
 
 /// Bytes fetched with `verify-certificates=0` are not handed to a request that wants the
@@ -274,6 +311,7 @@ fn a_verifying_request_does_not_join_an_unverified_transfer() {
         }],
     );
     let first = d.post_download(&request(origin, "&verify-certificates=0"));
+    util::wait_until("the first GET", || gets.lock().expect("lock").len() == 1);
     let second = d.post_download(&request(origin, ""));
     assert_done(&d, &first, &body);
     let dest = d.storage_path().join(ISO);

@@ -220,22 +220,45 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     let engine = Engine::new(fetchers, cfg.limits.clone(), &cfg.node, cfg.partials.keep);
     // Nothing runs yet: whatever is collectable now goes before the first request.
     match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
-        Ok(storages) => collect_partials(&engine, &storages),
+        Ok(storages) => collect_partials(&engine, &storages, &cfg.node),
         Err(e) => tracing::warn!("not collecting partial downloads: {e}"),
     }
     let tickets = auth::Tickets::new(cfg.login_settings())?;
     let state = AppState::new(cfg, tasks, engine, tickets);
     tokio::spawn(collect_periodically(state.clone()));
+    tokio::spawn(prune_periodically(state.clone()));
     http::serve(state).await?;
     Ok(())
 }
 
 /// Partial downloads left by a crash are kept for `partial-keep-hours` so that asking again
 /// resumes them; this runs the collection of older ones while the daemon runs. The in-flight
-/// registry keeps it off whatever a running task owns. Task logs past their retention go on
-/// the same beat: otherwise only the start and every 64th task prune them, and a quiet daemon
-/// would keep logs older than `task-log-days` until its next restart.
+/// registry keeps it off whatever a running task owns.
 async fn collect_periodically(state: AppState) {
+    let every = state.config().partials.collect_every;
+    loop {
+        tokio::time::sleep(every).await;
+        let storages = match state.storage_config() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("not collecting partial downloads: {}", e.message);
+                continue;
+            }
+        };
+        let engine = state.engine().clone();
+        let node = state.config().node.clone();
+        let done = tokio::task::spawn_blocking(move || collect_partials(&engine, &storages, &node));
+        if let Err(e) = done.await {
+            tracing::warn!("collecting partial downloads failed: {e}");
+        }
+    }
+}
+
+/// Task logs past their retention go on the collection's beat, in a loop of their own (a
+/// storage that hangs the collection must not stop them): otherwise only the start and every
+/// 64th task prune them, and a quiet daemon would keep logs older than `task-log-days` until
+/// its next restart.
+async fn prune_periodically(state: AppState) {
     let every = state.config().partials.collect_every;
     loop {
         tokio::time::sleep(every).await;
@@ -248,24 +271,18 @@ async fn collect_periodically(state: AppState) {
             Ok(Err(e)) => tracing::warn!("unable to prune old task logs: {e}"),
             Err(e) => tracing::warn!("pruning task logs failed: {e}"),
         }
-        let storages = match state.storage_config() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("not collecting partial downloads: {}", e.message);
-                continue;
-            }
-        };
-        let engine = state.engine().clone();
-        let done = tokio::task::spawn_blocking(move || collect_partials(&engine, &storages));
-        if let Err(e) = done.await {
-            tracing::warn!("collecting partial downloads failed: {e}");
-        }
     }
 }
 
 /// One collection over the staging directories of all storages that take downloads. Blocking.
-fn collect_partials(engine: &Engine, storages: &StorageConfig) {
-    for s in &storages.storages {
+/// Disabled storages and those of other nodes are left alone: nothing of this node downloads to
+/// them, and their paths may be mounts that are gone (a stat on a dead NFS share hangs).
+fn collect_partials(engine: &Engine, storages: &StorageConfig, node: &str) {
+    for s in storages
+        .storages
+        .iter()
+        .filter(|s| s.check_enabled(node).is_ok())
+    {
         for dir in s.staging_dirs() {
             match engine.collect_partials(&dir) {
                 Ok(0) => {}

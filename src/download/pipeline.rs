@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ pub struct Sink {
     tx: mpsc::Sender<Bytes>,
     thread: JoinHandle<Result<Finished, SinkError>>,
     synced: Arc<AtomicU64>,
+    /// Set by `abort`: the bytes are about to be thrown away, so they are not synced.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Sink {
@@ -91,6 +93,8 @@ impl Sink {
             Some(f) => Some(Syncer::start(f.try_clone()?, written.clone(), published)?),
             None => None,
         };
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let abandon = abandoned.clone();
         let thread = std::thread::Builder::new()
             .name("isolib-writer".into())
             .spawn(move || {
@@ -109,13 +113,20 @@ impl Sink {
                     syncer.stop();
                 }
                 let file = out.finish().map_err(classify)?;
-                file.sync_all().map_err(SinkError::Write)?;
+                if !abandon.load(Ordering::Acquire) {
+                    file.sync_all().map_err(SinkError::Write)?;
+                }
                 Ok(Finished {
                     digest: hasher.map(Hasher::finish_hex),
                     file,
                 })
             })?;
-        Ok(Sink { tx, thread, synced })
+        Ok(Sink {
+            tx,
+            thread,
+            synced,
+            abandoned,
+        })
     }
 
     /// Leading bytes of the file that are on disk for good.
@@ -127,6 +138,13 @@ impl Sink {
     /// `finish`).
     pub async fn send(&self, chunk: Bytes) -> bool {
         self.tx.send(chunk).await.is_ok()
+    }
+
+    /// Ends the stream for bytes that are dropped next (a restart from zero): waits for the
+    /// writer to let go of the file, without making them durable.
+    pub async fn abort(self) {
+        self.abandoned.store(true, Ordering::Release);
+        let _ = self.finish().await;
     }
 
     /// Ends the stream and waits for the writer: everything is written and fsynced on Ok.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use reqwest::{Response, StatusCode};
 
-use super::attempt;
+use super::attempt::{self, Resume};
 use super::error::describe_reqwest;
 use super::fetch::Fetcher;
 use super::pipeline::{Sink, SinkError};
@@ -146,7 +146,7 @@ impl<'a> Transfer<'a> {
     async fn restart_from_zero(&mut self) {
         if let Some(old) = self.sink.take() {
             // The old writer must be done before the file is truncated.
-            let _ = old.finish().await;
+            old.abort().await;
         }
         self.received = 0;
     }
@@ -189,36 +189,34 @@ impl<'a> Transfer<'a> {
     /// or ends the attempt.
     async fn accept(&mut self, resp: &Response) -> Result<Accepted, Failure> {
         let status = resp.status();
-        let resumed = self.received > 0
-            && status == StatusCode::PARTIAL_CONTENT
-            && attempt::range_start(resp.headers()) == Some(self.received);
-        if resumed {
-            return Ok(Accepted::Body);
-        }
-        if self.received > 0 && status == StatusCode::RANGE_NOT_SATISFIABLE {
-            // Asked from the end of a file whose length was never announced: the range is
-            // empty, and `bytes */N` says whether the end is the end of the file.
-            if attempt::unsatisfied_length(resp.headers()) == Some(self.received) {
-                self.log.line(&format!(
-                    "the origin reports the file complete at {} bytes",
-                    self.received
-                ));
-                return Ok(Accepted::Complete);
+        if self.received > 0 {
+            let judged = attempt::judge_resume(
+                self.received,
+                self.validator.as_deref(),
+                self.total,
+                status,
+                resp.headers(),
+            );
+            match judged {
+                Resume::Continue => return Ok(Accepted::Body),
+                Resume::Complete => {
+                    self.log.line(&format!(
+                        "the origin reports the file complete at {} bytes",
+                        self.received
+                    ));
+                    return Ok(Accepted::Complete);
+                }
+                Resume::Restart(reason) => {
+                    self.restart_from_zero().await;
+                    return Err(Failure::transient(reason));
+                }
+                Resume::Replace(line) => {
+                    self.log.line(&line);
+                    self.restart_from_zero().await;
+                    return self.accept_whole(resp);
+                }
+                Resume::Status => {}
             }
-            self.restart_from_zero().await;
-            return Err(Failure::transient(format!(
-                "HTTP 416 for a range from byte {}; restarting from zero",
-                self.received
-            )));
-        }
-        if self.received > 0 && status == StatusCode::PARTIAL_CONTENT {
-            let asked = self.received;
-            let from = attempt::range_start(resp.headers())
-                .map_or_else(|| "an unknown byte".to_string(), |n| format!("byte {n}"));
-            self.restart_from_zero().await;
-            return Err(Failure::transient(format!(
-                "origin answered with a range from {from} instead of byte {asked}; restarting from zero"
-            )));
         }
         if !status.is_success() || status == StatusCode::PARTIAL_CONTENT {
             let reason = status.canonical_reason().unwrap_or("");
@@ -234,26 +232,16 @@ impl<'a> Transfer<'a> {
                 })
             });
         }
-        let validator = attempt::validator(resp.headers());
-        if self.received > 0 {
-            // With `If-Range`, a full answer under another validator means another file; one
-            // without a validator says nothing either way.
-            self.log.line(&match (&self.validator, &validator) {
-                (Some(old), Some(new)) if old != new => format!(
-                    "the file changed at the origin (validator {new} instead of {old}); restarting from zero"
-                ),
-                _ => format!(
-                    "origin ignored the range request (HTTP {}); restarting from zero",
-                    status.as_u16()
-                ),
-            });
-            self.restart_from_zero().await;
-        }
+        self.accept_whole(resp)
+    }
+
+    /// Takes an answer whose body is the whole file, from its first byte.
+    fn accept_whole(&mut self, resp: &Response) -> Result<Accepted, Failure> {
         if resp.url().as_str() != self.plan.url {
             self.log.line(&format!("redirected to {}", resp.url()));
         }
         self.total = resp.content_length();
-        self.validator = validator;
+        self.validator = attempt::validator(resp.headers());
         self.log.line(&match self.total {
             Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
             None => "length: unspecified".to_string(),
@@ -261,8 +249,12 @@ impl<'a> Transfer<'a> {
         self.progress = Progress::new(self.total, Instant::now());
         if let Some(n) = self.total {
             check_size(self.limits, n)?;
-            // Bytes of an earlier attempt in the temp file give their room to the new body.
-            let held = std::fs::metadata(self.staged.path()).map_or(0, |m| m.len());
+            // Bytes of an earlier attempt in the temp file give their room to the new body;
+            // a decoded file's length is not comparable with the download's.
+            let held = match self.compression {
+                Some(_) => 0,
+                None => std::fs::metadata(self.staged.path()).map_or(0, |m| m.len()),
+            };
             check_space(self.staged.dir(), n, held)?;
         }
         Ok(Accepted::Body)
