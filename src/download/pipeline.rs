@@ -73,6 +73,7 @@ impl Sink {
         compression: Option<Compression>,
         offset: u64,
     ) -> io::Result<Sink> {
+        let syncer_file = file.try_clone()?;
         let mut out = Output::new(file, compression)?;
         let synced = Arc::new(AtomicU64::new(offset));
         let published = synced.clone();
@@ -88,11 +89,13 @@ impl Sink {
             }
         };
         let written = Arc::new(AtomicU64::new(offset));
-        // A decoded file's length says nothing about the download's offset: no checkpoints.
-        let syncer = match out.raw_file() {
-            Some(f) => Some(Syncer::start(f.try_clone()?, written.clone(), published)?),
-            None => None,
-        };
+        // A decoded file's length says nothing about the download's offset: no checkpoints,
+        // only writeback.
+        let checkpoints = out.raw_file().is_some().then(|| Checkpoints {
+            written: written.clone(),
+            synced: published,
+        });
+        let syncer = Syncer::start(syncer_file, checkpoints)?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let abandon = abandoned.clone();
         let thread = std::thread::Builder::new()
@@ -109,9 +112,7 @@ impl Sink {
                     // Only what left the buffer is in the file for the syncer to make durable.
                     written.store(accepted - out.buffered() as u64, Ordering::Release);
                 }
-                if let Some(syncer) = syncer {
-                    syncer.stop();
-                }
+                syncer.stop();
                 let file = out.finish().map_err(classify)?;
                 if !abandon.load(Ordering::Acquire) {
                     file.sync_all().map_err(SinkError::Write)?;
@@ -158,19 +159,35 @@ impl Sink {
     }
 }
 
-/// Starts writeback of the bytes written so far every `KICK` and makes them durable every
-/// `CHECKPOINT`, through its own handle on the file, publishing the count it synced.
+/// Starts writeback of the bytes written so far every `KICK` and, for an undecoded file, makes
+/// them durable every `CHECKPOINT`, through its own handle on the file.
 struct Syncer {
     stop: std::sync::mpsc::Sender<()>,
     thread: JoinHandle<()>,
 }
 
+/// The writer's count of bytes in the file, and the syncer's of those on disk for good.
+struct Checkpoints {
+    written: Arc<AtomicU64>,
+    synced: Arc<AtomicU64>,
+}
+
 impl Syncer {
-    fn start(file: File, written: Arc<AtomicU64>, synced: Arc<AtomicU64>) -> io::Result<Syncer> {
+    fn start(file: File, checkpoints: Option<Checkpoints>) -> io::Result<Syncer> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("isolib-syncer".into())
             .spawn(move || {
+                let Some(Checkpoints { written, synced }) = checkpoints else {
+                    // Decoded output: no count to go by; the kernel skips what is clean or
+                    // already being written, so the whole file is asked for each time.
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(KICK)
+                    {
+                        start_writeback(&file, 0, 0);
+                    }
+                    return;
+                };
                 let mut kicked = written.load(Ordering::Acquire);
                 let mut last_sync = Instant::now();
                 // Ends when the writer drops the sender (or sends): the final sync is its own.
@@ -201,8 +218,9 @@ impl Syncer {
     }
 }
 
-/// Asks the kernel to start writing `len` bytes at `offset` to disk, without waiting for it.
-/// Only a hint: when it fails, the checkpoints and the final fsync still write everything.
+/// Asks the kernel to start writing `len` bytes at `offset` (0: up to the end) to disk, without
+/// waiting for it. Only a hint: when it fails, the checkpoints and the final fsync still write
+/// everything.
 fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
