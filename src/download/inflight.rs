@@ -29,11 +29,11 @@ impl RequestKey {
     fn joins(&self, running: &RequestKey) -> bool {
         self.url == running.url
             && self.compression == running.compression
-            && trusts(
-                self.verify_certificates,
-                self.checksum.is_some(),
-                running.verify_certificates,
-            )
+            && Needs {
+                verified: self.verify_certificates,
+                checksum: self.checksum.is_some(),
+            }
+            .met_by(running.verify_certificates)
             && match (&self.checksum, &running.checksum) {
                 (None, _) => true,
                 (Some(mine), Some(theirs)) => {
@@ -44,10 +44,19 @@ impl RequestKey {
     }
 }
 
-/// Whether a request that wants certificates verified (or not) and has a checksum (or not) may
-/// take bytes fetched with or without verification.
-pub fn trusts(wants_verified: bool, has_checksum: bool, fetched_verified: bool) -> bool {
-    fetched_verified || !wants_verified || has_checksum
+/// What a request asks of bytes it did not fetch itself.
+pub struct Needs {
+    /// The origin's certificate was to be checked.
+    pub verified: bool,
+    /// A checksum will check the bytes, however they came.
+    pub checksum: bool,
+}
+
+impl Needs {
+    /// Bytes fetched with (`fetched_verified`) or without checking the certificate will do.
+    pub fn met_by(&self, fetched_verified: bool) -> bool {
+        fetched_verified || !self.verified || self.checksum
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

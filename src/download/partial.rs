@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::inflight::{Inflight, trusts};
+use super::inflight::{Inflight, Needs};
 use super::{Checksum, DownloadPlan};
 
 /// The state's `format`; a state of another format is not understood and treated as garbage.
@@ -95,11 +95,11 @@ impl PartialState {
         self.target == plan.dest
             && self.url == plan.url
             && !conflict
-            && trusts(
-                plan.verify_certificates,
-                plan.checksum.is_some(),
-                self.verify_certificates,
-            )
+            && Needs {
+                verified: plan.verify_certificates,
+                checksum: plan.checksum.is_some(),
+            }
+            .met_by(self.verify_certificates)
     }
 
     /// How many leading bytes of a `.part` file of `len` bytes hold the download.

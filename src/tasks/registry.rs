@@ -63,8 +63,9 @@ struct Inner {
     node: String,
     pstart: u64,
     counter: Mutex<u32>,
-    /// Held across every change of the index: a prune rewrites it whole, and a task finishing
-    /// in between would otherwise lose its line to the rewrite.
+    /// Held across every change of the index once tasks run (the recovery at start comes
+    /// before any): a prune rewrites it whole, and a task finishing in between would otherwise
+    /// lose its line to the rewrite.
     index: Mutex<()>,
     running: Mutex<HashMap<String, Running>>,
     /// The runtime tasks run on. Handlers run on actix's worker threads, whose runtimes are
