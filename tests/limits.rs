@@ -189,6 +189,18 @@ fn request_bodies_over_max_body_size_get_501() {
     let r = post_json_of_len(&d, origin, 512 * 1024);
     assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{r:?}");
     assert_too_large(&post_json_of_len(&d, origin, 512 * 1024 + 1));
+    // Refused before authentication, as PVE refuses it while reading the request head: no
+    // credentials, and not a byte of the body sent.
+    let unauthenticated = d.raw(
+        format!(
+            "POST /api2/json/nodes/{}/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            util::NODE,
+            512 * 1024 + 1
+        )
+        .as_bytes(),
+    );
+    assert_too_large(&unauthenticated);
     assert_eq!(version_with_headers(&d, "").status_line, "HTTP/1.1 200 OK");
     drop(d);
 

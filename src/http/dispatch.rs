@@ -57,6 +57,11 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     {
         return format::plain_error(501, "chunked transfer encoding not supported");
     }
+    // Like PVE, before authentication: a body too large is refused while reading the head.
+    let max_body = state.config().max_body_size;
+    if content_length(req).is_some_and(|n| n > max_body as u64) {
+        return too_large();
+    }
 
     let access = match state.access() {
         Ok(a) => a,
@@ -89,7 +94,7 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     let Some((api_method, path_params)) = route else {
         return format::error(fmt, &ApiError::not_implemented(method, &rel_path));
     };
-    let body = match read_body(req, payload, state.config().max_body_size).await {
+    let body = match read_body(payload, max_body).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -233,22 +238,21 @@ fn authenticate(
     })
 }
 
-/// PVE refuses a body over `$limit_max_post` (`max-body-size` here) with 501 "for data too
-/// large"; an announced length over the limit is refused before a byte of it is read.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Vec<u8>, HttpResponse> {
-    let too_large = || format::plain_error(501, "for data too large");
-    let announced = req
-        .headers()
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// PVE's answer to a body over `$limit_max_post` (`max-body-size` here).
+fn too_large() -> HttpResponse {
+    format::plain_error(501, "for data too large")
+}
+
+/// Reads the body, which the announced length already allowed; a body that grows past `limit`
+/// anyway (a lying or missing length) is refused as too large as well.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HttpResponse> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
