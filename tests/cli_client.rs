@@ -308,10 +308,7 @@ fn ctrl_c_stops_the_task() {
     // The client stops the task over the API (DELETE), which cancels the transfer.
     assert_eq!(d.wait(&upid), "download failed: received interrupt");
     assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
-    assert_eq!(
-        util::files_under(&d.storage_path().join(".isolib-partial")),
-        Vec::<String>::new()
-    );
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 /// A daemon that goes away with the test, even when an assertion fails first.

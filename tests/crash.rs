@@ -22,10 +22,6 @@ fn slow_body(origin: u16, name: &str) -> String {
     format!("content=iso&filename={name}&url=http%3A%2F%2F127.0.0.1%3A{origin}%2F{name}")
 }
 
-fn staging(d: &Daemon) -> PathBuf {
-    d.storage_path().join(".isolib-partial")
-}
-
 /// Waits until the transfer has written something to its temp file.
 fn wait_for_partial(dir: &Path) -> PathBuf {
     wait_for(dir, |p| {
@@ -79,7 +75,7 @@ fn sigkill_mid_transfer_then_restart_collects_what_is_past_the_grace() {
     let mut d = Daemon::start_with(&["--partial-keep-hours", "0"]);
     let (origin, _) = util::slow_origin(vec![1u8; 3_000_000], 32 * 1024, Duration::from_millis(50));
     let upid = d.post_download(&slow_body(origin, "k.iso"));
-    let part = wait_for_partial(&staging(&d));
+    let part = wait_for_partial(&d.staging_path());
     d.kill9();
     assert!(
         part.exists(),
@@ -104,7 +100,7 @@ fn sigterm_stops_transfers_and_leaves_nothing() {
     let mut d = Daemon::start();
     let (origin, _) = util::slow_origin(vec![2u8; 3_000_000], 32 * 1024, Duration::from_millis(50));
     let upid = d.post_download(&slow_body(origin, "t.iso"));
-    wait_for_partial(&staging(&d));
+    wait_for_partial(&d.staging_path());
     assert!(d.terminate().success());
     assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
     assert!(
@@ -319,7 +315,7 @@ fn resumed_from(log: &[String]) -> Option<u64> {
 /// length after the kill and the state as it was.
 fn kill_mid_transfer(d: &mut Daemon, body: &str) -> (String, PathBuf, u64, serde_json::Value) {
     let upid = d.post_download(body);
-    let state = wait_for(&staging(d), |p| {
+    let state = wait_for(&d.staging_path(), |p| {
         p.extension().is_some_and(|e| e == "json")
             && read_state(p)["synced"].as_u64().is_some_and(|n| n > 0)
     });
@@ -373,7 +369,7 @@ fn sigkill_then_the_same_request_resumes_from_the_bytes_on_disk() {
         util::sha256_hex(&std::fs::read(&target).expect("file")),
         sum
     );
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 #[test]
@@ -405,7 +401,7 @@ fn sigkill_then_a_changed_file_at_the_origin_restarts_from_zero() {
         ),
         sum
     );
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 #[test]
@@ -419,7 +415,7 @@ fn sigkill_then_a_decompressing_download_starts_over() {
     let (origin, seen, served) = trickle_then(&gz, ETAG);
     let body = request(origin, &util::sha256_hex(&gz), "&compression=gz");
     let first = d.post_download(&body);
-    let part = wait_for_partial(&staging(&d));
+    let part = wait_for_partial(&d.staging_path());
     d.kill9();
     assert!(part.exists());
 
@@ -446,7 +442,7 @@ fn sigkill_then_a_decompressing_download_starts_over() {
         std::fs::read(d.storage_path().join("template/iso/r.iso")).expect("file"),
         data
     );
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 #[test]
@@ -469,7 +465,7 @@ fn a_corrupted_resume_state_is_garbage_not_an_error() {
     assert_eq!(d.wait(&second), "OK", "{:?}", d.log_lines(&second));
     assert_eq!(resumed_from(&d.log_lines(&second)), None);
     assert_eq!(seen.lock().expect("lock")[1].0, "", "from zero");
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 #[test]
@@ -484,10 +480,10 @@ fn runtime_collection_takes_unowned_partials_and_never_a_running_one() {
     let sum = util::sha256_hex(&data);
     let (origin, _, _) = trickle_then(&data, ETAG);
     let upid = d.post_download(&request(origin, &sum, ""));
-    let running = wait_for_partial(&staging(&d));
+    let running = wait_for_partial(&d.staging_path());
 
     // Left by a crash (another target), and one whose state is unreadable.
-    let dir = staging(&d);
+    let dir = d.staging_path();
     let other = dir.join(format!("o.iso.{}-{}.part", util::NODE, "1".repeat(32)));
     std::fs::write(&other, b"partial").expect("write");
     std::fs::write(
@@ -536,7 +532,7 @@ fn runtime_collection_takes_unowned_partials_and_never_a_running_one() {
         sum
     );
     std::fs::remove_file(&foreign).expect("rm");
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 /// The tasks of `d`, running or done (a task started by a request whose answer never arrived
@@ -575,7 +571,7 @@ fn assert_finished_alone(d: &Daemon, upid: &str, data: &[u8], seen: &util::Seen)
         data
     );
     assert_eq!(util::files_under(&d.storage_path()), ["template/iso/h.iso"]);
-    assert_eq!(util::files_under(&staging(d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
     assert_eq!(seen.lock().expect("lock").len(), 1, "origin GETs");
 }
 
@@ -593,7 +589,7 @@ fn a_client_that_hangs_up_after_the_answer_leaves_the_task_running() {
     drop(s);
     let upid = answer.json()["data"].as_str().expect("upid").to_string();
     // Its temp file is still there, so the transfer outlived the connection.
-    wait_for_partial(&staging(&d));
+    wait_for_partial(&d.staging_path());
     assert_finished_alone(&d, &upid, &data, &seen);
 }
 
@@ -609,7 +605,7 @@ fn a_client_that_hangs_up_before_reading_the_answer_still_starts_the_task() {
     // request whose client closed its side run to its end (h1_allow_half_closed, on by
     // default), so the handler still starts the task.
     drop(s);
-    wait_for_partial(&staging(&d));
+    wait_for_partial(&d.staging_path());
     let upids = all_upids(&d);
     assert_eq!(upids.len(), 1, "{upids:?}");
     assert_finished_alone(&d, &upids[0], &data, &seen);
@@ -669,7 +665,7 @@ fn sigkill_while_a_task_is_queued_for_a_transfer_slot() {
     let held = 3 << 20;
     let (origin, seen, served) = gated_then_served(&data, held);
     let first = d.post_download(&slow_body(origin, "a.iso"));
-    let part = wait_for_partial(&staging(&d));
+    let part = wait_for_partial(&d.staging_path());
     let second = d.post_download(&slow_body(origin, "b.iso"));
     wait_for_line(
         &d,
@@ -688,7 +684,10 @@ fn sigkill_while_a_task_is_queued_for_a_transfer_slot() {
     assert_eq!(d.wait(&second), INTERRUPTED, "{:?}", d.log_lines(&second));
     // The queued task never reached the origin nor created a staging file; the running
     // one's temp file and state are kept for a resume within partial-keep-hours.
-    assert_eq!(util::entries_under(&staging(&d)), part_and_state(&part));
+    assert_eq!(
+        util::entries_under(&d.staging_path()),
+        part_and_state(&part)
+    );
     assert_eq!(
         util::files_under(&d.storage_path()),
         in_staging(&part),
@@ -710,7 +709,7 @@ fn sigkill_while_a_request_has_joined_a_running_transfer() {
     let (origin, seen, served) = gated_then_served(&data, 3 << 20);
     let body = request(origin, &sum, "");
     let first = d.post_download(&body);
-    let part = wait_for_partial(&staging(&d));
+    let part = wait_for_partial(&d.staging_path());
     let second = d.post_download(&body);
     wait_for_line(
         &d,
@@ -724,7 +723,10 @@ fn sigkill_while_a_request_has_joined_a_running_transfer() {
     d.restart();
     assert_eq!(d.wait(&first), INTERRUPTED, "{:?}", d.log_lines(&first));
     assert_eq!(d.wait(&second), INTERRUPTED, "{:?}", d.log_lines(&second));
-    assert_eq!(util::entries_under(&staging(&d)), part_and_state(&part));
+    assert_eq!(
+        util::entries_under(&d.staging_path()),
+        part_and_state(&part)
+    );
     assert_eq!(util::files_under(&d.storage_path()), in_staging(&part));
 
     let third = d.post_download(&body);
@@ -750,7 +752,7 @@ fn sigkill_while_a_request_has_joined_a_running_transfer() {
         data
     );
     assert_eq!(util::files_under(&d.storage_path()), ["template/iso/r.iso"]);
-    assert_eq!(util::entries_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::entries_under(&d.staging_path()), Vec::<String>::new());
 }
 
 /// An OVA (a tar with an `.ovf` entry) of about `len` bytes, made by the system's tar.
@@ -818,7 +820,7 @@ fn sigkill_during_the_content_check_after_the_whole_body() {
     let first = d.post_download(&body);
     util::wait_until("the content check", || marker.exists());
     // The check runs on the temp file, which holds the whole body; the name is not there yet.
-    let part = wait_for_partial(&staging(&d));
+    let part = wait_for_partial(&d.staging_path());
     assert_eq!(
         std::fs::read_to_string(&marker).expect("marker"),
         format!("-t -f {}\n", part.display())
@@ -830,7 +832,10 @@ fn sigkill_during_the_content_check_after_the_whole_body() {
 
     d.restart();
     assert_eq!(d.wait(&first), INTERRUPTED, "{:?}", d.log_lines(&first));
-    assert_eq!(util::entries_under(&staging(&d)), part_and_state(&part));
+    assert_eq!(
+        util::entries_under(&d.staging_path()),
+        part_and_state(&part)
+    );
     assert_eq!(util::files_under(&d.storage_path()), in_staging(&part));
 
     let second = d.post_download(&body);
@@ -850,5 +855,5 @@ fn sigkill_during_the_content_check_after_the_whole_body() {
     assert!(log.contains(&"calculating checksum...OK, checksum verified".to_string()));
     assert_eq!(std::fs::read(&target).expect("file"), data);
     assert_eq!(util::files_under(&d.storage_path()), ["import/vm.ova"]);
-    assert_eq!(util::entries_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::entries_under(&d.staging_path()), Vec::<String>::new());
 }

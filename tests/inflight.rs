@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use util::{Daemon, Step};
 
-fn staging(d: &Daemon) -> std::path::PathBuf {
-    d.storage_path().join(".isolib-partial")
-}
-
 fn body(origin: u16, name: &str, checksum: Option<&str>) -> String {
     let sum = checksum
         .map(|c| format!("&checksum={c}&checksum-algorithm=sha256"))
@@ -91,7 +87,7 @@ fn different_requests_wait_then_get_the_existing_file_outcome() {
     }
     assert_eq!(gets.load(Ordering::SeqCst), 1);
     assert_eq!(std::fs::read(&dest).expect("file"), data);
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 #[test]
@@ -134,7 +130,7 @@ fn a_different_url_with_the_same_checksum_waits_then_finds_the_file_without_a_tr
         util::files_under(&d.storage_path()),
         ["template/iso/same.iso"]
     );
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 #[test]
@@ -171,7 +167,7 @@ fn a_joined_request_shares_the_leaders_failure() {
     }
     assert_eq!(seen.lock().expect("lock").len(), 1, "origin GETs");
     assert_eq!(util::files_under(&d.storage_path()), Vec::<String>::new());
-    assert_eq!(util::files_under(&staging(&d)), Vec::<String>::new());
+    assert_eq!(util::files_under(&d.staging_path()), Vec::<String>::new());
 }
 
 #[test]

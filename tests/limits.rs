@@ -138,7 +138,6 @@ fn events(o: &util::FaultOrigin) -> Vec<String> {
 /// bytes. The body goes out from another thread: a daemon that refuses it unread must not
 /// leave the test stuck in a write.
 fn post_json_of_len(d: &Daemon, origin: u16, len: usize) -> util::Response {
-    use std::io::Read;
     let json = format!(
         "{{\"content\":\"iso\",\"filename\":\"pad.iso\",\"url\":\"http://127.0.0.1:{origin}/pad.iso\"}}"
     );
@@ -158,21 +157,9 @@ fn post_json_of_len(d: &Daemon, origin: u16, len: usize) -> util::Response {
     let writer = std::thread::spawn(move || {
         let _ = w.write_all(&req);
     });
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
+    let r = util::Response::read(&mut s);
     let _ = writer.join();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default().to_string();
-    util::Response {
-        status_line,
-        headers: lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
-            .collect(),
-        body: body.as_bytes().to_vec(),
-    }
+    r
 }
 
 fn assert_too_large(r: &util::Response) {
@@ -311,7 +298,7 @@ fn announced_length_larger_than_free_space_fails_up_front() {
     let exit = d.wait(&upid);
     let prefix = format!(
         "download failed: not enough free space in '{}': 5000000 bytes needed, ",
-        d.storage_path().join(".isolib-partial").display()
+        d.staging_path().display()
     );
     assert!(exit.starts_with(&prefix), "{exit}");
     assert_eq!(gets.lock().expect("lock").len(), 1, "no retry");
@@ -349,7 +336,7 @@ fn disk_full_mid_transfer_without_length_ends_with_enospc_and_nothing_left() {
     // The partial file's name carries a random tag: `<name>.<node>-<32 hex>.part`.
     let prefix = format!(
         "download failed: unable to write '{}/full.iso.{}-",
-        d.storage_path().join(".isolib-partial").display(),
+        d.staging_path().display(),
         util::NODE
     );
     let suffix = ".part': No space left on device (os error 28)";

@@ -135,7 +135,7 @@ fn a_self_signed_origin_fails_verification_and_passes_without_it() {
     let origin = util::self_signed_tls_origin(served.clone());
     let url = format!("https://127.0.0.1:{origin}/s.iso");
     let d = Daemon::start();
-    let staging = d.storage_path().join(".isolib-partial");
+    let staging = d.staging_path();
 
     let upid = d.post_download(&request(&url, "s.iso", ""));
     let exit = d.wait(&upid);

@@ -6,7 +6,7 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -47,16 +47,9 @@ fn scripted_origin(answer: impl Fn(usize, &mut TcpStream) + Send + Sync + 'stati
             let Ok(mut conn) = conn else { continue };
             let (seen, answer) = (seen.clone(), answer.clone());
             thread::spawn(move || {
-                let mut head = String::new();
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line.to_ascii_lowercase());
-                }
-                seen.lock().expect("lock").push(head);
+                seen.lock()
+                    .expect("lock")
+                    .push(util::read_head(&mut conn).to_ascii_lowercase());
                 answer(i, &mut conn);
             });
         }

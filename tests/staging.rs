@@ -1,25 +1,13 @@
 //! Where partial downloads live. A temp file reaches its name by a rename, which cannot cross
-//! filesystems, so a content directory mounted on its own (an NFS share on `template/iso`)
-//! stages its downloads in a hidden `.isolib-partial` inside it; otherwise they stage under
-//! the storage's path, outside every content directory.
+//! mounts, so a content directory mounted on its own (an NFS share or a bind mount on
+//! `template/iso`) stages its downloads in a hidden `.isolib-partial` inside it; otherwise they
+//! stage under the storage's path, outside every content directory.
 
 mod util;
 
 use std::path::Path;
 
 use util::{Daemon, Step};
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
 
 /// Downloads into `iso_dir`, a mount of its own in the daemon's namespace, and checks that the
 /// temp file was staged inside it: the task ends OK, the staging dir there is empty, the
@@ -43,8 +31,11 @@ fn download_stages_inside(d: &Daemon, iso_dir: &Path) {
 
     let iso = d.in_namespace(iso_dir);
     assert_eq!(std::fs::read(iso.join("m.iso")).expect("file"), data);
-    assert_eq!(entries(&iso), [".isolib-partial", "m.iso"]);
-    assert_eq!(entries(&iso.join(".isolib-partial")), Vec::<String>::new());
+    assert_eq!(util::entries_under(&iso), [".isolib-partial/", "m.iso"]);
+    assert_eq!(
+        util::entries_under(&iso.join(".isolib-partial")),
+        Vec::<String>::new()
+    );
     let own = d.in_namespace(&d.storage_path()).join(".isolib-partial");
     assert!(!own.exists());
     let listed: Vec<String> = d.get_json("/nodes/testnode/storage/local/content")["data"]
@@ -90,10 +81,7 @@ fn a_bind_mounted_content_directory_stages_inside_it() {
     );
     download_stages_inside(&d, &iso_dir);
     // Through the bind mount, the file is in the shared directory.
-    assert_eq!(
-        entries(&shared),
-        [".isolib-partial".to_string(), "m.iso".to_string()]
-    );
+    assert_eq!(util::entries_under(&shared), [".isolib-partial/", "m.iso"]);
 }
 
 #[test]
@@ -106,9 +94,9 @@ fn a_content_directory_on_the_storages_filesystem_stages_beside_it() {
     ));
     assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
     let store = d.storage_path();
-    assert_eq!(entries(&store.join("template/iso")), ["p.iso"]);
+    assert_eq!(util::entries_under(&store.join("template/iso")), ["p.iso"]);
     assert_eq!(
-        entries(&store.join(".isolib-partial")),
+        util::entries_under(&store.join(".isolib-partial")),
         Vec::<String>::new()
     );
     assert!(store.join(".isolib-partial").is_dir());
@@ -134,7 +122,12 @@ fn collection_covers_the_content_directories_staging_dirs_too() {
     }
     let d = Daemon::start_in(dir);
     for place in &places {
-        assert_eq!(entries(place), ["notes.txt"], "{}", place.display());
+        assert_eq!(
+            util::entries_under(place),
+            ["notes.txt"],
+            "{}",
+            place.display()
+        );
     }
     drop(d);
 }

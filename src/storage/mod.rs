@@ -29,6 +29,6 @@ pub use error::StorageError;
 pub use filename::{DownloadTarget, check_download_filename, normalize_content_filename};
 pub use ids::{is_valid_storage_id, parse_volume_id};
 pub use list::ContentItem;
-pub use model::{STAGING_DIR, Storage};
+pub use model::{DOWNLOAD_CONTENT, Storage};
 pub use status::StorageStatus;
 pub use volume::{VolumeName, parse_volname};

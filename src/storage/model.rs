@@ -133,7 +133,7 @@ impl Storage {
         };
         let mut dirs = vec![path.join(STAGING_DIR)];
         dirs.extend(
-            ["iso", "vztmpl", "import"]
+            DOWNLOAD_CONTENT
                 .iter()
                 .filter_map(|vtype| self.subdir(vtype))
                 .map(|content| content.join(STAGING_DIR)),
@@ -150,8 +150,11 @@ impl Storage {
     }
 }
 
+/// The content types `download-url` takes.
+pub const DOWNLOAD_CONTENT: [&str; 3] = ["iso", "vztmpl", "import"];
+
 /// The directory partial downloads are staged in (see [`Storage::staging_dir`]).
-pub const STAGING_DIR: &str = ".isolib-partial";
+const STAGING_DIR: &str = ".isolib-partial";
 
 /// A rename from one to the other can work: both are on one mount. A directory that does not
 /// exist yet (it is created on the first download) is judged by its nearest existing parent.

@@ -240,6 +240,11 @@ impl Daemon {
         self.dir.path().join("local")
     }
 
+    /// Where the storage stages its downloads (`<path>/.isolib-partial`).
+    pub fn staging_path(&self) -> PathBuf {
+        self.storage_path().join(".isolib-partial")
+    }
+
     /// Sends `request` as is and returns the response.
     pub fn raw(&self, request: &[u8]) -> Response {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
@@ -305,6 +310,17 @@ impl Response {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("json body")
     }
+}
+
+/// Reads a request's head up to its blank line, byte by byte so that nothing of a body is
+/// consumed; what arrived when the client stops early.
+pub fn read_head(conn: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// An origin that answers every GET with `body` (HTTP/1.0, closes after each response).
@@ -603,14 +619,7 @@ pub fn fault_origin_traced(body: Vec<u8>, script: Vec<Step>) -> FaultOrigin {
     thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n")
-                && conn.read(&mut byte).map(|n| n == 1).unwrap_or(false)
-            {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head).to_string();
+            let head = read_head(&mut conn);
             let header = |name: &str| {
                 head.lines()
                     .find_map(|l| {
@@ -670,48 +679,49 @@ pub fn fault_origin_traced(body: Vec<u8>, script: Vec<Step>) -> FaultOrigin {
                     );
                     let _ = conn.write_all(head.as_bytes());
                 };
+                // Sends the head of an answer from where `Range` asks (200 or 206) and returns
+                // that offset.
+                let open = |conn: &mut TcpStream, etag: &str| -> usize {
+                    let start = start_for(etag);
+                    let (status, extra) = head_for(start, etag);
+                    send(conn, status, extra, &body[start..]);
+                    start
+                };
+                // Writes `data` and counts it as served, unless the client has gone.
+                let write = |conn: &mut TcpStream, data: &[u8]| -> bool {
+                    let ok = conn.write_all(data).is_ok();
+                    if ok {
+                        count(data.len());
+                    }
+                    ok
+                };
                 match step {
                     Step::Serve { etag, limit } => {
-                        let start = start_for(etag);
-                        let rest = &body[start..];
-                        let (status, extra) = head_for(start, etag);
-                        send(&mut conn, status, extra, rest);
-                        let n = limit.unwrap_or(rest.len()).min(rest.len());
-                        if conn.write_all(&rest[..n]).is_ok() {
-                            count(n);
-                        }
+                        let rest = &body[open(&mut conn, etag)..];
+                        write(
+                            &mut conn,
+                            &rest[..limit.unwrap_or(rest.len()).min(rest.len())],
+                        );
                     }
                     Step::Reset { etag, n } => {
-                        let start = start_for(etag);
-                        let rest = &body[start..];
-                        let (status, extra) = head_for(start, etag);
-                        send(&mut conn, status, extra, rest);
-                        let n = n.min(rest.len());
-                        if conn.write_all(&rest[..n]).is_ok() {
-                            count(n);
-                        }
+                        let rest = &body[open(&mut conn, etag)..];
+                        write(&mut conn, &rest[..n.min(rest.len())]);
                         // Give the bytes time to leave before the reset discards what is queued.
                         thread::sleep(Duration::from_millis(200));
                         reset(conn);
                     }
                     Step::Trickle { etag, chunk, pause } => {
-                        let start = start_for(etag);
-                        let rest = &body[start..];
-                        let (status, extra) = head_for(start, etag);
-                        send(&mut conn, status, extra, rest);
+                        let rest = &body[open(&mut conn, etag)..];
                         for piece in rest.chunks(chunk) {
-                            if conn.write_all(piece).is_err() {
+                            if !write(&mut conn, piece) {
                                 return;
                             }
-                            count(piece.len());
                             thread::sleep(pause);
                         }
                     }
                     Step::IgnoreRange => {
                         send(&mut conn, "200 OK", String::new(), &body);
-                        if conn.write_all(&body).is_ok() {
-                            count(body.len());
-                        }
+                        write(&mut conn, &body);
                     }
                     Step::Status(code) => {
                         send(
@@ -748,26 +758,18 @@ pub fn fault_origin_traced(body: Vec<u8>, script: Vec<Step>) -> FaultOrigin {
                         let _ = conn.write_all(b"0\r\n\r\n");
                     }
                     Step::Gated { etag, n, gate } => {
-                        let start = start_for(etag);
-                        let rest = &body[start..];
-                        let (status, extra) = head_for(start, etag);
-                        send(&mut conn, status, extra, rest);
+                        let rest = &body[open(&mut conn, etag)..];
                         let n = n.min(rest.len());
-                        if conn.write_all(&rest[..n]).is_err() {
+                        if !write(&mut conn, &rest[..n]) {
                             return;
                         }
-                        count(n);
                         gate.wait();
                         trace.lock().expect("lock").push(format!("rest {index}"));
-                        if conn.write_all(&rest[n..]).is_ok() {
-                            count(rest.len() - n);
-                        }
+                        write(&mut conn, &rest[n..]);
                     }
                     Step::Stall { n, secs } => {
                         send(&mut conn, "200 OK", String::new(), &body);
-                        if conn.write_all(&body[..n]).is_ok() {
-                            count(n);
-                        }
+                        write(&mut conn, &body[..n]);
                         thread::sleep(Duration::from_secs(secs));
                     }
                     Step::LongBody { etag, extra } => {
