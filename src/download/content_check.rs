@@ -15,6 +15,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+
+use super::image_refs::{self, ExternalRef};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -133,6 +135,9 @@ pub enum ContentCheckError {
     /// vmdk with more than one child node or extent (split or flat vmdk).
     #[error("{path}: multiple children or extents are not allowed!")]
     MultipleExtents { path: String },
+    /// The image's header could not be read after qemu-img had opened it.
+    #[error("failed to read '{path}' - {reason}")]
+    Read { path: String, reason: String },
     /// Any image with a backing file.
     #[error("backing file not allowed for untrusted image '{path}'!")]
     BackingFile { path: String },
@@ -260,16 +265,42 @@ async fn file_size_info_untrusted(
         return Err(ContentCheckError::QueryFailed);
     }
 
-    evaluate_info(&path_str, &json, format)
+    let opened_as = evaluate_info(&path_str, &json, format)?;
+    refuse_external_refs(path, &path_str, &opened_as).await
+}
+
+/// The same refusals as [`evaluate_info`], from the image's own header rather than from
+/// qemu-img's report, which older qemu-img versions leave incomplete (see [`image_refs`]).
+async fn refuse_external_refs(
+    path: &Path,
+    path_str: &str,
+    opened_as: &str,
+) -> Result<(), ContentCheckError> {
+    let owned = path.to_path_buf();
+    let head = tokio::task::spawn_blocking(move || image_refs::read_head(&owned))
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| ContentCheckError::Read {
+            path: path_str.to_string(),
+            reason: strerror(&e),
+        })?;
+    let path = path_str.to_string();
+    match image_refs::find(opened_as, &head) {
+        None => Ok(()),
+        Some(ExternalRef::DataFile) => Err(ContentCheckError::DataFile { path }),
+        Some(ExternalRef::Extents) => Err(ContentCheckError::MultipleExtents { path }),
+        Some(ExternalRef::BackingFile) => Err(ContentCheckError::BackingFile { path }),
+    }
 }
 
 /// The checks `file_size_info` applies to qemu-img's JSON when the image is untrusted, in
-/// PVE's order.
+/// PVE's order. Returns the format qemu-img opened the image as.
 fn evaluate_info(
     path: &str,
     json: &str,
     format: Option<ImageFormat>,
-) -> Result<(), ContentCheckError> {
+) -> Result<String, ContentCheckError> {
     let info: Value = serde_json::from_str(json).map_err(|e| ContentCheckError::Parse {
         path: path.to_string(),
         reason: e.to_string(),
@@ -288,8 +319,8 @@ fn evaluate_info(
                 });
             }
         } else if ty == Some("vmdk") {
-            // Perl would die on a missing array here; qemu-img >= 8 always emits both, so a
-            // missing one simply counts as empty.
+            // Perl would die on a missing array here. qemu-img before 8.0 emits no
+            // `children`, which counts as empty; refuse_external_refs covers that gap.
             let len = |v: Option<&Value>| v.and_then(Value::as_array).map_or(0, Vec::len);
             let extents = len(fs.get("data").and_then(|d| d.get("extents")));
             let children = len(info.get("children"));
@@ -327,7 +358,7 @@ fn evaluate_info(
             got: got.to_string(),
         });
     }
-    Ok(())
+    Ok(got.to_string())
 }
 
 /// `assert_ova_contents` from pve-storage's Status.pm: list the archive, look for `*.ovf`.
@@ -806,7 +837,16 @@ mod tests {
             &p(&flat),
             "1M",
         ]);
-        for img in [&split, &flat] {
+        // A descriptor written by hand whose one extent is a host file: qemu-img before 8.0
+        // reports a single extent and no children for it.
+        let host = dir.path().join("host.vmdk");
+        std::fs::write(
+            &host,
+            "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n\
+             createType=\"monolithicFlat\"\nRW 1 FLAT \"/etc/passwd\" 0\n",
+        )
+        .expect("write descriptor");
+        for img in [&split, &flat, &host] {
             let want = format!("{}: multiple children or extents are not allowed!", p(img));
             assert_eq!(check_err(ContentCheck::Iso, img).await, want);
             assert_eq!(
@@ -946,7 +986,7 @@ mod tests {
         // Perl-false backing names do not count as a backing file.
         assert!(evaluate_info(path, &base(r#", "backing-filename": "0""#), None).is_ok());
         let err = |json: &str, fmt| match evaluate_info(path, json, fmt) {
-            Ok(()) => panic!("{json} passed"),
+            Ok(_) => panic!("{json} passed"),
             Err(e) => e.to_string(),
         };
         assert_eq!(

@@ -9,6 +9,7 @@ pub mod content_check;
 mod decompress;
 mod error;
 mod fetch;
+mod image_refs;
 mod inflight;
 pub mod metadata;
 mod partial;

@@ -116,6 +116,12 @@ def make_files(files: Path, work: Path):
     run(["qemu-img", "create", "-q", "-f", "raw", "disk.raw", "1M"], cwd=files)
     run(["qemu-img", "create", "-q", "-f", "qcow2", "base.qcow2", "1M"], cwd=files)
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "disk-backed.qcow2"], cwd=files)
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=%s" % (work / "datafile.data"),
+         "datafile.qcow2", "1M"], cwd=files)
+    # a hand-written VMDK descriptor whose one extent is a file of the host
+    (files / "host-extent.vmdk").write_text(
+        '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n'
+        'createType="monolithicFlat"\n\nRW 1 FLAT "/etc/passwd" 0\n')
     # OVA: a tar with the .ovf first, then the disk; and one without any .ovf
     (work / "appliance.ovf").write_text(OVF)
     run(["qemu-img", "create", "-q", "-f", "vmdk", "appliance-disk1.vmdk", "1M"], cwd=work)

@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+from proxmoxer.tools import Tasks
 
 NODE = "testnode"
 JSON_CT = "application/json;charset=UTF-8"
@@ -192,3 +193,15 @@ def assert_param_error(resp, errors):
 
 def wait_file(path, timeout=30):
     return wait_until(lambda: Path(path).exists(), timeout=timeout, what="file %s" % path)
+
+
+def blocking(prox, upid, timeout=90):
+    st = Tasks.blocking_status(prox, upid, timeout=timeout, polling_interval=0.2)
+    assert st is not None, "task %s did not finish within %ss" % (upid, timeout)
+    assert st["status"] == "stopped"
+    return st
+
+
+def post_download(prox, storage="local", **params):
+    # proxmoxer drops None values; the dash-named keys need a dict
+    return prox.nodes(NODE).storage(storage)("download-url").post(**params)
