@@ -87,3 +87,74 @@ fn nix_is_root() -> bool {
     // SAFETY: geteuid cannot fail and touches no memory.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// The PVE shim names the PVE task it downloads for; the daemon's task is that task's user's
+/// and its log names PVE's UPID first. Only root on the socket may say so.
+#[test]
+fn a_pve_task_header_makes_the_task_its_users() {
+    let d = Daemon::start();
+    let pve = "UPID:pvenode:0003E820:00922AFB:67F2299C:download:a.iso:alice@pve:";
+    let body = "content=iso&filename=a.iso&url=http://127.0.0.1:9/a.iso";
+    let request = |header: &str| {
+        format!(
+            "POST /api2/json/nodes/localhost/storage/local/download-url HTTP/1.1\r\nHost: x\r\n\
+             {header}Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+
+    let r = d.raw_unix(request(&format!("X-Isolib-PVE-Task: {pve}\r\n")).as_bytes());
+    assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{:?}", r.body);
+    let upid = r.json()["data"].as_str().expect("upid").to_string();
+    assert!(upid.ends_with(":download:a.iso:alice@pve:"), "{upid}");
+    d.wait(&upid);
+    let lines = d.log_lines(&upid);
+    assert_eq!(
+        lines.first(),
+        Some(&format!("PVE task: {pve}")),
+        "{lines:?}"
+    );
+
+    let r = d.raw_unix(request("X-Isolib-PVE-Task: UPID:nonsense\r\n").as_bytes());
+    assert!(
+        r.status_line.starts_with("HTTP/1.1 400 "),
+        "{}",
+        r.status_line
+    );
+    assert_eq!(
+        r.json()["message"],
+        "header 'X-Isolib-PVE-Task': unable to parse worker upid 'UPID:nonsense'\n"
+    );
+
+    // Over TCP, even with the superuser's token, nobody may name another user.
+    let r = d.raw(
+        request(&format!(
+            "Authorization: PVEAPIToken={}={}\r\nX-Isolib-PVE-Task: {pve}\r\n",
+            util::TOKEN_ID,
+            util::TOKEN_SECRET
+        ))
+        .as_bytes(),
+    );
+    assert!(
+        r.status_line.starts_with("HTTP/1.1 403 "),
+        "{}",
+        r.status_line
+    );
+    assert_eq!(
+        r.json()["message"],
+        "Permission check failed (header 'X-Isolib-PVE-Task' is only accepted from root on the local socket)\n"
+    );
+    let tasks = d.get_json("/nodes/localhost/tasks?source=all");
+    let users: Vec<&str> = tasks["data"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["user"].as_str())
+        .collect();
+    assert_eq!(
+        users,
+        ["alice@pve"],
+        "only the accepted request made a task"
+    );
+}

@@ -43,7 +43,8 @@ sub daemon_log_lines {
     });
     is($dest, "$env->{isos}/template/iso/debian.iso", 'destination in the isolib storage');
 
-    my $res = wait_worker(run_worker($env, 'routed', $worker));
+    # Started by alice in PVE's web UI: PVE's worker carries her in its UPID.
+    my $res = wait_worker(run_worker($env, 'routed', $worker, user => 'alice@pve'));
     is($res->{final}, 'TASK OK', 'the PVE task succeeded');
     ok(slurp($dest) eq $data, 'the file landed with the origin bytes');
     is_deeply(files_below($env->{isos}), ['template/iso/debian.iso'], 'and nothing else');
@@ -57,11 +58,16 @@ sub daemon_log_lines {
     is($status->{status}, 'stopped', 'daemon task stopped');
     is($status->{exitstatus}, 'OK', 'daemon task OK');
 
+    is($task->{user}, 'alice@pve', "the daemon's task is the PVE user's, not the socket peer's");
+    like($task->{upid}, qr/:download:debian\.iso:alice\@pve:$/, 'in its UPID too');
+    is($res->{isolib}, $task->{upid}, "PVE's task log names the daemon's task first");
+
     my $daemon = daemon_log_lines($task->{upid});
     is($daemon->[-1], 'TASK OK', "the daemon's log ends with its final line");
+    is($daemon->[0], "PVE task: $res->{upid}", "the daemon's log names PVE's task first");
     is_deeply($res->{lines}, [@$daemon[0 .. $#$daemon - 1]],
         "the PVE task log holds the daemon's lines, in order, without its final line");
-    is($res->{lines}->[0], "downloading $origin/debian.iso to $dest", 'first line');
+    is($res->{lines}->[1], "downloading $origin/debian.iso to $dest", 'then the download');
     ok((grep { $_ eq 'calculating checksum...OK, checksum verified' } @{ $res->{lines} }),
         'the checksum reached the daemon');
 }

@@ -44,7 +44,7 @@ is($status->{status}, 'stopped', 'the stop reached the daemon task');
 isnt($status->{exitstatus}, 'OK', 'which did not finish');
 is($res->{final}, "TASK ERROR: $status->{exitstatus}", "PVE task ends with the daemon's status");
 is($res->{err}, "$status->{exitstatus}\n", 'the router died with exactly that text');
-is($res->{lines}->[0], "downloading $origin/slow.iso to $dest", "the daemon's lines were copied");
+is($res->{lines}->[1], "downloading $origin/slow.iso to $dest", "the daemon's lines were copied");
 ok(!-e $dest, 'no file under the name');
 is_deeply(files_below($env->{isos}), [], 'no temp file left in the storage');
 ok(!-e $calls, 'the original (wget) function was not called');

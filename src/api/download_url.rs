@@ -168,14 +168,18 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     };
 
     let engine = ctx.state.engine().clone();
+    let pve_task = ctx.pve_task.as_ref().map(ToString::to_string);
     let upid = ctx
         .state
         .tasks()
         .spawn(
             "download",
             &encode_text(&filename),
-            &ctx.auth()?.to_string(),
+            &ctx.task_user()?,
             move |upid, log, cancel| async move {
+                if let Some(pve_task) = pve_task {
+                    log.line(&format!("{PVE_TASK_LINE}{pve_task}"));
+                }
                 if checksum_required && plan.checksum.is_none() {
                     return Err("checksum required but not specified".to_string());
                 }
@@ -188,6 +192,10 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         .map_err(ApiError::server)?;
     Ok(Reply::Data(Value::String(upid.to_string())))
 }
+
+/// How the first line of a task made for a PVE task names it, so an operator can go from the
+/// daemon's log to PVE's.
+pub const PVE_TASK_LINE: &str = "PVE task: ";
 
 /// pve-common `encode_text`: the task id may not hold ':' and friends.
 fn encode_text(text: &str) -> String {

@@ -12,6 +12,7 @@ use super::ApiError;
 use crate::auth::{AccessConfig, AuthId};
 use crate::schema::ObjectSchema;
 use crate::state::AppState;
+use crate::tasks::Upid;
 
 /// What a handler gets besides its parameters.
 pub struct Ctx {
@@ -19,6 +20,8 @@ pub struct Ctx {
     /// Who is calling; `None` only for [`Access::World`] methods.
     pub auth: Option<AuthId>,
     pub access: Arc<AccessConfig>,
+    /// The PVE task this request is made for, when the shim makes it from inside one.
+    pub pve_task: Option<Upid>,
 }
 
 impl Ctx {
@@ -31,6 +34,15 @@ impl Ctx {
         self.auth
             .as_ref()
             .ok_or_else(|| ApiError::new(401, "No ticket\n"))
+    }
+
+    /// Whose task a task started by this request is: the user of the PVE task it is made for
+    /// (PVE already checked that user's permissions), else the caller.
+    pub fn task_user(&self) -> Result<String, ApiError> {
+        match &self.pve_task {
+            Some(upid) => Ok(upid.user.clone()),
+            None => Ok(self.auth()?.to_string()),
+        }
     }
 
     pub fn has(&self, path: &str, privs: &[&str], any: bool) -> bool {

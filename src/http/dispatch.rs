@@ -18,6 +18,10 @@ use crate::auth::{AccessConfig, AuthId, extract_auth_value};
 use crate::config::HeaderLimits;
 use crate::schema::{RawParams, RawValue, validate};
 use crate::state::AppState;
+use crate::tasks::Upid;
+
+/// The header the PVE shim names its PVE task in (see [`pve_task`]).
+pub const PVE_TASK_HEADER: &str = "X-Isolib-PVE-Task";
 
 pub async fn handle(
     req: HttpRequest,
@@ -94,6 +98,10 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     let Some((api_method, path_params)) = route else {
         return format::error(fmt, &ApiError::not_implemented(method, &rel_path));
     };
+    let pve_task = match pve_task(req) {
+        Ok(t) => t,
+        Err(e) => return format::error(fmt, &e),
+    };
     let body = match read_body(payload, max_body).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -108,7 +116,7 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         path_params,
         &body,
         state,
-        auth,
+        Caller { auth, pve_task },
         access,
     )
     .await
@@ -118,7 +126,12 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Who a request is from, and the PVE task it is made for.
+struct Caller {
+    auth: Option<AuthId>,
+    pve_task: Option<Upid>,
+}
+
 async fn run(
     req: &HttpRequest,
     fmt: Format,
@@ -126,7 +139,7 @@ async fn run(
     path_params: BTreeMap<String, String>,
     body: &[u8],
     state: AppState,
-    auth: Option<AuthId>,
+    Caller { auth, pve_task }: Caller,
     access: std::sync::Arc<AccessConfig>,
 ) -> Result<HttpResponse, ApiError> {
     let params = merge_params(req, body, &path_params)?;
@@ -147,6 +160,7 @@ async fn run(
         state,
         auth,
         access,
+        pve_task,
     };
     Ok(match (api_method.handler)(ctx, validated).await? {
         Reply::Data(v) => format::success(fmt, v, None),
@@ -236,6 +250,37 @@ fn authenticate(
         tracing::info!("API token authentication failed: {e}");
         "Authentication failed!"
     })
+}
+
+/// The PVE task the shim makes a request for (header [`PVE_TASK_HEADER`], PVE's UPID, whose
+/// user becomes the daemon task's). Only root on the local socket may say so, since it names
+/// another user; it grants nothing, as the request still runs with the peer's rights.
+fn pve_task(req: &HttpRequest) -> Result<Option<Upid>, ApiError> {
+    let Some(value) = req.headers().get(PVE_TASK_HEADER) else {
+        return Ok(None);
+    };
+    if !req
+        .conn_data::<SocketPeer>()
+        .is_some_and(SocketPeer::is_trusted)
+    {
+        return Err(ApiError::permission(Some(&format!(
+            "header '{PVE_TASK_HEADER}' is only accepted from root on the local socket"
+        ))));
+    }
+    let text = value.to_str().unwrap_or_default();
+    let upid: Upid = text.parse().map_err(|e: crate::tasks::UpidParseError| {
+        ApiError::new(400, format!("header '{PVE_TASK_HEADER}': {e}\n"))
+    })?;
+    upid.user.parse::<AuthId>().map_err(|e| {
+        ApiError::new(
+            400,
+            format!(
+                "header '{PVE_TASK_HEADER}': invalid user '{}': {e}\n",
+                upid.user
+            ),
+        )
+    })?;
+    Ok(Some(upid))
 }
 
 fn content_length(req: &HttpRequest) -> Option<u64> {

@@ -234,12 +234,17 @@ sub write_all {
 # "received interrupt", STDOUT and STDERR going to the task log, which ends with the line PVE
 # writes (TASK OK / TASK ERROR: <error, chomped, newlines as spaces>). The raw error is kept
 # next to it so a test can compare it byte for byte.
+# Like fork_worker it names the process "task <UPID>", the UPID carrying $opt{user} (root@pam
+# unless given), and returns that UPID as {upid}.
 sub run_worker {
-    my ($env, $name, $code) = @_;
+    my ($env, $name, $code, %opt) = @_;
 
     my $log = "$env->{tmp}/worker-$name.log";
+    my $user = $opt{user} // 'root@pam';
+    my $upid = sprintf('UPID:pvenode:%08X:%08X:%08X:download:%s:%s:', $$, 1234, time(), $name, $user);
     my $pid = fork() // die "fork failed: $!\n";
     if (!$pid) {
+        $0 = "task $upid";
         POSIX::setsid();
         $SIG{INT} = $SIG{QUIT} = $SIG{TERM} = sub { die "received interrupt\n" };
         open(STDOUT, '>', $log) or POSIX::_exit(126);
@@ -259,16 +264,23 @@ sub run_worker {
         }
         POSIX::_exit(0);
     }
-    return { pid => $pid, log => $log };
+    return { pid => $pid, log => $log, upid => $upid };
 }
 
+# The worker's log: {lines} without the final line, {final}, {err} (the raw error), and {isolib},
+# the daemon UPID from the router's first line, which {lines} then no longer holds.
 sub wait_worker {
     my ($worker) = @_;
 
     wait_for('the worker', sub { waitpid($worker->{pid}, POSIX::WNOHANG()) == $worker->{pid} });
     my @lines = split(/\n/, slurp($worker->{log}) // '');
     my $final = pop(@lines);
-    return { lines => \@lines, final => $final // '', err => slurp("$worker->{log}.err") };
+    my $isolib;
+    ($isolib) = (shift(@lines) =~ m/^isolib task: (UPID:\S+)$/) if @lines && $lines[0] =~ m/^isolib task: /;
+    return {
+        lines => \@lines, final => $final // '', err => slurp("$worker->{log}.err"),
+        isolib => $isolib, upid => $worker->{upid},
+    };
 }
 
 # Regular files anywhere below $dir (relative names), sorted.

@@ -57,6 +57,13 @@ my %DECOMPRESSION_NAME = (
 # worker running us writes its own, so the daemon's is not copied.
 my $FINAL_LINE_RE = qr/^TASK (?:OK|WARNINGS: \d+|ERROR: .*)$/s;
 
+# PVE's fork_worker names its worker process "task <UPID>"; the UPID's user field is the user
+# who started the download (Status.pm passes $rpcenv->get_user() to fork_worker).
+my $WORKER_NAME_RE = qr/^task (UPID:[^\s:]+:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:[0-9A-Fa-f]{8}:[^:\s]+:[^:\s]*:[^:\s]+:)$/;
+
+# The header the daemon takes PVE's UPID from; it records the download as that UPID's user.
+my $PVE_TASK_HEADER = 'X-Isolib-PVE-Task';
+
 # Placeholders the log endpoint returns instead of lines (PVE's dump_logfile).
 my $NO_LINES_RE = qr/^(?:no content|unable to open file - .*)$/s;
 
@@ -182,7 +189,16 @@ sub run_routed {
     local $SIG{INT} = $on_signal;
     local $SIG{QUIT} = $on_signal;
 
-    my $upid = $client->start_download($target->{storage}, $params);
+    my $pve_task = pve_task();
+    my $upid = $client->start_download(
+        $target->{storage}, $params,
+        headers => $pve_task ? { $PVE_TASK_HEADER => $pve_task } : {},
+    );
+    # PVE's log names the daemon's task, and the daemon's log names PVE's.
+    {
+        local $| = 1;
+        print "isolib task: $upid\n";
+    }
 
     my $exitstatus = eval {
         $die_on_signal = 1;
@@ -203,6 +219,12 @@ sub run_routed {
     return if $exitstatus eq 'OK' || $exitstatus =~ m/^WARNINGS: \d+$/;
     $exitstatus = Encode::encode_utf8($exitstatus) if utf8::is_utf8($exitstatus);
     die "$exitstatus\n";
+}
+
+# The UPID of the PVE task this process is the worker of, or undef outside a worker.
+sub pve_task {
+    my ($upid) = ($0 // '') =~ $WORKER_NAME_RE;
+    return $upid;
 }
 
 # Copies the task's log lines to STDOUT until it stops; returns its exit status.

@@ -34,7 +34,9 @@ sub load_custom_plugins {
         next if ref($inc);
         my $dir = "$inc/PVE/Storage/Custom";
         opendir(my $dh, $dir) or next;
-        for my $file (sort grep { m/\.pm$/ } readdir($dh)) {
+        # Like pve-common's dir_glob_foreach, hand on the regex's capture: readdir's names are
+        # tainted, and pvedaemon loads plugins under `perl -T`.
+        for my $file (sort map { m/^([^\/]+\.pm)$/ ? $1 : () } readdir($dh)) {
             next if $seen{$file}++;
             my $modname = "PVE::Storage::Custom::$file";
             $modname =~ s/\.pm$//;
