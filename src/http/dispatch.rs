@@ -116,8 +116,11 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         path_params,
         &body,
         state,
-        Caller { auth, pve_task },
-        access,
+        Caller {
+            auth,
+            pve_task,
+            access,
+        },
     )
     .await
     {
@@ -126,10 +129,11 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     }
 }
 
-/// Who a request is from, and the PVE task it is made for.
+/// Who a request is from, the PVE task it is made for, and the ACLs to judge it by.
 struct Caller {
     auth: Option<AuthId>,
     pve_task: Option<Upid>,
+    access: std::sync::Arc<AccessConfig>,
 }
 
 async fn run(
@@ -139,8 +143,11 @@ async fn run(
     path_params: BTreeMap<String, String>,
     body: &[u8],
     state: AppState,
-    Caller { auth, pve_task }: Caller,
-    access: std::sync::Arc<AccessConfig>,
+    Caller {
+        auth,
+        pve_task,
+        access,
+    }: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let params = merge_params(req, body, &path_params)?;
     if let Some(auth) = &auth {
