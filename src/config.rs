@@ -133,6 +133,16 @@ impl RawConfig {
         })
     }
 
+    /// The local socket the daemon listens on with these settings, relative paths as given.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| {
+            self.state_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+                .join("isolib.sock")
+        })
+    }
+
     /// `self` (flags) over `file`.
     pub fn over(self, file: RawConfig) -> RawConfig {
         RawConfig {
@@ -302,6 +312,7 @@ pub const DEFAULT_STATE_DIR: &str = "isolib-data";
 
 impl Config {
     pub fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+        let socket = absolute(&raw.socket_path())?;
         let invalid = |key, value: &str, reason: &str| ConfigError::Invalid {
             key,
             value: value.to_string(),
@@ -436,7 +447,6 @@ impl Config {
         let embedded_access =
             pve_dir.is_none() && raw.user_cfg.is_none() && raw.token_cfg.is_none();
         let embedded_storage = pve_dir.is_none() && raw.storage_cfg.is_none();
-        let socket = raw.socket.unwrap_or_else(|| state_dir.join("isolib.sock"));
         let storage_cfg = raw
             .storage_cfg
             .or_else(|| pve_file("storage.cfg"))

@@ -404,3 +404,62 @@ fn the_local_socket_needs_no_credentials() {
         "{r:?}"
     );
 }
+
+/// A daemon on a non-default config: the client finds its socket and node in that file.
+#[test]
+fn the_client_reads_socket_and_node_from_the_daemons_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("custom.sock");
+    let config = dir.path().join("isolib.toml");
+    let write_config = |node: &str| {
+        let text = format!(
+            "socket = {:?}\nnode = {node:?}\n",
+            socket.display().to_string()
+        );
+        std::fs::write(&config, text).expect("write config");
+    };
+    write_config(util::NODE);
+    let config_arg = config.display().to_string();
+    let d = Daemon::start_with(&["--config", &config_arg]);
+    assert!(
+        socket.exists(),
+        "the daemon listens on the configured socket"
+    );
+    let local = |args: &[&str]| {
+        let mut c = isolib();
+        c.args(args).args(["--config", &config_arg]);
+        run(c)
+    };
+
+    let port = util::origin(body());
+    let url = format!("http://127.0.0.1:{port}/conf.iso");
+    let r = local(&["download", &url, "--storage", "local"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        std::fs::read(iso_path(&d, "conf.iso")).expect("landed"),
+        body()
+    );
+    let r = local(&["ls"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stdout.contains("local:iso/conf.iso"), "{r:?}");
+
+    // The node name comes from the file too: one the daemon does not serve is refused by it.
+    write_config("othernode");
+    let r = local(&["ls"]);
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr.contains("hostname lookup 'othernode' failed"),
+        "{r:?}"
+    );
+
+    // A file that cannot be read is named.
+    let mut c = isolib();
+    c.args(["ls", "--config", "/nonexistent/isolib.toml"]);
+    let r = run(c);
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("unable to read config '/nonexistent/isolib.toml'"),
+        "{r:?}"
+    );
+}

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ClientError, root_cause};
+use crate::config::RawConfig;
 
 /// The packaged daemon's socket; the embedded default puts it into its state dir.
 pub const SYSTEM_SOCKET: &str = "/run/isolib/isolib.sock";
@@ -29,6 +30,9 @@ pub struct ConnectArgs {
     /// ./isolib-data/isolib.sock]
     #[arg(long, value_name = "PATH", conflicts_with = "daemon_url")]
     pub socket: Option<PathBuf>,
+    /// The local daemon's config file: its socket and node name are taken from it
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["socket", "daemon_url"])]
+    pub config: Option<PathBuf>,
     /// Daemon URL, e.g. https://host:8016 (instead of the local socket; needs a token)
     // Its own id: `download` has a positional URL too.
     #[arg(long = "url", id = "daemon_url", value_name = "URL")]
@@ -42,9 +46,9 @@ pub struct ConnectArgs {
     /// Don't verify the daemon's TLS certificate (--url)
     #[arg(long)]
     pub insecure: bool,
-    /// Node name in API paths
-    #[arg(long, default_value = "localhost")]
-    pub node: String,
+    /// Node name in API paths [default: the --config file's node, else localhost]
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 /// Where requests go, decided from the arguments before any I/O.
@@ -57,13 +61,16 @@ pub enum Target {
 impl Target {
     /// `env_token` is `$ISOLIB_TOKEN`; `system_socket_exists` says whether the packaged
     /// daemon's socket is there.
+    /// `daemon` is the `--config` file's content.
     pub fn resolve(
         args: &ConnectArgs,
+        daemon: Option<&RawConfig>,
         env_token: Option<String>,
         system_socket_exists: bool,
     ) -> Result<Target, ClientError> {
         let Some(url) = &args.url else {
-            let path = args.socket.clone().unwrap_or_else(|| {
+            let from_config = daemon.map(RawConfig::socket_path);
+            let path = args.socket.clone().or(from_config).unwrap_or_else(|| {
                 PathBuf::from(if system_socket_exists {
                     SYSTEM_SOCKET
                 } else {
@@ -165,8 +172,10 @@ pub struct Connection {
 
 impl Connection {
     pub fn open(args: &ConnectArgs) -> Result<Connection, ClientError> {
+        let daemon = args.config.as_deref().map(RawConfig::load).transpose()?;
         let target = Target::resolve(
             args,
+            daemon.as_ref(),
             std::env::var(TOKEN_ENV).ok(),
             Path::new(SYSTEM_SOCKET).exists(),
         )?;
@@ -212,7 +221,11 @@ impl Connection {
             http: builder.build().map_err(ClientError::Setup)?,
             base,
             auth,
-            node: args.node.clone(),
+            node: args
+                .node
+                .clone()
+                .or_else(|| daemon.and_then(|d| d.node))
+                .unwrap_or_else(|| "localhost".to_string()),
             shown,
         })
     }
@@ -346,20 +359,17 @@ mod tests {
     use super::*;
 
     fn args() -> ConnectArgs {
-        ConnectArgs {
-            node: "localhost".into(),
-            ..ConnectArgs::default()
-        }
+        ConnectArgs::default()
     }
 
     #[test]
     fn socket_default_depends_on_the_system_socket() {
         assert_eq!(
-            Target::resolve(&args(), None, true).unwrap(),
+            Target::resolve(&args(), None, None, true).unwrap(),
             Target::Socket(SYSTEM_SOCKET.into())
         );
         assert_eq!(
-            Target::resolve(&args(), Some("ignored".into()), false).unwrap(),
+            Target::resolve(&args(), None, Some("ignored".into()), false).unwrap(),
             Target::Socket(EMBEDDED_SOCKET.into())
         );
         let a = ConnectArgs {
@@ -367,7 +377,7 @@ mod tests {
             ..args()
         };
         assert_eq!(
-            Target::resolve(&a, None, true).unwrap(),
+            Target::resolve(&a, None, None, true).unwrap(),
             Target::Socket("/tmp/s.sock".into())
         );
     }
@@ -379,11 +389,11 @@ mod tests {
             ..args()
         };
         assert!(matches!(
-            Target::resolve(&a, None, false),
+            Target::resolve(&a, None, None, false),
             Err(ClientError::NoToken)
         ));
         assert_eq!(
-            Target::resolve(&a, Some("root@pam!ci=s-e-c".into()), false).unwrap(),
+            Target::resolve(&a, None, Some("root@pam!ci=s-e-c".into()), false).unwrap(),
             Target::Url {
                 base: "https://pve:8016/api2/json".into(),
                 auth: "PVEAPIToken=root@pam!ci=s-e-c".into()
@@ -395,7 +405,7 @@ mod tests {
             ..args()
         };
         assert_eq!(
-            Target::resolve(&a, Some("env@pam!y=2".into()), false).unwrap(),
+            Target::resolve(&a, None, Some("env@pam!y=2".into()), false).unwrap(),
             Target::Url {
                 base: "http://h/api2/json".into(),
                 auth: "PVEAPIToken=a@pve!x=1".into()
@@ -407,7 +417,7 @@ mod tests {
             ..args()
         };
         assert!(matches!(
-            Target::resolve(&a, None, false),
+            Target::resolve(&a, None, None, false),
             Err(ClientError::Url { .. })
         ));
     }

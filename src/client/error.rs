@@ -45,6 +45,8 @@ pub enum ClientError {
         path: PathBuf,
         source: reqwest::Error,
     },
+    #[error(transparent)]
+    DaemonConfig(#[from] crate::config::ConfigError),
     #[error("unable to set up the HTTP client: {0}")]
     Setup(#[source] reqwest::Error),
     #[error("unable to reach the daemon at {target}: {reason}")]
