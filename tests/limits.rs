@@ -189,6 +189,30 @@ fn request_bodies_over_max_body_size_get_501() {
     );
     assert_too_large(&unauthenticated);
     assert_eq!(version_with_headers(&d, "").status_line, "HTTP/1.1 200 OK");
+    // The method is looked up first: a path with no method is not implemented whatever its
+    // body (an upload is not told its file is too big), and still needs credentials.
+    let upload = |auth: &str| {
+        d.raw(
+            format!(
+                "POST /api2/json/nodes/{}/storage/local/upload HTTP/1.1\r\nHost: x\r\n{auth}\
+                 Content-Type: multipart/form-data; boundary=x\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                util::NODE,
+                64 * 1024 * 1024
+            )
+            .as_bytes(),
+        )
+    };
+    let r = upload(&format!(
+        "Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}\r\n"
+    ));
+    let text = format!(
+        "Method 'POST /nodes/{}/storage/local/upload' not implemented",
+        util::NODE
+    );
+    assert_eq!(r.status_line, format!("HTTP/1.1 501 {text}"), "{r:?}");
+    assert_eq!(r.json()["message"], text);
+    assert_eq!(upload("").status_line, "HTTP/1.1 401 No ticket");
     drop(d);
 
     let d = Daemon::start_with(&["--max-body-size", "4096"]);

@@ -16,12 +16,20 @@ const PVE_VERSION: &str = "9.2.0";
 const PVE_RELEASE: &str = "9.2";
 
 fn version_data() -> Value {
-    // repoid: PVE's is a 16-hex-digit commit id; ours names the isolib version instead.
     json!({
         "version": PVE_VERSION,
         "release": PVE_RELEASE,
-        "repoid": format!("isolib-{}", env!("CARGO_PKG_VERSION")),
+        "repoid": repoid(),
     })
+}
+
+/// PVE's repoid is a commit id and its schema says `[0-9a-fA-F]{8,64}`, which clients generated
+/// from the schema enforce. Ours is the first 16 hex digits of the sha256 of this build's name
+/// and version: the same for one release, different for the next.
+fn repoid() -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(concat!("isolib ", env!("CARGO_PKG_VERSION")));
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const NO_PARAMS: ObjectSchema = ObjectSchema {

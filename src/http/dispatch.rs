@@ -61,11 +61,6 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     {
         return format::plain_error(501, "chunked transfer encoding not supported");
     }
-    // Like PVE, before authentication: a body too large is refused while reading the head.
-    let max_body = state.config().max_body_size;
-    if content_length(req).is_some_and(|n| n > max_body as u64) {
-        return too_large();
-    }
 
     let access = match state.access() {
         Ok(a) => a,
@@ -78,6 +73,13 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         }
     };
     let route = router::find(ROUTES, method, &rel_path);
+    // Like PVE, before authentication: a body too large for a known method is refused while
+    // reading the head. PVE finds the method first, so an unknown one is still "not
+    // implemented" (its body is never read), and its multipart upload streams past the limit.
+    let max_body = state.config().max_body_size;
+    if route.is_some() && content_length(req).is_some_and(|n| n > max_body as u64) {
+        return too_large();
+    }
     // PVE lets a few URIs through without credentials (logging in); everything else is
     // authenticated before the route is even looked at.
     let public = route

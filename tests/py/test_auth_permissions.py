@@ -1,5 +1,7 @@
 """API-token authentication and the download-url permission matrix (pve-api.md §1.2, §5, §6)."""
 
+import re
+
 import pytest
 
 from conftest import SECRETS, TOKENS
@@ -78,6 +80,8 @@ def test_version_shape(shared_api):
     major, minor, patch = v["version"].split(".")[:3]
     assert major.isdigit() and minor.isdigit() and patch[0].isdigit(), v
     assert v["release"] == "%s.%s" % (major, minor)
+    # PVE's schema types repoid as [0-9a-fA-F]{8,64}; schema-generated clients reject anything else.
+    assert re.fullmatch(r"[0-9a-fA-F]{8,64}", v["repoid"]), v
 
 
 def test_401_keeps_status_on_extjs(shared_daemon):
