@@ -16,6 +16,7 @@
 //! - [`download`]: the engine: fetch, one pass of hash + decompress + write, content check,
 //!   fsync and atomic publication. It knows neither actix nor the API.
 //! - [`config`], [`state`], [`file_cache`]: settings and the shared handle.
+//! - [`redact`]: credentials in URLs are masked in every text the daemon shows.
 //! - [`cli`]: the `isolib` subcommands.
 //! - [`client`]: `isolib download`, `ls`, `tasks`, `rm`: a client of a running daemon, over its
 //!   Unix socket or HTTPS.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod download;
 pub mod file_cache;
 pub mod http;
+pub mod redact;
 pub mod schema;
 pub mod state;
 pub mod storage;

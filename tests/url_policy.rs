@@ -313,3 +313,88 @@ fn through_a_proxy_urls_are_judged_but_the_proxy_resolves_names() {
         ["GET http://mirror.example.invalid/p.iso HTTP/1.1"]
     );
 }
+
+/// An origin that answers every request with `body` and records each request's head.
+fn head_recording_origin(body: &'static [u8]) -> (u16, util::Lines) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = util::Lines::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let head = util::read_head(&mut conn);
+            log.lock().expect("lock").push(head);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut conn, answer.as_bytes());
+            let _ = std::io::Write::write_all(&mut conn, body);
+        }
+    });
+    (port, seen)
+}
+
+/// `http://user:secret@host/` is fetched with those credentials, and shown nowhere: not in the
+/// task's exit status (which every Sys.Audit holder lists), its log, or an API error.
+#[test]
+fn credentials_in_a_url_are_used_but_never_shown() {
+    let d = Daemon::start_with(&["--url-deny", "net:127.0.0.2/32"]);
+    let denied = "http://user:s3cr3t@127.0.0.2:9/x.iso";
+    assert_eq!(
+        download(&d, denied, "x.iso"),
+        "download failed: URL 'http://***@127.0.0.2:9/x.iso' is not allowed: address 127.0.0.2 is in denied network 127.0.0.2/32"
+    );
+    let r = metadata(&d, denied);
+    assert_eq!(
+        r.json()["message"],
+        "URL 'http://***@127.0.0.2:9/x.iso' is not allowed: address 127.0.0.2 is in denied network 127.0.0.2/32\n"
+    );
+    assert!(!r.status_line.contains("s3cr3t"), "{}", r.status_line);
+
+    let (port, seen) = head_recording_origin(b"iso bytes");
+    let upid = d.post_download(&format!(
+        "content=iso&filename=ok.iso&url={}",
+        encode(&format!("http://user:s3cr3t@127.0.0.1:{port}/ok.iso"))
+    ));
+    assert_eq!(d.wait(&upid), "OK");
+    assert_eq!(
+        std::fs::read(d.storage_path().join("template/iso/ok.iso")).expect("landed"),
+        b"iso bytes"
+    );
+    // Basic auth with user:s3cr3t, as wget sends it.
+    let heads = seen.lock().expect("lock").clone();
+    assert!(
+        heads.iter().any(
+            |h| h.contains("\r\nauthorization: Basic dXNlcjpzM2NyM3Q=\r\n")
+                || h.contains("\r\nAuthorization: Basic dXNlcjpzM2NyM3Q=\r\n")
+        ),
+        "{heads:?}"
+    );
+    let lines = d.log_lines(&upid);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(
+            format!(
+                "downloading http://***@127.0.0.1:{port}/ok.iso to {}",
+                d.storage_path().join("template/iso/ok.iso").display()
+            )
+            .as_str()
+        )
+    );
+
+    let tasks = d.get_json(&format!("/nodes/{NODE}/tasks?source=all&limit=100"));
+    let all = tasks.to_string();
+    assert!(all.contains("***@127.0.0.2:9"), "{all}");
+    for upid in tasks["data"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["upid"].as_str())
+    {
+        let log = d.log_lines(upid).join("\n");
+        assert!(!log.contains("s3cr3t"), "{log}");
+    }
+    assert!(!all.contains("s3cr3t"), "{all}");
+}

@@ -2,7 +2,8 @@
 //! carries the error text, PVE's response headers, and the bare 401 of the auth phase
 //! (spec/pve-api.md §5.4, §5.5). Nothing else in the crate builds a response.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -12,6 +13,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde_json::{Value, json};
 
 use crate::api::ApiError;
+use crate::redact;
 
 pub const CONTENT_TYPE_JSON: &str = "application/json;charset=UTF-8";
 
@@ -47,15 +49,20 @@ pub fn success(format: Format, data: Value, total: Option<u64>) -> HttpResponse 
 /// status inside; for json the status line and reason phrase carry it, because the Go client
 /// Packer pins reads only `resp.Status` (clients-and-plugin.md §B.1).
 pub fn error(format: Format, err: &ApiError) -> HttpResponse {
-    let mut body = json!({ "data": null, "message": err.message });
+    let message = redact::userinfo(&err.message);
+    let mut body = json!({ "data": null, "message": message });
     if let Some(errors) = &err.errors {
+        let errors: BTreeMap<&String, Cow<'_, str>> = errors
+            .iter()
+            .map(|(k, v)| (k, redact::userinfo(v)))
+            .collect();
         body["errors"] = json!(errors);
     }
     match format {
         Format::Json => {
             let status =
                 StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            json_response(status, Some(&err.message), &body)
+            json_response(status, Some(&message), &body)
         }
         Format::Extjs => {
             body["success"] = json!(0);

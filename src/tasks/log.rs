@@ -28,8 +28,9 @@ impl TaskLog {
     /// Appends one line. A log that cannot be written must not fail the transfer it describes.
     pub fn line(&self, text: &str) {
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let text = crate::redact::userinfo(text);
         let mut buf = String::with_capacity(text.len() + 1);
-        buf.push_str(text);
+        buf.push_str(&text);
         buf.push('\n');
         if let Err(e) = f.write_all(buf.as_bytes()) {
             tracing::warn!("unable to write task log: {e}");

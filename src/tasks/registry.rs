@@ -193,7 +193,7 @@ impl TaskRegistry {
             let result = AssertUnwindSafe(fut).catch_unwind().await;
             let status = match result {
                 Ok(Ok(())) => "OK".to_string(),
-                Ok(Err(text)) => squash(&text),
+                Ok(Err(text)) => squash(&crate::redact::userinfo(&text)),
                 Err(_) => "internal error: the task panicked".to_string(),
             };
             log.finish(&status);
