@@ -113,6 +113,15 @@ pub struct RawConfig {
     /// Bytes of one API request's body (POST, PUT) [default: 524288, as PVE]
     #[arg(long)]
     pub max_body_size: Option<usize>,
+    /// Seconds a client may take to send a request's head, and may stay silent while sending its body [default: 10]
+    #[arg(long)]
+    pub client_timeout: Option<f64>,
+    /// TCP connections open at once, from all clients; more are closed when accepted [default: 800, as PVE]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// TCP connections open at once from one client address [default: 64]
+    #[arg(long)]
+    pub max_connections_per_address: Option<usize>,
     /// Hours a partial download left by a crash is kept, so asking for it again resumes it [default: 24]
     #[arg(long)]
     pub partial_keep_hours: Option<f64>,
@@ -177,6 +186,11 @@ impl RawConfig {
             max_header_size: self.max_header_size.or(file.max_header_size),
             max_header_count: self.max_header_count.or(file.max_header_count),
             max_body_size: self.max_body_size.or(file.max_body_size),
+            client_timeout: self.client_timeout.or(file.client_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address),
             partial_keep_hours: self.partial_keep_hours.or(file.partial_keep_hours),
             partial_collect_interval: self
                 .partial_collect_interval
@@ -245,7 +259,20 @@ pub struct Config {
     pub headers: HeaderLimits,
     /// Bytes a request body may have; more gets PVE's 501.
     pub max_body_size: usize,
+    pub clients: ClientLimits,
     pub partials: Partials,
+}
+
+/// What one client may hold of the API listener, so that slow or many clients cannot stop it
+/// from answering others.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// To send a request's head, and the longest silence while sending its body.
+    pub timeout: Duration,
+    /// TCP connections open at once, in all; more are closed as they are accepted.
+    pub max_connections: usize,
+    /// The same for one client address.
+    pub max_per_address: usize,
 }
 
 /// What happens to partial downloads that no task owns (a crash left them behind).
@@ -313,11 +340,7 @@ pub const DEFAULT_STATE_DIR: &str = "isolib-data";
 impl Config {
     pub fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         let socket = absolute(&raw.socket_path())?;
-        let invalid = |key, value: &str, reason: &str| ConfigError::Invalid {
-            key,
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
+        let clients = client_limits(&raw)?;
         let node = raw.node.unwrap_or_else(short_hostname);
         if !NODE_NAME_RE.is_match(&node) {
             return Err(invalid(
@@ -501,6 +524,7 @@ impl Config {
             max_redirects: raw.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
             headers,
             max_body_size,
+            clients,
             partials,
         })
     }
@@ -524,6 +548,46 @@ impl Config {
             self.state_dir.display()
         )
     }
+}
+
+fn invalid(key: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn client_limits(raw: &RawConfig) -> Result<ClientLimits, ConfigError> {
+    let timeout = raw.client_timeout.unwrap_or(10.0);
+    if !(0.5..=3600.0).contains(&timeout) {
+        return Err(invalid(
+            "client-timeout",
+            &timeout.to_string(),
+            "expected 0.5 to 3600 seconds",
+        ));
+    }
+    let max_connections = raw.max_connections.unwrap_or(800);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(invalid(
+            "max-connections",
+            &max_connections.to_string(),
+            "expected 1 to 1000000",
+        ));
+    }
+    let max_per_address = raw.max_connections_per_address.unwrap_or(64);
+    if !(1..=max_connections).contains(&max_per_address) {
+        return Err(invalid(
+            "max-connections-per-address",
+            &max_per_address.to_string(),
+            &format!("expected 1 to max-connections ({max_connections})"),
+        ));
+    }
+    Ok(ClientLimits {
+        timeout: Duration::from_secs_f64(timeout),
+        max_connections,
+        max_per_address,
+    })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, ConfigError> {

@@ -409,3 +409,73 @@ fn bandwidth_limits_per_transfer_and_overall() {
         started.elapsed()
     );
 }
+
+/// `GET /version` with the superuser token, by curl from source address `from`.
+fn version_from(d: &Daemon, from: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "60", "--interface", from, "-H"])
+        .arg(format!(
+            "Authorization: PVEAPIToken={TOKEN_ID}={TOKEN_SECRET}"
+        ))
+        .arg(format!("http://127.0.0.1:{}/api2/json/version", d.port))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A client that opens many connections and sends half a body on each (on the unauthenticated
+/// login, as an attacker would) holds at most max-connections-per-address of them, each only
+/// until client-timeout, and a client at another address is answered all the while.
+#[test]
+fn slow_clients_cannot_stop_the_daemon() {
+    let d = Daemon::start_with(&[
+        "--client-timeout",
+        "3",
+        "--max-connections-per-address",
+        "20",
+    ]);
+    let partial = "POST /api2/json/access/ticket HTTP/1.1\r\nHost: x\r\n\
+                   Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n\
+                   username=root%40pam&password=";
+    let mut held: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+            // A connection closed on accept may refuse the write; that is its answer too.
+            let _ = s.write_all(partial.as_bytes());
+            s
+        })
+        .collect();
+
+    let answer = version_from(&d, "127.0.0.2");
+    assert!(
+        answer.contains("\"repoid\""),
+        "another address is answered: {answer:?}"
+    );
+
+    // Each connection ends: the 20 admitted with a 408 once they have been silent for
+    // client-timeout, the 40 over the cap with nothing at all.
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(s, &mut buf);
+        let first = String::from_utf8_lossy(&buf)
+            .lines()
+            .next()
+            .unwrap_or("(closed)")
+            .to_string();
+        *answers.entry(first).or_default() += 1;
+    }
+    assert_eq!(
+        answers,
+        [
+            ("(closed)".to_string(), 40),
+            ("HTTP/1.1 408 timeout reading request body".to_string(), 20)
+        ]
+        .into()
+    );
+    // With them gone, the address is served again.
+    let answer = version_from(&d, "127.0.0.1");
+    assert!(answer.contains("\"repoid\""), "{answer:?}");
+}

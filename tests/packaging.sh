@@ -212,6 +212,8 @@ check "the unit leaves storage paths writable (no ProtectSystem=strict, ReadWrit
     storage_paths_writable
 check "the unit is hardened (ProtectSystem=full, NoNewPrivileges, a capability bounding set)" bash -c \
     "grep -qx ProtectSystem=full '$UNIT_IN_DEB' && grep -qx NoNewPrivileges=yes '$UNIT_IN_DEB' && grep -q '^CapabilityBoundingSet=' '$UNIT_IN_DEB'"
+check "the unit raises the descriptor limit above max-connections" \
+    grep -qx "LimitNOFILE=65536" "$UNIT_IN_DEB"
 check "the unit has /run/isolib and /var/lib/isolib" bash -c \
     "grep -qx RuntimeDirectory=isolib '$UNIT_IN_DEB' && grep -qx StateDirectory=isolib '$UNIT_IN_DEB'"
 

@@ -104,7 +104,7 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         Ok(t) => t,
         Err(e) => return format::error(fmt, &e),
     };
-    let body = match read_body(payload, max_body).await {
+    let body = match read_body(payload, max_body, state.config().clients.timeout).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -305,10 +305,23 @@ fn too_large() -> HttpResponse {
 }
 
 /// Reads the body, which the announced length already allowed; a body that grows past `limit`
-/// anyway (a lying or missing length) is refused as too large as well.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HttpResponse> {
+/// anyway (a lying or missing length) is refused as too large as well. A client silent for
+/// `idle` (client-timeout) is dropped, as PVE drops idle clients: otherwise a partial body
+/// holds its connection for ever.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<Vec<u8>, HttpResponse> {
     let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, payload.next()).await else {
+            let mut resp = format::plain_error(408, "timeout reading request body");
+            resp.head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+            return Err(resp);
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk
             .map_err(|e| format::plain_error(400, &format!("unable to read request body: {e}")))?;
         if body.len() + chunk.len() > limit {

@@ -1,6 +1,7 @@
 //! actix glue: one catch-all service that hands every request to [`dispatch`], the listener
 //! with TLS, and a graceful stop that lets running tasks write their final line.
 
+mod conn_limit;
 mod dispatch;
 pub mod format;
 mod local_socket;
@@ -36,12 +37,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn serve(state: AppState) -> Result<(), ServeError> {
     let cfg = state.config().clone();
     let data = web::Data::new(state.clone());
+    let conn_limits = conn_limit::ConnLimits::new(cfg.clients);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .default_service(web::to(dispatch::handle))
     })
-    .on_connect(local_socket::on_connect)
+    .on_connect(move |io, ext| {
+        local_socket::on_connect(io, ext);
+        conn_limits.on_connect(io, ext);
+    })
+    .client_request_timeout(cfg.clients.timeout)
     .shutdown_timeout(5);
     let bind_err = |source| ServeError::Bind {
         addr: cfg.listen,
