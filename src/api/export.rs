@@ -139,6 +139,9 @@ fn parse_returns(text: &str) -> Option<Value> {
     if text == "string" {
         return Some(json!({"type": "string"}));
     }
+    if text == "object" {
+        return Some(json!({"type": "object"}));
+    }
     if let Some(what) = text
         .strip_prefix("string (")
         .and_then(|t| t.strip_suffix(')'))

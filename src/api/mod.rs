@@ -9,6 +9,7 @@ pub mod export;
 mod nodes;
 pub mod router;
 mod storage;
+mod storage_config;
 mod tasks;
 pub mod types;
 
@@ -25,6 +26,8 @@ pub static ROUTES: &[&ApiMethod] = &[
     &nodes::INDEX,
     &nodes::NODE_VERSION,
     &nodes::QUERY_URL_METADATA,
+    &storage_config::LIST,
+    &storage_config::READ,
     &storage::LIST,
     &storage::INDEX,
     &storage::STATUS,

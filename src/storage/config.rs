@@ -25,12 +25,16 @@ use super::values::{check_value, is_perl_space, perl_true, split_list};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageConfig {
     pub storages: Vec<Storage>,
+    /// SHA-1 of the file's bytes in hex, as SectionConfig's `digest`.
+    pub digest: String,
 }
 
 impl StorageConfig {
     /// Parses storage.cfg text the way PVE does (see the module docs).
     pub fn parse(text: &str) -> StorageConfig {
-        parse_named(text, "storage.cfg")
+        let mut config = parse_named(text, "storage.cfg");
+        config.digest = sha1_hex(text.as_bytes());
+        config
     }
 
     /// Reads and parses a storage.cfg file.
@@ -39,10 +43,12 @@ impl StorageConfig {
             path: path.display().to_string(),
             reason: errno_text(&err),
         })?;
-        Ok(parse_named(
+        let mut config = parse_named(
             &String::from_utf8_lossy(&bytes),
             &path.display().to_string(),
-        ))
+        );
+        config.digest = sha1_hex(&bytes);
+        Ok(config)
     }
 
     /// `load`, plus what a PVE node adds (see [`Self::apply_node_local_rule`]).
@@ -83,6 +89,14 @@ impl StorageConfig {
             local.nodes = None;
         }
     }
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `^(\S+):\s*(\S+)\s*$` with Perl's ASCII `\s`.
@@ -241,6 +255,7 @@ impl Section {
             self.values
                 .insert("path".to_owned(), format!("/mnt/pve/{id}"));
         }
+        storage.properties = self.values.clone();
         if let Some(content) = self.values.remove("content") {
             storage.content = decode_content(def, &content)?;
         }

@@ -11,6 +11,7 @@
 //! - `filename`, `ext`: download-url/upload names; `list`, `volume`: volumes.
 
 mod activate;
+mod api_config;
 mod config;
 mod error;
 mod ext;
@@ -30,5 +31,6 @@ pub use filename::{DownloadTarget, check_download_filename, normalize_content_fi
 pub use ids::{is_valid_storage_id, parse_volume_id};
 pub use list::ContentItem;
 pub use model::{DOWNLOAD_CONTENT, Storage};
+pub use plugins::TYPE_NAMES;
 pub use status::StorageStatus;
 pub use volume::{VolumeName, parse_volname};

@@ -35,6 +35,9 @@ pub struct Storage {
     pub create_base_path: bool,
     /// Every other accepted property, as written (`server`, `export`, `prune-backups`, ...).
     pub options: BTreeMap<String, String>,
+    /// Every property of the section as checked (booleans as `0`/`1`), before the fields
+    /// above were taken from it: what PVE's storage configuration API shows.
+    pub properties: BTreeMap<String, String>,
 }
 
 impl Storage {
@@ -62,6 +65,7 @@ impl Storage {
             create_subdirs: true,
             create_base_path: true,
             options: BTreeMap::new(),
+            properties: BTreeMap::new(),
         }
     }
 

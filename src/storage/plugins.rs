@@ -274,6 +274,25 @@ const SHARED_TYPES: &[&str] = &[
     "pbs",
 ];
 
+/// The names of the types in [`TYPES`], in order: the enumeration of `GET /storage`'s `type`.
+pub const TYPE_NAMES: &[&str] = &[
+    "dir",
+    "isolib",
+    "nfs",
+    "cifs",
+    "cephfs",
+    "btrfs",
+    "lvm",
+    "lvmthin",
+    "zfspool",
+    "zfs",
+    "rbd",
+    "iscsi",
+    "iscsidirect",
+    "pbs",
+    "esxi",
+];
+
 /// The definition of a known type.
 pub(crate) fn lookup(kind: &str) -> Option<&'static TypeDef> {
     TYPES.iter().find(|def| def.name == kind)
@@ -342,6 +361,12 @@ mod tests {
             .map(|d| d.name)
             .collect();
         assert_eq!(mnt, ["nfs", "cifs", "cephfs"]);
+    }
+
+    #[test]
+    fn type_names_match_the_table() {
+        let names: Vec<_> = TYPES.iter().map(|d| d.name).collect();
+        assert_eq!(names, TYPE_NAMES);
     }
 
     #[test]

@@ -1,0 +1,99 @@
+//! `/storage` and `/storage/{storage}`: the storage configuration index and one storage's
+//! configuration (pve-storage `API2/Storage/Config.pm` index and read). Ansible's
+//! `proxmox_storage_info` reads these.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::types::{STORAGE_PROP, opt};
+use super::{ApiError, from_params};
+use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+use crate::storage::TYPE_NAMES;
+
+static STORAGE_TYPE: Schema = Schema::String(StringSchema {
+    enumeration: Some(TYPE_NAMES),
+    ..StringSchema::new()
+});
+
+static LIST_PARAMS: [Property; 1] = [opt(
+    "type",
+    "Only list storage of specific type",
+    &STORAGE_TYPE,
+)];
+
+pub static LIST: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/storage",
+    description: "Storage index.",
+    parameters: &ObjectSchema {
+        properties: &LIST_PARAMS,
+        additional_properties: false,
+    },
+    returns: "array of {storage}",
+    // PVE's `user => 'all'`: each entry is filtered by the caller's privileges.
+    access: Access::Authenticated,
+    allow_token: true,
+    handler: |ctx, p| Box::pin(list(ctx, p)),
+};
+
+#[derive(Deserialize)]
+struct ListArgs {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: ListArgs = from_params(params)?;
+    let cfg = ctx.state.storage_config()?;
+    // PVE's storage_ids: sorted by ID.
+    let mut storages: Vec<_> = cfg.storages.iter().collect();
+    storages.sort_by(|a, b| a.id.cmp(&b.id));
+    let items: Vec<Value> = storages
+        .into_iter()
+        .filter(|s| {
+            ctx.has(
+                &format!("/storage/{}", s.id),
+                &["Datastore.Audit", "Datastore.AllocateSpace"],
+                true,
+            )
+        })
+        .filter(|s| args.kind.as_ref().is_none_or(|k| *k == s.kind))
+        .map(|s| s.api_config(&cfg.digest))
+        .collect();
+    Ok(Reply::Data(Value::Array(items)))
+}
+
+static READ_PARAMS: [Property; 1] = [STORAGE_PROP];
+
+pub static READ: ApiMethod = ApiMethod {
+    method: "GET",
+    path: "/storage/{storage}",
+    description: "Read storage configuration.",
+    parameters: &ObjectSchema {
+        properties: &READ_PARAMS,
+        additional_properties: false,
+    },
+    returns: "object",
+    access: Access::Perm {
+        path: "/storage/{storage}",
+        privs: &["Datastore.Allocate"],
+        any: false,
+    },
+    allow_token: true,
+    handler: |ctx, p| Box::pin(read(ctx, p)),
+};
+
+#[derive(Deserialize)]
+struct ReadArgs {
+    storage: String,
+}
+
+async fn read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: ReadArgs = from_params(params)?;
+    let cfg = ctx.state.storage_config()?;
+    let storage = cfg
+        .get(&args.storage)
+        .ok_or_else(|| ApiError::server(format!("storage '{}' does not exist", args.storage)))?;
+    Ok(Reply::Data(storage.api_config(&cfg.digest)))
+}
