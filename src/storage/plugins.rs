@@ -332,21 +332,10 @@ mod tests {
 
     #[test]
     fn file_types_and_paths() {
-        for kind in ["dir", "isolib", "nfs", "cifs", "cephfs", "btrfs"] {
-            assert!(lookup(kind).is_some_and(|d| d.mount.is_some()), "{kind}");
-        }
-        for kind in [
-            "lvm",
-            "lvmthin",
-            "zfspool",
-            "zfs",
-            "rbd",
-            "iscsi",
-            "iscsidirect",
-            "pbs",
-            "esxi",
-        ] {
-            assert!(lookup(kind).is_some_and(|d| d.mount.is_none()), "{kind}");
+        const FILE_TYPES: [&str; 6] = ["dir", "isolib", "nfs", "cifs", "cephfs", "btrfs"];
+        for kind in TYPE_NAMES {
+            let def = lookup(kind).expect(kind);
+            assert_eq!(def.mount.is_some(), FILE_TYPES.contains(kind), "{kind}");
         }
         assert!(lookup("glusterfs").is_none());
         let strict: Vec<_> = TYPES
