@@ -10,10 +10,8 @@ use serde::Deserialize;
 
 use crate::auth::{KeyPaths, LoginSettings};
 use crate::download::{DEFAULT_MAX_REDIRECTS, Limits, RetryPolicy, Rule, UrlPolicy};
-use crate::schema::Pattern;
+use crate::pve::ids::is_valid_node_name;
 use crate::tasks::Retention;
-
-pub static NODE_NAME_RE: Pattern = Pattern::new(r"^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$");
 
 /// What the user typed, in the file or on the command line.
 #[derive(Debug, Default, Clone, Deserialize, clap::Args)]
@@ -342,7 +340,7 @@ impl Config {
         let socket = absolute(&raw.socket_path())?;
         let clients = client_limits(&raw)?;
         let node = raw.node.unwrap_or_else(short_hostname);
-        if !NODE_NAME_RE.is_match(&node) {
+        if !is_valid_node_name(&node) {
             return Err(invalid(
                 "node",
                 &node,

@@ -5,6 +5,8 @@
 //!
 //! A request flows down this list and never back up:
 //!
+//! - [`pve`]: PVE's grammars (IDs, content types, compressions) and the Perl semantics PVE relies on,
+//!   each once; every other module takes them from here.
 //! - [`http`]: actix glue. `dispatch` runs PVE's order (URI, auth, route, params, permission,
 //!   node, validation, handler); `format` alone knows envelopes, reason phrases and headers.
 //! - [`auth`]: API tokens, tickets and CSRF tokens, passwords (shadow.cfg, PAM), users, groups,
@@ -29,6 +31,7 @@ pub mod config;
 pub mod download;
 pub mod file_cache;
 pub mod http;
+pub mod pve;
 pub mod redact;
 pub mod schema;
 pub mod state;

@@ -10,8 +10,8 @@ use super::router::{Access, ApiMethod, Ctx, Params, Reply};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
+use crate::pve::ids::parse_volume_id;
 use crate::schema::{ObjectSchema, Property, Schema};
-use crate::storage::parse_volume_id;
 
 static LIST_PARAMS: [Property; 4] = [
     NODE_PROP,

@@ -9,15 +9,14 @@ use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan, LogSink};
+use crate::pve::content::DOWNLOAD_CONTENT;
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
-use crate::storage::{
-    DOWNLOAD_CONTENT, DownloadTarget, check_download_filename, normalize_content_filename,
-};
+use crate::storage::{DownloadTarget, check_download_filename, normalize_content_filename};
 use crate::tasks::TaskLog;
 
 static CONTENT: Schema = Schema::String(StringSchema {
     format: Some(&types::CONTENT_FORMAT),
-    enumeration: Some(&DOWNLOAD_CONTENT),
+    enumeration: Some(DOWNLOAD_CONTENT),
     ..StringSchema::new()
 });
 static FILENAME: Schema = Schema::String(StringSchema {

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::router::{Access, ApiMethod, Ctx, Params, Reply};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt};
 use super::{ApiError, from_params};
+use crate::pve::perl::split_list;
 use crate::schema::{ObjectSchema, Property};
 use crate::storage::{Storage, StorageConfig};
 
@@ -102,10 +103,7 @@ fn status_item(s: &Storage, with_id: bool) -> Value {
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;
     let cfg = ctx.state.storage_config()?;
-    let wanted: Option<Vec<&str>> = args
-        .content
-        .as_deref()
-        .map(|c| c.split([',', ' ', ';']).filter(|s| !s.is_empty()).collect());
+    let wanted: Option<Vec<&str>> = args.content.as_deref().map(split_list);
     let items: Vec<Value> = cfg
         .storages
         .iter()

@@ -1,6 +1,7 @@
 //! `/nodes/{node}/tasks[/{upid}[/log|/status]]`: list, index, status, log and stop
 //! (pve-manager `API2/Tasks.pm`, spec/pve-api.md §4.3-4.7).
 
+use crate::pve::perl::split_list;
 use std::io::Write;
 use std::time::Duration;
 
@@ -133,12 +134,10 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;
     let audit = ctx.has(&format!("/nodes/{}", ctx.node()), &["Sys.Audit"], false);
     let errors_only = args.errors == Some(true);
-    let statuses: Option<Vec<String>> = args.statusfilter.filter(|_| !errors_only).map(|s| {
-        s.split([',', ' ', ';'])
-            .filter(|x| !x.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    });
+    let statuses: Option<Vec<String>> = args
+        .statusfilter
+        .filter(|_| !errors_only)
+        .map(|s| split_list(&s).into_iter().map(str::to_lowercase).collect());
     let userfilter = args.userfilter.map(|u| u.to_lowercase());
     let want = |e: &TaskEntry| -> bool {
         let u = &e.upid;

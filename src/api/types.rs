@@ -1,15 +1,15 @@
 //! Named schemas shared by the endpoints, with PVE's patterns, formats and texts
 //! (pve-common `JSONSchema.pm` formats; spec/pve-api.md §1.1).
 
-use crate::config::NODE_NAME_RE;
 use crate::download::Algorithm;
+use crate::pve::content::CONTENT_TYPES;
+use crate::pve::ids::{is_valid_node_name, storage_id_error};
 use crate::schema::{Format, Pattern, Property, Schema, StringSchema};
-use crate::storage::is_valid_storage_id;
 
 pub static NODE_FORMAT: Format = Format {
     name: "pve-node",
     verify: |v| {
-        if NODE_NAME_RE.is_match(v) {
+        if is_valid_node_name(v) {
             Ok(())
         } else {
             Err("value does not look like a valid node name\n".into())
@@ -19,22 +19,11 @@ pub static NODE_FORMAT: Format = Format {
 
 pub static STORAGE_ID_FORMAT: Format = Format {
     name: "pve-storage-id",
-    verify: |v| {
-        if v.chars().count() < 2 {
-            Err(format!(
-                "storage ID '{v}' cannot be shorter than 2 characters\n"
-            ))
-        } else if !is_valid_storage_id(v) {
-            Err(format!("storage ID '{v}' contains illegal characters\n"))
-        } else {
-            Ok(())
-        }
+    verify: |v| match storage_id_error(v) {
+        Some(e) => Err(format!("{e}\n")),
+        None => Ok(()),
     },
 };
-
-pub const CONTENT_TYPES: &[&str] = &[
-    "images", "rootdir", "vztmpl", "iso", "backup", "snippets", "none", "import",
-];
 
 pub static CONTENT_FORMAT: Format = Format {
     name: "pve-storage-content",

@@ -1,11 +1,5 @@
-//! The few pieces of Perl semantics that user.cfg parsing depends on, kept in one place so the
-//! parser reads like the data it handles (acl:`AccessControl.pm` parse_user_config,
-//! common:`Tools.pm` split_list).
-
-/// Perl truth for a config field: only `""` and `"0"` are false (`"00"` is true).
-pub(crate) fn truthy(field: &str) -> bool {
-    !(field.is_empty() || field == "0")
-}
+//! The field grammar of user.cfg lines (acl:`AccessControl.pm` parse_user_config): fields, expiry
+//! and simple names.
 
 /// `split(/:/, $line)` with each field trimmed. Perl's split drops trailing empty fields, so
 /// a line ending in `:` has no empty last field.
@@ -17,17 +11,11 @@ pub(crate) fn split_fields(line: &str) -> Vec<&str> {
     fields
 }
 
-/// PVE's split_list: items separated by commas, semicolons or whitespace.
-pub(crate) fn split_list(list: &str) -> impl Iterator<Item = &str> {
-    list.split(|c: char| c == ',' || c == ';' || c.is_ascii_whitespace())
-        .filter(|item| !item.is_empty())
-}
-
 /// An `expire` field: empty or `0` means never, otherwise decimal epoch seconds. `None` for
 /// anything else, which makes PVE skip the whole line. A number too large for `i64` is
 /// clamped: it lies far beyond any `now`.
 pub(crate) fn parse_expire(field: &str) -> Option<i64> {
-    if !truthy(field) {
+    if !crate::pve::perl::truthy(field) {
         return Some(0);
     }
     if !field.bytes().all(|b| b.is_ascii_digit()) {
@@ -55,25 +43,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn perl_truth() {
-        assert!(!truthy(""));
-        assert!(!truthy("0"));
-        assert!(truthy("1"));
-        assert!(truthy("00"));
-        assert!(truthy("yes"));
-    }
-
-    #[test]
     fn fields_are_trimmed_and_trailing_empties_dropped() {
         assert_eq!(split_fields("user: a@pve :1::"), ["user", "a@pve", "1"]);
         assert_eq!(split_fields("acl:1:/::x:"), ["acl", "1", "/", "", "x"]);
-    }
-
-    #[test]
-    fn lists_split_on_comma_semicolon_and_space() {
-        let items: Vec<&str> = split_list("a@pve, b@pve;c@pve  d@pve,,").collect();
-        assert_eq!(items, ["a@pve", "b@pve", "c@pve", "d@pve"]);
-        assert_eq!(split_list("").count(), 0);
     }
 
     #[test]

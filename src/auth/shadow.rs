@@ -11,6 +11,7 @@
 //! New hashes are written like common:`Tools.pm` encrypt_pw: `$5$<8 salt chars>$<hash>` with
 //! the default 5000 rounds, the salt being base64 characters with `+` replaced by `X`.
 
+use crate::pve::perl;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -62,7 +63,7 @@ impl ShadowConfig {
     pub fn parse(raw: &str) -> Self {
         let mut users = HashMap::new();
         for (index, line) in raw.lines().enumerate() {
-            let line = line.trim_matches(is_perl_space);
+            let line = line.trim_matches(perl::is_space);
             if line.is_empty() {
                 continue;
             }
@@ -145,7 +146,7 @@ pub fn hash_password(password: &str) -> Result<String, ShadowError> {
 /// and replaces the file atomically (mode 0600). Two writers at once lose one update, as the
 /// file has no lock of its own: PVE serialises through pmxcfs, callers here must serialise too.
 pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), ShadowError> {
-    if user.is_empty() || user.contains(':') || user.contains(is_perl_space) {
+    if user.is_empty() || user.contains(':') || user.contains(perl::is_space) {
         return Err(ShadowError::InvalidUser(user.to_string()));
     }
     let raw = match std::fs::read_to_string(path) {
@@ -162,7 +163,7 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Shado
     let mut out = String::with_capacity(raw.len() + new_line.len() + 1);
     let mut replaced = false;
     for line in raw.lines() {
-        let is_user = entry(line.trim_matches(is_perl_space)).is_some_and(|(u, _)| u == user);
+        let is_user = entry(line.trim_matches(perl::is_space)).is_some_and(|(u, _)| u == user);
         if !is_user {
             out.push_str(line);
             out.push('\n');
@@ -181,14 +182,10 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Shado
     Ok(())
 }
 
-fn is_perl_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
-}
-
 /// `^\S+:\S+:$` on a trimmed line, then the first two fields of `split(/:/)`.
 fn entry(line: &str) -> Option<(&str, &str)> {
     let body = line.strip_suffix(':')?;
-    if body.contains(is_perl_space) {
+    if body.contains(perl::is_space) {
         return None;
     }
     // Some ':' must have non-empty text on both sides.

@@ -16,6 +16,7 @@
 //! ("secret data"); they never verify here, and a ticket whose data has one of PVE's TFA
 //! prefixes is refused with [`TicketError::TfaPending`].
 
+use crate::pve::perl;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::sign::{Signer, Verifier};
@@ -167,19 +168,14 @@ struct ParsedTicket {
     signature: Vec<u8>,
 }
 
-/// Perl's `\s` (ASCII, including vertical tab).
-fn is_perl_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
-}
-
 /// `^(PVE:\S+)::([^:\s]+)$`, then `^PVE:(?:(\S+):)?([A-Z0-9]{8})$` on the first group.
 fn parse(ticket: &str) -> Option<ParsedTicket> {
     let (plain, signature) = ticket.rsplit_once("::")?;
-    if signature.is_empty() || signature.contains(':') || signature.contains(is_perl_space) {
+    if signature.is_empty() || signature.contains(':') || signature.contains(perl::is_space) {
         return None;
     }
     let rest = plain.strip_prefix(PREFIX)?.strip_prefix(':')?;
-    if rest.is_empty() || rest.contains(is_perl_space) {
+    if rest.is_empty() || rest.contains(perl::is_space) {
         return None;
     }
     let split = rest.len().checked_sub(8)?;

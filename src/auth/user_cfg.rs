@@ -26,9 +26,11 @@ use tracing::warn;
 
 use super::acl::{AclNode, Member};
 use super::authid::{ROOT_USER, split_tokenid, verify_username};
-use super::fields::{is_simple_name, parse_expire, split_fields, split_list, truthy};
+use super::fields::{is_simple_name, parse_expire, split_fields};
 use super::path::normalize_path;
 use super::privs::{BUILTIN_ROLES, builtin_role_privileges, is_valid_privilege};
+use crate::pve::ids::is_valid_storage_id;
+use crate::pve::perl::{split_list, truthy};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct User {
@@ -254,7 +256,7 @@ impl UserConfig {
             entry.vms.insert(vmid);
         }
         for storage in split_list(storages) {
-            if !is_storage_id(storage) {
+            if !is_valid_storage_id(storage) {
                 warn!("user config - ignore invalid storage '{storage}' in pool '{pool}'");
                 continue;
             }
@@ -282,22 +284,6 @@ impl User {
 fn is_pool_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('/').collect();
     parts.len() <= 3 && parts.iter().all(|p| is_simple_name(p))
-}
-
-/// Storage ids as PVE checks them inside a pool line: `[a-z][a-z0-9\-\_\.]*[a-z0-9]`,
-/// case-insensitive.
-fn is_storage_id(id: &str) -> bool {
-    let bytes = id.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) if bytes.len() >= 2 => {
-            first.is_ascii_alphabetic()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -460,10 +446,10 @@ role:Later:VM.Audit:
         assert!(is_pool_name("a/b/c"));
         assert!(!is_pool_name("a/b/c/d"));
         assert!(!is_pool_name("a//b"));
-        assert!(is_storage_id("local-lvm"));
-        assert!(is_storage_id("NFS.1"));
-        assert!(!is_storage_id("x"));
-        assert!(!is_storage_id("1abc"));
-        assert!(!is_storage_id("abc-"));
+        assert!(is_valid_storage_id("local-lvm"));
+        assert!(is_valid_storage_id("NFS.1"));
+        assert!(!is_valid_storage_id("x"));
+        assert!(!is_valid_storage_id("1abc"));
+        assert!(!is_valid_storage_id("abc-"));
     }
 }

@@ -5,54 +5,28 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Content types download-url accepts (spec §1.1).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Content {
-    Iso,
-    Vztmpl,
-    Import,
-}
+use crate::pve::ids::parse_volume_id;
 
-impl Content {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Content::Iso => "iso",
-            Content::Vztmpl => "vztmpl",
-            Content::Import => "import",
-        }
+pub use crate::pve::content::{Compression, DownloadContent as Content};
+
+// clap's value parser for both, by their API names.
+impl clap::ValueEnum for Content {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Content::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 
-/// Compressions PVE can undo for iso downloads (spec §1.5), plus the daemon's own `xz`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    Gz,
-    Lzo,
-    Zst,
-    Bz2,
-    Xz,
-}
-
-impl Compression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Gz => "gz",
-            Compression::Lzo => "lzo",
-            Compression::Zst => "zst",
-            Compression::Bz2 => "bz2",
-            Compression::Xz => "xz",
-        }
+impl clap::ValueEnum for Compression {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Compression::ALL
     }
 
-    fn from_ext(ext: &str) -> Option<Compression> {
-        match ext.to_ascii_lowercase().as_str() {
-            "gz" => Some(Compression::Gz),
-            "lzo" => Some(Compression::Lzo),
-            "zst" => Some(Compression::Zst),
-            "bz2" => Some(Compression::Bz2),
-            "xz" => Some(Compression::Xz),
-            _ => None,
-        }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 
@@ -134,15 +108,9 @@ impl FromStr for Volid {
     type Err = ParamError;
 
     fn from_str(s: &str) -> Result<Volid, ParamError> {
-        let bad = || ParamError::Volid(s.to_string());
-        let (storage, volname) = s.split_once(':').ok_or_else(bad)?;
-        if !is_storage_id(storage) || volname.is_empty() {
-            return Err(bad());
-        }
-        Ok(Volid {
-            storage: storage.to_string(),
-            volname: volname.to_string(),
-        })
+        let (storage, volname) =
+            parse_volume_id(s).ok_or_else(|| ParamError::Volid(s.to_string()))?;
+        Ok(Volid { storage, volname })
     }
 }
 
@@ -150,18 +118,6 @@ impl fmt::Display for Volid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.storage, self.volname)
     }
-}
-
-fn is_storage_id(s: &str) -> bool {
-    let b = s.as_bytes();
-    let (Some(first), Some(last)) = (b.first(), b.last()) else {
-        return false;
-    };
-    b.len() >= 2
-        && first.is_ascii_alphabetic()
-        && last.is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// The last path segment of `url` without query or fragment, as query-url-metadata derives it

@@ -7,39 +7,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    Gz,
-    Lzo,
-    Zst,
-    Bz2,
-    Xz,
-}
-
-impl Compression {
-    pub fn parse(name: &str) -> Option<Compression> {
-        Some(match name {
-            "gz" => Compression::Gz,
-            "lzo" => Compression::Lzo,
-            "zst" => Compression::Zst,
-            "bz2" => Compression::Bz2,
-            "xz" => Compression::Xz,
-            _ => return None,
-        })
-    }
-
-    /// The command PVE would run; error texts keep its shape
-    /// (`command '<cmd> <file>' failed: ...`).
-    pub fn pve_command(self) -> &'static str {
-        match self {
-            Compression::Gz => "zcat",
-            Compression::Lzo => "lzop -d -c",
-            Compression::Zst => "zstd -q -d -c",
-            Compression::Bz2 => "bzcat -q",
-            Compression::Xz => "xzcat",
-        }
-    }
-}
+pub use crate::pve::content::Compression;
+use crate::pve::run_command::exit_failure;
 
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -131,11 +100,12 @@ impl Output {
                 if !out.status.success() {
                     let err = String::from_utf8_lossy(&out.stderr);
                     let last = err.lines().last().unwrap_or_default().trim().to_string();
-                    return Err(io::Error::other(match out.status.code() {
-                        Some(c) if last.is_empty() => format!("exit code {c}"),
-                        _ if !last.is_empty() => last,
-                        _ => "terminated by signal".to_string(),
-                    }));
+                    // Its last complaint, else run_command's words for how it ended.
+                    let reason = match exit_failure(out.status) {
+                        Some(how) if last.is_empty() => how,
+                        _ => last,
+                    };
+                    return Err(io::Error::other(reason));
                 }
                 Ok(file)
             }

@@ -10,10 +10,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::error::{StorageError, errno_text};
+use super::error::StorageError;
 use super::model::Storage;
 use super::mounts::{expected_mountpoint, network_mounted, path_is_mounted, read_mounts};
 use super::plugins::{Mount, VTYPES_SORTED};
+use crate::pve::perl::errno_text;
 
 impl Storage {
     /// activate_storage. Storages without a path have nothing to activate here.

@@ -14,12 +14,14 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::error::{StorageError, errno_text};
+use super::error::StorageError;
 use super::ext;
-use super::ids::{is_valid_node_name, storage_id_error};
 use super::model::Storage;
 use super::plugins::{self, TypeDef};
-use super::values::{check_value, is_perl_space, perl_true, split_list};
+use super::values::check_value;
+use crate::pve::ids::{is_valid_node_name, storage_id_error};
+use crate::pve::perl::errno_text;
+use crate::pve::perl::{self, split_list};
 
 /// All storages of one storage.cfg, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,15 +108,15 @@ static HEADER: LazyLock<Option<Regex>> = LazyLock::new(|| {
 
 /// A property line, `^\s+(\S+)(\s+(.*\S))?\s*$`: key and optional value.
 fn property_line(line: &str) -> Option<(&str, Option<&str>)> {
-    if !line.starts_with(is_perl_space) {
+    if !line.starts_with(perl::is_space) {
         return None;
     }
-    let line = line.trim_matches(is_perl_space);
+    let line = line.trim_matches(perl::is_space);
     if line.is_empty() {
         return None;
     }
-    match line.split_once(is_perl_space) {
-        Some((key, value)) => Some((key, Some(value.trim_start_matches(is_perl_space)))),
+    match line.split_once(perl::is_space) {
+        Some((key, value)) => Some((key, Some(value.trim_start_matches(perl::is_space)))),
         None => Some((line, None)),
     }
 }
@@ -126,7 +128,7 @@ fn is_blank(line: &str) -> bool {
 }
 
 fn is_comment(line: &str) -> bool {
-    line.trim_start_matches(is_perl_space).starts_with('#')
+    line.trim_start_matches(perl::is_space).starts_with('#')
 }
 
 /// A line cursor that skips comments and counts lines like SectionConfig's `$nextline`.
@@ -250,7 +252,7 @@ impl Section {
         let def = self.def;
         let file_type = def.filter(|d| d.mount.is_some());
 
-        let has_path = self.values.get("path").is_some_and(|p| perl_true(p));
+        let has_path = self.values.get("path").is_some_and(|p| perl::truthy(p));
         if file_type.is_some_and(|d| d.default_mnt_path) && !has_path {
             self.values
                 .insert("path".to_owned(), format!("/mnt/pve/{id}"));
@@ -284,7 +286,7 @@ impl Section {
             storage.content_dirs = decode_content_dirs(def, &dirs);
         }
         let flag =
-            |values: &BTreeMap<String, String>, key: &str| values.get(key).map(|v| perl_true(v));
+            |values: &BTreeMap<String, String>, key: &str| values.get(key).map(|v| perl::truthy(v));
         storage.disabled = flag(&self.values, "disable").unwrap_or(false);
         let mkdir = flag(&self.values, "mkdir");
         storage.create_subdirs =

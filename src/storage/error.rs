@@ -4,8 +4,6 @@
 //! `src/PVE/Storage/{Plugin,DirPlugin,BTRFSPlugin}.pm`), minus the trailing `"\n"` of Perl's
 //! `die`: the HTTP layer adds it back where the wire shows it (spec/pve-api.md §5.5).
 
-use std::io;
-
 /// What can go wrong when reading storage.cfg or touching a storage directory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -67,28 +65,9 @@ pub enum StorageError {
     VolumeFilename(String),
 }
 
-/// The text Perl puts in `$!` for an OS error: the C library message without Rust's
-/// " (os error N)" suffix, so our messages read like PVE's.
-pub(crate) fn errno_text(err: &io::Error) -> String {
-    let text = err.to_string();
-    match err.raw_os_error() {
-        Some(code) => text
-            .strip_suffix(&format!(" (os error {code})"))
-            .map(str::to_owned)
-            .unwrap_or(text),
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errno_text_drops_rust_suffix() {
-        let err = io::Error::from_raw_os_error(2);
-        assert_eq!(errno_text(&err), "No such file or directory");
-    }
 
     #[test]
     fn messages_are_pve_texts() {

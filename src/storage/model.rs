@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::StorageError;
 use super::plugins::{self, Mount};
+use crate::pve::content::DOWNLOAD_CONTENT;
 
 /// A storage as PVE sees it after parsing (Plugin.pm parse_config applied: default content,
 /// forced `shared`). The `local` storage is taken as configured, not forced to /var/lib/vz.
@@ -153,9 +154,6 @@ impl Storage {
         plugins::lookup(&self.kind)?.mount
     }
 }
-
-/// The content types `download-url` takes.
-pub const DOWNLOAD_CONTENT: [&str; 3] = ["iso", "vztmpl", "import"];
 
 /// The directory partial downloads are staged in (see [`Storage::staging_dir`]).
 const STAGING_DIR: &str = ".isolib-partial";

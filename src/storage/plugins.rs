@@ -3,6 +3,8 @@
 //! `@SHARED_STORAGE` of `src/PVE/Storage/Plugin.pm`, plus our own `isolib` type
 //! (spec/shim-design.md: file based, content `iso,vztmpl,import`, default `iso`).
 
+use crate::pve::content::CONTENT_TYPES;
+
 /// How a type's `path` relates to the file system, which decides activation and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mount {
@@ -34,9 +36,6 @@ pub(crate) struct TypeDef {
     pub strict_path: bool,
 }
 
-const ALL_FILE_CONTENT: &[&str] = &[
-    "images", "rootdir", "vztmpl", "iso", "backup", "snippets", "none", "import",
-];
 const NETFS_CONTENT: &[&str] = &[
     "images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import",
 ];
@@ -188,7 +187,7 @@ static TYPES: &[TypeDef] = &[
         Mount::Dir,
         true,
         FileType {
-            valid_content: ALL_FILE_CONTENT,
+            valid_content: CONTENT_TYPES,
             default_content: &["images", "rootdir"],
             options: DIR_OPTIONS,
             required: &["path"],
@@ -244,7 +243,7 @@ static TYPES: &[TypeDef] = &[
         Mount::Btrfs,
         true,
         FileType {
-            valid_content: ALL_FILE_CONTENT,
+            valid_content: CONTENT_TYPES,
             default_content: &["images", "rootdir"],
             options: BTRFS_OPTIONS,
             required: &["path"],
@@ -303,10 +302,6 @@ pub(crate) fn is_shared_type(kind: &str) -> bool {
 }
 
 /// Content types the `pve-storage-content` format accepts (verify_content: dir's list).
-pub(crate) fn is_known_content(content: &str) -> bool {
-    ALL_FILE_CONTENT.contains(&content)
-}
-
 /// Plugin.pm `$vtype_subdirs`: the directory of each content type below `path`.
 pub(crate) fn default_subdir(vtype: &str) -> Option<&'static str> {
     Some(match vtype {

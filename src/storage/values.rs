@@ -8,8 +8,9 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::ext;
-use super::ids::is_valid_node_name;
-use super::plugins::is_known_content;
+use crate::pve::content::is_known_content;
+use crate::pve::ids::is_valid_node_name;
+use crate::pve::perl::split_list;
 
 /// The schema of a property, as far as storage.cfg parsing needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,22 +61,6 @@ pub(crate) fn kind_of(key: &str) -> Kind {
     }
 }
 
-/// Perl's `\s` on byte strings.
-pub(crate) fn is_perl_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C')
-}
-
-/// `PVE::Tools::split_list`: items separated by commas, semicolons or white space.
-pub(crate) fn split_list(text: &str) -> Vec<&str> {
-    // `shift || ''` turns the false string "0" into an empty list.
-    if text == "0" {
-        return Vec::new();
-    }
-    text.split(|c: char| c == ',' || c == ';' || is_perl_space(c))
-        .filter(|item| !item.is_empty())
-        .collect()
-}
-
 /// `PVE::JSONSchema::parse_boolean`: `1|on|yes|true` and `0|off|no|false`, any case.
 pub(crate) fn parse_boolean(text: &str) -> Option<bool> {
     let lower = text.to_ascii_lowercase();
@@ -84,11 +69,6 @@ pub(crate) fn parse_boolean(text: &str) -> Option<bool> {
         "0" | "off" | "no" | "false" => Some(false),
         _ => None,
     }
-}
-
-/// Perl truthiness of a scalar: everything but `""` and `"0"`.
-pub(crate) fn perl_true(text: &str) -> bool {
-    !text.is_empty() && text != "0"
 }
 
 static DIR_OVERRIDE: LazyLock<Option<Regex>> =
@@ -180,17 +160,6 @@ pub(crate) fn check_value(key: &str, value: Option<&str>) -> Result<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lists() {
-        assert_eq!(split_list("iso,vztmpl"), ["iso", "vztmpl"]);
-        assert_eq!(
-            split_list(" iso, vztmpl;backup  images "),
-            ["iso", "vztmpl", "backup", "images"]
-        );
-        assert_eq!(split_list(",,"), Vec::<&str>::new());
-        assert_eq!(split_list("0"), Vec::<&str>::new());
-    }
 
     #[test]
     fn booleans() {

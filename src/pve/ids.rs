@@ -5,10 +5,7 @@
 //! Written by hand rather than with `(?i)` regexes: Unicode case folding would let `K` (Kelvin
 //! sign) and `ſ` pass as letters, which Perl's byte-string match never does.
 
-/// Perl's `$` also matches before one final newline, so `"local\n"` passes PVE's pattern.
-fn without_final_newline(text: &str) -> &str {
-    text.strip_suffix('\n').unwrap_or(text)
-}
+use super::perl::without_final_newline;
 
 fn is_storage_id_body(id: &str) -> bool {
     let bytes = id.as_bytes();
@@ -29,7 +26,7 @@ pub fn is_valid_storage_id(id: &str) -> bool {
 }
 
 /// The reason parse_storage_id gives for a bad ID, or `None` when the ID is fine.
-pub(crate) fn storage_id_error(id: &str) -> Option<String> {
+pub fn storage_id_error(id: &str) -> Option<String> {
     if is_valid_storage_id(id) {
         None
     } else if id.chars().count() < 2 {
@@ -42,7 +39,7 @@ pub(crate) fn storage_id_error(id: &str) -> Option<String> {
 }
 
 /// pve_verify_node_name: `^([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)$`.
-pub(crate) fn is_valid_node_name(node: &str) -> bool {
+pub fn is_valid_node_name(node: &str) -> bool {
     let bytes = node.as_bytes();
     let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
         return false;
