@@ -17,7 +17,8 @@
 //! - [`tasks`]: UPIDs, task logs, the registry that runs, stops and lists tasks.
 //! - [`download`]: the engine: fetch, one pass of hash + decompress + write, content check,
 //!   fsync and atomic publication. It knows neither actix nor the API.
-//! - [`config`], [`state`], [`file_cache`]: settings and the shared handle.
+//! - [`config`], [`state`], [`file_cache`]: settings and the shared handle; [`fsutil`]: the one
+//!   way files are replaced (temp, fsync, rename, fsync dir).
 //! - [`redact`]: credentials in URLs are masked in every text the daemon shows.
 //! - [`cli`]: the `isolib` subcommands.
 //! - [`client`]: `isolib download`, `ls`, `tasks`, `rm`: a client of a running daemon, over its
@@ -30,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod download;
 pub mod file_cache;
+pub mod fsutil;
 pub mod http;
 pub mod pve;
 pub mod redact;

@@ -1,11 +1,11 @@
-//! Replacing a config file in one step: write a temporary file next to it, flush it to disk,
-//! then rename it over the original. A reader (the daemon) sees the old or the new file,
-//! never half of one; a crash leaves at most a stray temporary file.
+//! Replacing a config file in one step ([`fsutil::replace_file`]), in a directory made
+//! root-only when it is missing, as PVE keeps `priv/`.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+
+use crate::fsutil;
 
 use super::error::AuthError;
 
@@ -27,33 +27,13 @@ pub(crate) fn write_atomically(path: &Path, contents: &str, mode: u32) -> Result
             .create(dir)
             .map_err(err)?;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have narrowed `mode`; set it exactly.
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // Best effort: the write error is what the caller needs to see.
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    fsutil::replace_file(path, &fsutil::temp_beside(path), contents.as_bytes(), mode).map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn replaces_content_sets_mode_and_leaves_no_temp_file() {

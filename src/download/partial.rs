@@ -121,8 +121,7 @@ impl PartialState {
         self.boot_id = boot_id();
         let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         let tmp = with_suffix(path, STATE_TMP, STATE);
-        fs::write(&tmp, text)?;
-        fs::rename(&tmp, path)
+        crate::fsutil::replace_file(path, &tmp, &text, 0o600)
     }
 }
 

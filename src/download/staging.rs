@@ -126,7 +126,7 @@ impl Staged {
         fs::rename(&self.part, dest).map_err(DownloadError::Rename)?;
         self.published = true;
         let dir = dest.parent().unwrap_or(Path::new("/"));
-        Ok(File::open(dir).and_then(|d| d.sync_all()).err())
+        Ok(crate::fsutil::sync_dir(dir).err())
     }
 }
 

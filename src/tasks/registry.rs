@@ -402,9 +402,7 @@ fn append(path: &Path, text: &str) -> io::Result<()> {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, data)?;
-    fs::rename(&tmp, path)
+    crate::fsutil::replace_file(path, &path.with_extension("tmp"), data, 0o644)
 }
 
 #[cfg(test)]
