@@ -5,8 +5,6 @@
 //!
 //! A request flows down this list and never back up:
 //!
-//! - [`pve`]: PVE's grammars (IDs, content types, compressions) and the Perl semantics PVE relies on,
-//!   each once; every other module takes them from here.
 //! - [`http`]: actix glue. `dispatch` runs PVE's order (URI, auth, route, params, permission,
 //!   node, validation, handler); `format` alone knows envelopes, reason phrases and headers.
 //! - [`auth`]: API tokens, tickets and CSRF tokens, passwords (shadow.cfg, PAM), users, groups,
@@ -17,18 +15,23 @@
 //! - [`tasks`]: UPIDs, task logs, the registry that runs, stops and lists tasks.
 //! - [`download`]: the engine: fetch, one pass of hash + decompress + write, content check,
 //!   fsync and atomic publication. It knows neither actix nor the API.
+//! - [`pve`]: PVE's grammars (IDs, content types, compressions) and the Perl semantics PVE
+//!   relies on, each once; every module above takes them from here.
 //! - [`config`], [`state`], [`file_cache`]: settings and the shared handle; [`fsutil`]: the one
 //!   way files are replaced (temp, fsync, rename, fsync dir).
 //! - [`redact`]: credentials in URLs are masked in every text the daemon shows.
-//! - [`cli`]: the `isolib` subcommands.
-//! - [`client`]: `isolib download`, `ls`, `tasks`, `rm`: a client of a running daemon, over its
-//!   Unix socket or HTTPS.
+//!
+//! Around it:
+//!
+//! - [`daemon`]: start-up, background loops and listeners of `isolib serve`.
+//! - [`cli`]: the `isolib` command line; `cli::remote` holds `download`, `ls`, `tasks`, `rm`,
+//!   a client of a running daemon over its Unix socket or HTTPS.
 
 pub mod api;
 pub mod auth;
 pub mod cli;
-pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod download;
 pub mod file_cache;
 pub mod fsutil;

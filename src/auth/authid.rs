@@ -32,6 +32,14 @@ impl AuthId {
         }
     }
 
+    /// `root@pam!isolib`, the token the embedded default creates on its first start.
+    pub fn embedded_admin_token() -> AuthId {
+        AuthId {
+            user: ROOT_USER.to_string(),
+            token: Some("isolib".to_string()),
+        }
+    }
+
     /// The `user@realm` part (the token's owner for a token).
     pub fn user(&self) -> &str {
         &self.user

@@ -1,19 +1,17 @@
-//! The `isolib` command line: `serve` runs the daemon, `token add` manages API tokens, `schema`
-//! writes the API description.
+//! The `isolib` command line, parsed here and handed on: `serve` to [`crate::daemon`], the
+//! commands that talk to a running daemon (`download`, `ls`, `tasks`, `rm`) to [`remote`],
+//! `token add` and `user` to [`crate::auth`], `schema` to the API export.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod remote;
 mod user;
 
 use crate::auth::{self, AuthError, AuthId};
 use crate::config::{Config, ConfigError, RawConfig};
-use crate::download::{self, Engine, FetchConfig, FetchSetupError};
-use crate::http::{self, ServeError};
-use crate::state::AppState;
-use crate::storage::StorageConfig;
-use crate::tasks::{TaskError, TaskRegistry};
+use crate::daemon::{self, DaemonError};
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +41,7 @@ pub enum Command {
         out: PathBuf,
     },
     #[command(flatten)]
-    Client(crate::client::ClientCommand),
+    Client(remote::ClientCommand),
     /// Manage API tokens
     Token {
         #[command(subcommand)]
@@ -86,13 +84,7 @@ pub enum CliError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
-    Keys(#[from] auth::KeyError),
-    #[error(transparent)]
-    Tasks(#[from] TaskError),
-    #[error(transparent)]
-    Fetch(#[from] FetchSetupError),
-    #[error(transparent)]
-    Serve(#[from] ServeError),
+    Daemon(#[from] DaemonError),
     #[error("unable to create '{}': {source}", .path.display())]
     Create {
         path: PathBuf,
@@ -103,7 +95,7 @@ pub enum CliError {
     #[error("invalid token id '{0}': expected USER@REALM!NAME")]
     TokenId(String),
     #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
+    Client(#[from] remote::ClientError),
     #[error("invalid user id '{0}': expected USER@pve or USER@pam")]
     UserId(String),
     #[error("{0}")]
@@ -129,9 +121,11 @@ fn load_config(config: Option<PathBuf>, flags: RawConfig) -> Result<Config, CliE
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Serve { config, flags } => serve(load_config(config, flags)?).await,
+        Command::Serve { config, flags } => {
+            Ok(daemon::run(load_config(config, flags)?, std::future::pending()).await?)
+        }
         Command::Schema { out } => write_schema(&out),
-        Command::Client(cmd) => Ok(crate::client::run(cmd).await?),
+        Command::Client(cmd) => Ok(remote::run(cmd).await?),
         Command::User { command } => user::run(command),
         Command::Token {
             command:
@@ -197,127 +191,4 @@ fn create_parent(path: &std::path::Path) -> Result<(), CliError> {
         }
         _ => Ok(()),
     }
-}
-
-async fn serve(cfg: Config) -> Result<(), CliError> {
-    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| CliError::Create {
-        path: cfg.state_dir.clone(),
-        source,
-    })?;
-    bootstrap_embedded(&cfg)?;
-    let tasks = TaskRegistry::open(&cfg.state_dir, &cfg.node, cfg.retention.clone())?;
-    let fetchers = download::fetchers(
-        FetchConfig {
-            http_proxy: cfg.http_proxy.clone(),
-            ca_file: cfg.ca_file.clone(),
-            policy: cfg.url_policy.clone(),
-            max_redirects: cfg.max_redirects,
-        },
-        cfg.datacenter_cfg.clone(),
-    );
-    // A bad CA file or proxy stops the start instead of every download.
-    fetchers.get()?;
-    let engine = Engine::new(fetchers, cfg.limits.clone(), &cfg.node, cfg.partials.keep);
-    // Nothing runs yet: whatever is collectable now goes before the first request.
-    match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
-        Ok(storages) => collect_partials(&engine, &storages, &cfg.node),
-        Err(e) => tracing::warn!("not collecting partial downloads: {e}"),
-    }
-    let tickets = auth::Tickets::new(cfg.login_settings())?;
-    let state = AppState::new(cfg, tasks, engine, tickets);
-    tokio::spawn(collect_periodically(state.clone()));
-    tokio::spawn(prune_periodically(state.clone()));
-    http::serve(state).await?;
-    Ok(())
-}
-
-/// Partial downloads left by a crash are kept for `partial-keep-hours` so that asking again
-/// resumes them; this runs the collection of older ones while the daemon runs. The in-flight
-/// registry keeps it off whatever a running task owns.
-async fn collect_periodically(state: AppState) {
-    let every = state.config().partials.collect_every;
-    loop {
-        tokio::time::sleep(every).await;
-        let storages = match state.storage_config() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("not collecting partial downloads: {}", e.message);
-                continue;
-            }
-        };
-        let engine = state.engine().clone();
-        let node = state.config().node.clone();
-        let done = tokio::task::spawn_blocking(move || collect_partials(&engine, &storages, &node));
-        if let Err(e) = done.await {
-            tracing::warn!("collecting partial downloads failed: {e}");
-        }
-    }
-}
-
-/// Task logs past their retention go on the collection's beat, in a loop of their own (a
-/// storage that hangs the collection must not stop them): otherwise only the start and every
-/// 64th task prune them, and a quiet daemon would keep logs older than `task-log-days` until
-/// its next restart.
-async fn prune_periodically(state: AppState) {
-    let every = state.config().partials.collect_every;
-    loop {
-        tokio::time::sleep(every).await;
-        let tasks = state.tasks().clone();
-        match tokio::task::spawn_blocking(move || tasks.prune()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                tracing::info!("removed {n} task log(s) past task-log-keep or task-log-days")
-            }
-            Ok(Err(e)) => tracing::warn!("unable to prune old task logs: {e}"),
-            Err(e) => tracing::warn!("pruning task logs failed: {e}"),
-        }
-    }
-}
-
-/// One collection over the staging directories of all storages that take downloads. Blocking.
-/// Disabled storages and those of other nodes are left alone: nothing of this node downloads to
-/// them, and their paths may be mounts that are gone (a stat on a dead NFS share hangs).
-fn collect_partials(engine: &Engine, storages: &StorageConfig, node: &str) {
-    for s in storages
-        .storages
-        .iter()
-        .filter(|s| s.check_enabled(node).is_ok())
-    {
-        for dir in s.staging_dirs() {
-            match engine.collect_partials(&dir) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    "removed {n} partial download(s) nobody resumed in storage '{}'",
-                    s.id
-                ),
-                Err(e) => tracing::warn!(
-                    "unable to collect partial downloads in storage '{}': {e}",
-                    s.id
-                ),
-            }
-        }
-    }
-}
-
-/// The embedded default: a storage.cfg with `local` under the state dir and, on first start, an
-/// admin token whose header value is printed once (its secret stays in the owner-only
-/// token.cfg).
-fn bootstrap_embedded(cfg: &Config) -> Result<(), CliError> {
-    if cfg.embedded_storage && !cfg.storage_cfg.exists() {
-        std::fs::write(&cfg.storage_cfg, cfg.embedded_storage_cfg()).map_err(|source| {
-            CliError::Create {
-                path: cfg.storage_cfg.clone(),
-                source,
-            }
-        })?;
-    }
-    if cfg.embedded_access && !cfg.user_cfg.exists() && !cfg.token_cfg.exists() {
-        let id: AuthId = "root@pam!isolib"
-            .parse()
-            .map_err(|_| CliError::TokenId("root@pam!isolib".into()))?;
-        let secret = auth::add_token(&cfg.user_cfg, &cfg.token_cfg, &id, None, "/", false)?;
-        println!("Created API token root@pam!isolib. Use this header (shown only once):");
-        println!("Authorization: PVEAPIToken=root@pam!isolib={secret}");
-    }
-    Ok(())
 }

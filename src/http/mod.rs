@@ -34,7 +34,12 @@ pub enum ServeError {
 /// How long running tasks get to clean up when the daemon stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn serve(state: AppState) -> Result<(), ServeError> {
+/// Serves the API until a signal (actix's own handling: SIGTERM is graceful, SIGINT fast) or
+/// until `shutdown` resolves, which stops it gracefully.
+pub async fn serve(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
     let cfg = state.config().clone();
     let data = web::Data::new(state.clone());
     let conn_limits = conn_limit::ConnLimits::new(cfg.clients);
@@ -75,7 +80,16 @@ pub async fn serve(state: AppState) -> Result<(), ServeError> {
             source,
         })?;
     tracing::info!("listening on unix:{}", cfg.socket.display());
-    let result = server.run().await.map_err(ServeError::Run);
+    let server = server.run();
+    let handle = server.handle();
+    let result = tokio::select! {
+        r = server => r,
+        () = shutdown => {
+            handle.stop(true).await;
+            Ok(())
+        }
+    }
+    .map_err(ServeError::Run);
     if let Err(e) = std::fs::remove_file(&cfg.socket) {
         tracing::warn!("unable to remove socket '{}': {e}", cfg.socket.display());
     }
