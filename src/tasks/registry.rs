@@ -6,9 +6,9 @@
 //! polling right after download-url never sees "no such task" (clients-and-plugin.md §C.3).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::future::Future;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::index::{TaskEntry, TaskIndex, append};
 use super::log::TaskLog;
 use super::upid::Upid;
 
@@ -63,10 +64,7 @@ struct Inner {
     node: String,
     pstart: u64,
     counter: Mutex<u32>,
-    /// Held across every change of the index once tasks run (the recovery at start comes
-    /// before any): a prune rewrites it whole, and a task finishing in between would otherwise
-    /// lose its line to the rewrite.
-    index: Mutex<()>,
+    index: TaskIndex,
     running: Mutex<HashMap<String, Running>>,
     /// The runtime tasks run on. Handlers run on actix's worker threads, whose runtimes are
     /// torn down at shutdown, dropping whatever was spawned there mid-flight; the daemon's
@@ -76,14 +74,6 @@ struct Inner {
 
 #[derive(Clone)]
 pub struct TaskRegistry(Arc<Inner>);
-
-/// A finished or running task as the task list reports it.
-#[derive(Clone, Debug)]
-pub struct TaskEntry {
-    pub upid: Upid,
-    /// `None` while running.
-    pub end: Option<(i64, String)>,
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these short locks leaves consistent data behind.
@@ -118,12 +108,12 @@ impl TaskRegistry {
             .and_then(|s| s.trim().parse::<u32>().ok())
             .unwrap_or(0);
         let reg = TaskRegistry(Arc::new(Inner {
+            index: TaskIndex::new(dir.join("index")),
             dir,
             retention,
             node: node.to_string(),
             pstart: now() as u64,
             counter: Mutex::new(counter),
-            index: Mutex::new(()),
             running: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
         }));
@@ -140,16 +130,14 @@ impl TaskRegistry {
         self.0.dir.join(upid.log_subdir()).join(upid.to_string())
     }
 
-    fn index_path(&self) -> PathBuf {
-        self.0.dir.join("index")
-    }
-
     fn next_pid(&self) -> Result<u32, TaskError> {
         let mut c = lock(&self.0.counter);
         *c = c.wrapping_add(1);
+        // Not synced: it only has to be unique within one start, since every start has a new
+        // pstart in its UPIDs, and an fsync here would put the handler behind the disk's
+        // writeback of running downloads.
         let path = self.0.dir.join("counter");
-        write_atomic(&path, c.to_string().as_bytes())
-            .map_err(|source| TaskError::State { path, source })?;
+        fs::write(&path, c.to_string()).map_err(|source| TaskError::State { path, source })?;
         Ok(*c)
     }
 
@@ -204,47 +192,32 @@ impl TaskRegistry {
     }
 
     fn finish(&self, upid: &Upid, status: &str) {
-        let line = format!("{} {:08X} {}\n", upid, now(), status);
-        let appended = {
-            let _index = lock(&self.0.index);
-            append(&self.index_path(), &line)
-        };
-        if let Err(e) = appended {
+        if let Err(e) = self.0.index.append(upid, now(), status) {
             tracing::error!("unable to update task index: {e}");
         }
         lock(&self.0.running).remove(&upid.to_string());
-        if upid.pid.is_multiple_of(PRUNE_EVERY)
-            && let Err(e) = self.prune()
-        {
-            tracing::warn!("unable to prune old task logs: {e}");
+        if upid.pid.is_multiple_of(PRUNE_EVERY) {
+            // It reads and rewrites the whole index: off the async runtime.
+            let reg = self.clone();
+            self.0.runtime.spawn_blocking(move || {
+                if let Err(e) = reg.prune() {
+                    tracing::warn!("unable to prune old task logs: {e}");
+                }
+            });
         }
     }
 
     /// Drops the logs and index lines of finished tasks beyond the retention count or age.
     /// Blocking (it reads and rewrites the index).
     pub fn prune(&self) -> io::Result<usize> {
-        let index = self.index_path();
-        let guard = lock(&self.0.index);
-        let entries = read_index(&index);
         let oldest_kept = now() - self.0.retention.max_age.as_secs() as i64;
-        let surplus = entries.len().saturating_sub(self.0.retention.max_count);
-        let (old, keep): (Vec<_>, Vec<_>) = entries.into_iter().enumerate().partition(|(i, e)| {
-            *i < surplus || e.end.as_ref().is_some_and(|(end, _)| *end < oldest_kept)
-        });
-        if old.is_empty() {
-            return Ok(0);
-        }
-        let text: String = keep
-            .iter()
-            .filter_map(|(_, e)| {
-                e.end
-                    .as_ref()
-                    .map(|(end, st)| format!("{} {:08X} {}\n", e.upid, end, st))
-            })
-            .collect();
-        write_atomic(&index, text.as_bytes())?;
-        drop(guard);
-        for (_, e) in &old {
+        let max_count = self.0.retention.max_count;
+        // Entries stand in finishing order, so the surplus is at the front.
+        let old = self.0.index.remove(|i, total, e| {
+            i < total.saturating_sub(max_count)
+                || e.end.as_ref().is_some_and(|(end, _)| *end < oldest_kept)
+        })?;
+        for e in &old {
             match fs::remove_file(self.log_path(&e.upid)) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
                 _ => {}
@@ -299,7 +272,7 @@ impl TaskRegistry {
                 .cmp(&a.upid.starttime)
                 .then(b.upid.pid.cmp(&a.upid.pid))
         });
-        let mut finished = read_index(&self.index_path());
+        let mut finished = self.0.index.read();
         finished.reverse();
         out.extend(finished);
         out
@@ -314,7 +287,10 @@ impl TaskRegistry {
     }
 
     fn recover_interrupted(&self) -> io::Result<()> {
-        let indexed: std::collections::HashSet<String> = read_index(&self.index_path())
+        let indexed: std::collections::HashSet<String> = self
+            .0
+            .index
+            .read()
             .into_iter()
             .map(|e| e.upid.to_string())
             .collect();
@@ -340,10 +316,7 @@ impl TaskRegistry {
                     status = INTERRUPTED_BY_RESTART.to_string();
                 }
                 tracing::warn!("task {upid} did not finish before the last stop: {status}");
-                append(
-                    &self.index_path(),
-                    &format!("{} {:08X} {}\n", upid, now(), status),
-                )?;
+                self.0.index.append(&upid, now(), &status)?;
             }
         }
         Ok(())
@@ -371,38 +344,9 @@ pub fn status_of_last_line(line: &str) -> String {
     }
 }
 
-fn read_index(path: &Path) -> Vec<TaskEntry> {
-    let Ok(f) = File::open(path) else {
-        return Vec::new();
-    };
-    BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ' ');
-            let upid = parts.next()?.parse().ok()?;
-            let end = i64::from_str_radix(parts.next()?, 16).ok()?;
-            let status = parts.next()?.to_string();
-            Some(TaskEntry {
-                upid,
-                end: Some((end, status)),
-            })
-        })
-        .collect()
-}
-
 fn last_line(path: &Path) -> io::Result<String> {
     let text = fs::read_to_string(path)?;
     Ok(text.lines().last().unwrap_or_default().to_string())
-}
-
-fn append(path: &Path, text: &str) -> io::Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(text.as_bytes())
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    crate::fsutil::replace_file(path, &path.with_extension("tmp"), data, 0o644)
 }
 
 #[cfg(test)]
@@ -442,9 +386,9 @@ mod tests {
             .expect("log")
             .line("TASK OK");
         // The index is in finishing order, so an old entry stands first.
-        let rest = fs::read_to_string(reg.index_path()).expect("index");
+        let rest = fs::read_to_string(reg.0.index.path()).expect("index");
         fs::write(
-            reg.index_path(),
+            reg.0.index.path(),
             format!("{old} {:08X} OK\n{rest}", now() - 7200),
         )
         .expect("index");
