@@ -8,11 +8,10 @@ use serde_json::Value;
 use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
-use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan, LogSink};
+use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
 use crate::pve::content::DOWNLOAD_CONTENT;
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
 use crate::storage::{DownloadTarget, check_download_filename, normalize_content_filename};
-use crate::tasks::TaskLog;
 
 static CONTENT: Schema = Schema::String(StringSchema {
     format: Some(&types::CONTENT_FORMAT),
@@ -98,12 +97,6 @@ struct Args {
     verify_certificates: bool,
 }
 
-impl LogSink for TaskLog {
-    fn line(&self, text: &str) {
-        TaskLog::line(self, text)
-    }
-}
-
 async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: Args = from_params(params)?;
     let cfg = ctx.state.storage_config()?;
@@ -159,6 +152,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
             .ok_or_else(|| ApiError::server("storage definition has no path"))?,
         content: args.content,
         checksum,
+        checksum_required,
         compression: args.compression,
         verify_certificates: args.verify_certificates,
         check,
@@ -178,9 +172,6 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
             move |upid, log, cancel| async move {
                 if let Some(pve_task) = pve_task {
                     log.line(&format!("{PVE_TASK_LINE}{pve_task}"));
-                }
-                if checksum_required && plan.checksum.is_none() {
-                    return Err("checksum required but not specified".to_string());
                 }
                 engine
                     .run(&plan, &upid.to_string(), &log, &cancel)

@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::content_check::ContentCheckError;
-use super::policy::PolicyError;
+use super::url_policy::PolicyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -14,6 +14,10 @@ pub enum DownloadError {
     DecompressionNotSupported(String),
     #[error("no decompression method found")]
     NoDecompressionMethod,
+    /// `checksum` was sent, but empty or without an algorithm (download_file_from_url's
+    /// `hash_required`).
+    #[error("checksum required but not specified")]
+    ChecksumRequired,
     #[error("refusing to override existing file '{}'", .0.display())]
     RefuseOverride(PathBuf),
     #[error("unable to open '{}': {source}", .path.display())]

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use reqwest::{Certificate, Client, Method, Proxy, RequestBuilder, Url, redirect};
 
-use super::policy::{PolicyError, Target, UrlPolicy};
 use super::resolve::PolicyResolver;
+use super::url_policy::{PolicyError, Target, UrlPolicy};
 
 #[derive(Clone, Debug)]
 pub struct FetchConfig {

@@ -8,7 +8,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode};
 
 use super::Fetcher;
-use super::policy::PolicyError;
+use super::url_policy::PolicyError;
 use crate::schema::Pattern;
 
 static DISPOSITION_QUOTED: Pattern = Pattern::new(r#"filename="([^"]*)""#);

@@ -3,7 +3,6 @@
 //! hashed, decoded and written while they stream, flushed, checked, then renamed into place.
 //! It knows neither actix nor the API: a plan in, log lines out, a typed error at the end.
 
-mod attempt;
 mod checksum;
 pub mod content_check;
 mod decompress;
@@ -14,13 +13,15 @@ mod inflight;
 pub mod metadata;
 mod partial;
 mod pipeline;
-pub mod policy;
 mod progress;
+mod range;
 mod ratelimit;
 mod resolve;
 mod resume;
+mod retry;
 mod staging;
 mod transfer;
+pub mod url_policy;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -29,15 +30,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::file_cache::FileCache;
 
-pub use attempt::RetryPolicy;
 pub use checksum::{Algorithm, Checksum};
 pub use content_check::ContentCheck;
 pub use decompress::Compression;
 pub use error::DownloadError;
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
-pub use policy::{PolicyError, Rule, RuleError, UrlPolicy};
 pub use progress::human_bytes;
+pub use retry::RetryPolicy;
 pub use staging::new_tag;
+pub use url_policy::{PolicyError, Rule, RuleError, UrlPolicy};
 
 use inflight::{Entry, Inflight, LeadGuard, Outcome, RequestKey};
 use ratelimit::RateLimit;
@@ -58,6 +59,8 @@ pub struct DownloadPlan {
     /// The content type, for the decompression rule.
     pub content: String,
     pub checksum: Option<Checksum>,
+    /// PVE's `hash_required`: `checksum` was sent, so a usable one must be there.
+    pub checksum_required: bool,
     /// The raw `compression` parameter: PVE's schema lets any string through (spec §1.1).
     pub compression: Option<String>,
     pub verify_certificates: bool,
@@ -150,6 +153,9 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<(), DownloadError> {
         let compression = resolve_compression(plan)?;
+        if plan.checksum_required && plan.checksum.is_none() {
+            return Err(DownloadError::ChecksumRequired);
+        }
         log.line(&format!(
             "downloading {} to {}",
             plan.url,
@@ -274,7 +280,8 @@ impl Engine {
     }
 }
 
-/// PVE's worker checks the compression before anything is printed (spec §1.5).
+/// PVE's worker checks the compression before anything is printed (spec §1.5), then
+/// download_file_from_url the required checksum (in `run`).
 fn resolve_compression(plan: &DownloadPlan) -> Result<Option<Compression>, DownloadError> {
     match plan.compression.as_deref() {
         None | Some("") => Ok(None),

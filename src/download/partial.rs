@@ -297,6 +297,7 @@ mod tests {
                 algorithm: Algorithm::Sha256,
                 expected: s.into(),
             }),
+            checksum_required: false,
             compression: None,
             verify_certificates: true,
             check: ContentCheck::for_download("iso", None),

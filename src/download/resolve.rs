@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::policy::{PolicyError, Target, UrlPolicy};
+use super::url_policy::{PolicyError, Target, UrlPolicy};
 
 pub struct PolicyResolver {
     policy: Arc<UrlPolicy>,
@@ -55,7 +55,7 @@ impl Resolve for PolicyResolver {
 fn filter(
     policy: &UrlPolicy,
     found: Vec<SocketAddr>,
-) -> (Vec<SocketAddr>, Vec<super::policy::Refusal>) {
+) -> (Vec<SocketAddr>, Vec<super::url_policy::Refusal>) {
     let mut allowed = Vec::new();
     let mut reasons = Vec::new();
     for a in found {

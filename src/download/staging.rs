@@ -159,6 +159,7 @@ mod tests {
             staging_dir: PathBuf::new(),
             content: "iso".into(),
             checksum: None,
+            checksum_required: false,
             compression: None,
             verify_certificates: true,
             check: ContentCheck::for_download("iso", None),

@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use reqwest::{Response, StatusCode};
 
-use super::attempt::{self, Resume};
 use super::error::describe_reqwest;
 use super::fetch::Fetcher;
 use super::pipeline::{Sink, SinkError};
-use super::policy::PolicyError;
 use super::progress::{self, Progress};
+use super::range::{self, Resume};
 use super::ratelimit::RateLimit;
+use super::retry;
 use super::staging::Staged;
+use super::url_policy::PolicyError;
 use super::{Compression, DownloadError, DownloadPlan, Engine, Limits, LogSink};
 
 /// How one attempt ended, when it did not deliver the whole body.
@@ -190,7 +191,7 @@ impl<'a> Transfer<'a> {
     async fn accept(&mut self, resp: &Response) -> Result<Accepted, Failure> {
         let status = resp.status();
         if self.received > 0 {
-            let judged = attempt::judge_resume(
+            let judged = range::judge_resume(
                 self.received,
                 self.validator.as_deref(),
                 self.total,
@@ -220,10 +221,10 @@ impl<'a> Transfer<'a> {
         }
         if !status.is_success() || status == StatusCode::PARTIAL_CONTENT {
             let reason = status.canonical_reason().unwrap_or("");
-            return Err(if attempt::is_transient(status) {
+            return Err(if retry::is_transient(status) {
                 Failure::Transient {
                     reason: format!("HTTP {} {reason}", status.as_u16()),
-                    after: attempt::retry_after(resp.headers()),
+                    after: retry::retry_after(resp.headers()),
                 }
             } else {
                 Failure::Fatal(DownloadError::Http {
@@ -241,7 +242,7 @@ impl<'a> Transfer<'a> {
             self.log.line(&format!("redirected to {}", resp.url()));
         }
         self.total = resp.content_length();
-        self.validator = attempt::validator(resp.headers());
+        self.validator = range::validator(resp.headers());
         self.log.line(&match self.total {
             Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
             None => "length: unspecified".to_string(),

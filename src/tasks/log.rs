@@ -45,3 +45,9 @@ impl TaskLog {
         }
     }
 }
+
+impl crate::download::LogSink for TaskLog {
+    fn line(&self, text: &str) {
+        TaskLog::line(self, text)
+    }
+}
