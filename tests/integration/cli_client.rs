@@ -1,13 +1,12 @@
 //! The client commands (`isolib download|ls|tasks|rm`) against the real daemon on a free
 //! 127.0.0.1 port, with an origin of the test's own serving the file.
 
-mod util;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use util::{Daemon, TOKEN_ID, TOKEN_SECRET};
+use crate::util;
+use crate::util::{Daemon, TOKEN_ID, TOKEN_SECRET};
 
 fn isolib() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_isolib"));

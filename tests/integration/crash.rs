@@ -8,12 +8,11 @@
 //! (PVE's tasks outlive their request); and the flush order fsync(file) → rename →
 //! fsync(directory) is asserted on the real syscalls, not assumed.
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use util::{Daemon, Step};
+use crate::util;
+use crate::util::{Daemon, Step};
 
 const ETAG: &str = "\"v1\"";
 const INTERRUPTED: &str = "task interrupted: the daemon stopped while it was running";

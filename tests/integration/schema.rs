@@ -2,14 +2,12 @@
 //! generates, and the running daemon enforces every parameter constraint they state: for each
 //! parameter of each endpoint, a request that violates it gets a 400 naming that parameter.
 
-mod util;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use util::{Daemon, NODE, TOKEN_ID, TOKEN_SECRET};
+use crate::util::{Daemon, NODE, TOKEN_ID, TOKEN_SECRET};
 
 const FILES: [&str; 2] = ["isolib-api.json", "openapi.json"];
 

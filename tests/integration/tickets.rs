@@ -4,15 +4,14 @@
 //! tokens that PVE itself would have made, checked against PVE's key files made here with the
 //! openssl command line exactly as a PVE node makes them.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use util::{Daemon, NODE, Response, default_dir, files_under, origin, sha256_hex};
+use crate::util;
+use crate::util::{Daemon, NODE, Response, default_dir, files_under, origin, sha256_hex};
 
 const ALICE_PW: &str = "Wonder land+&=%1";
 const AUTH_FAILURE: &str = "HTTP/1.1 401 authentication failure";

@@ -1,13 +1,12 @@
 //! The command line as a user meets it: `isolib token add` and `isolib serve` on the embedded
 //! default (no config at all).
 
-mod util;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use util::{Daemon, NODE};
+use crate::util;
+use crate::util::{Daemon, NODE};
 
 fn isolib() -> Command {
     Command::new(env!("CARGO_BIN_EXE_isolib"))

@@ -1,10 +1,9 @@
 //! The local Unix socket: the same API, with the peer's uid from the kernel as its identity.
 
-mod util;
-
 use std::process::Command;
 
-use util::Daemon;
+use crate::util;
+use crate::util::Daemon;
 
 const VERSION: &[u8] = b"GET /api2/json/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 

@@ -4,13 +4,12 @@
 //! or plain without a length), max-transfers queueing (and stopping a queued task), and the
 //! API's request header limits.
 
-mod util;
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use util::{Daemon, TOKEN_ID, TOKEN_SECRET};
+use crate::util;
+use crate::util::{Daemon, TOKEN_ID, TOKEN_SECRET};
 
 fn body(origin: u16, name: &str, extra: &str) -> String {
     format!("content=iso&filename={name}&url=http%3A%2F%2F127.0.0.1%3A{origin}%2F{name}{extra}")

@@ -2,12 +2,11 @@
 //! transfer and share its outcome; a different request for the same target waits and then gets
 //! PVE's existing-file outcome; a stopped leader hands the transfer to a waiting request.
 
-mod util;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use util::{Daemon, Step};
+use crate::util;
+use crate::util::{Daemon, Step};
 
 fn body(origin: u16, name: &str, checksum: Option<&str>) -> String {
     let sum = checksum

@@ -4,15 +4,14 @@
 //! checking than it asked for. Each origin here is a few lines of raw HTTP scripted per
 //! connection, so the test sees every request head.
 
-mod util;
-
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use util::{Daemon, Step};
+use crate::util;
+use crate::util::{Daemon, Step};
 
 fn data() -> Vec<u8> {
     (0..800_000u32)

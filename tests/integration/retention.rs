@@ -3,9 +3,8 @@
 //! on the collection interval. Each case asserts the exact UPIDs the API lists and the exact
 //! log files left under `<state>/tasks`.
 
-mod util;
-
-use util::{Daemon, NODE};
+use crate::util;
+use crate::util::{Daemon, NODE};
 
 fn download(d: &Daemon, origin: u16, name: &str) -> String {
     let upid = d.post_download(&format!(

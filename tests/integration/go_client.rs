@@ -2,11 +2,10 @@
 //! requests are replayed byte for byte and the bytes it depends on are asserted, one test per
 //! quirk of clients-and-plugin.md §B.2.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
-use util::{Daemon, NODE, Response, TOKEN_ID, TOKEN_SECRET};
+use crate::util;
+use crate::util::{Daemon, NODE, Response, TOKEN_ID, TOKEN_SECRET};
 
 /// `url.Values.Encode()` sorts keys; `ParamsToBody` drops empty values; `storage` is sent in
 /// the body as well as the path (§B.1).

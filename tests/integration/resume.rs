@@ -6,9 +6,8 @@
 //! outcome, the files in the storage, the requests the origin saw and the body bytes it
 //! served.
 
-mod util;
-
-use util::{Daemon, Step};
+use crate::util;
+use crate::util::{Daemon, Step};
 
 const ETAG: &str = "\"v1\"";
 

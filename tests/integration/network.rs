@@ -3,9 +3,8 @@
 //! error (for a certificate from an unknown CA and for a self-signed one), off with
 //! `verify-certificates=0`, and extra CAs from `ca-file`.
 
-mod util;
-
-use util::Daemon;
+use crate::util;
+use crate::util::Daemon;
 
 fn request(url: &str, name: &str, extra: &str) -> String {
     let url: String = url

@@ -3,11 +3,10 @@
 //! `template/iso`) stages its downloads in a hidden `.isolib-partial` inside it; otherwise they
 //! stage under the storage's path, outside every content directory.
 
-mod util;
-
 use std::path::Path;
 
-use util::{Daemon, Step};
+use crate::util;
+use crate::util::{Daemon, Step};
 
 /// Downloads into `iso_dir`, a mount of its own in the daemon's namespace, and checks that the
 /// temp file was staged inside it: the task ends OK, the staging dir there is empty, the

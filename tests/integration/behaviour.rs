@@ -2,11 +2,10 @@
 //! log (present, with percent and ETA, and throttled), `content-dirs`, and the configurable
 //! delay of authentication failures.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
-use util::{Daemon, NODE};
+use crate::util;
+use crate::util::{Daemon, NODE};
 
 #[test]
 fn progress_lines_are_regular_but_no_flood() {

@@ -1,12 +1,11 @@
 //! PVE node mode: the daemon reads PVE's own files from `pve-dir`, follows their changes without
 //! a restart, and never writes them.
 
-mod util;
-
 use std::path::Path;
 use std::process::Command;
 
-use util::{Daemon, NODE, TOKEN_ID, TOKEN_SECRET};
+use crate::util;
+use crate::util::{Daemon, NODE, TOKEN_ID, TOKEN_SECRET};
 
 /// A stand-in for /etc/pve: storage.cfg without `local`, user.cfg and priv/token.cfg.
 fn pve_dir(root: &Path) -> std::path::PathBuf {

@@ -3,9 +3,8 @@
 //! download-url (a task error, no file, no request to the origin) and query-url-metadata (a
 //! 500). Also max-redirects. All origins listen on 127.0.0.1, which `localhost` resolves to.
 
-mod util;
-
-use util::{Daemon, NODE, Response, TOKEN_ID, TOKEN_SECRET};
+use crate::util;
+use crate::util::{Daemon, NODE, Response, TOKEN_ID, TOKEN_SECRET};
 
 fn encode(url: &str) -> String {
     url.bytes()
