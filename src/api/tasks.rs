@@ -185,7 +185,7 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 
 static UPID_PARAMS: [Property; 2] = [
     NODE_PROP,
-    prop("upid", "The task's unique ID.", &types::STRING),
+    prop("upid", "The task's unique ID.", &types::UPID),
 ];
 const UPID_SCHEMA: ObjectSchema = ObjectSchema {
     properties: &UPID_PARAMS,
@@ -266,7 +266,7 @@ async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 
 static LOG_PARAMS: [Property; 5] = [
     NODE_PROP,
-    prop("upid", "The task's unique ID.", &types::STRING),
+    prop("upid", "The task's unique ID.", &types::UPID),
     // No schema defaults here: `download` may not be combined with a start or limit that was
     // sent, and a filled-in default would be indistinguishable from one.
     opt(

@@ -3,8 +3,11 @@
 
 use crate::download::Algorithm;
 use crate::pve::content::CONTENT_TYPES;
-use crate::pve::ids::{is_valid_node_name, storage_id_error};
-use crate::schema::{Format, Pattern, Property, Schema, StringSchema};
+use crate::pve::ids::{
+    NODE_NAME_PATTERN, STORAGE_ID_PATTERN, is_valid_node_name, storage_id_error,
+};
+use crate::schema::{Format, Pattern, Property, Schema, Shape, StringSchema};
+use crate::tasks::UPID_RE;
 
 pub static NODE_FORMAT: Format = Format {
     name: "pve-node",
@@ -15,6 +18,7 @@ pub static NODE_FORMAT: Format = Format {
             Err("value does not look like a valid node name\n".into())
         }
     },
+    shape: Shape::Pattern(NODE_NAME_PATTERN),
 };
 
 pub static STORAGE_ID_FORMAT: Format = Format {
@@ -23,6 +27,7 @@ pub static STORAGE_ID_FORMAT: Format = Format {
         Some(e) => Err(format!("{e}\n")),
         None => Ok(()),
     },
+    shape: Shape::Pattern(STORAGE_ID_PATTERN),
 };
 
 pub static CONTENT_FORMAT: Format = Format {
@@ -34,20 +39,18 @@ pub static CONTENT_FORMAT: Format = Format {
             Err(format!("invalid content type '{v}'\n"))
         }
     },
+    shape: Shape::Enum(CONTENT_TYPES),
 };
 
 pub static URL_RE: Pattern = Pattern::new("^https?://.*$");
 
-pub static NODE: Schema = Schema::String(StringSchema {
-    format: Some(&NODE_FORMAT),
-    ..StringSchema::new()
-});
-pub static STORAGE_ID: Schema = Schema::String(StringSchema {
-    format: Some(&STORAGE_ID_FORMAT),
-    ..StringSchema::new()
-});
-pub static CONTENT_TYPE: Schema = Schema::String(StringSchema {
-    format: Some(&CONTENT_FORMAT),
+pub static NODE: Schema = Schema::String(StringSchema::format(&NODE_FORMAT));
+pub static STORAGE_ID: Schema = Schema::String(StringSchema::format(&STORAGE_ID_FORMAT));
+pub static CONTENT_TYPE: Schema = Schema::String(StringSchema::format(&CONTENT_FORMAT));
+/// A UPID: any string to the schema, as in PVE, whose task methods die with their own text
+/// on one that does not parse.
+pub static UPID: Schema = Schema::String(StringSchema {
+    handler_checks: Shape::Pattern(UPID_RE.source),
     ..StringSchema::new()
 });
 pub static URL: Schema = Schema::String(StringSchema {

@@ -20,6 +20,12 @@ fn is_storage_id_body(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The storage ID grammar as a regex for schema-driven clients (ECMA-262 syntax).
+pub const STORAGE_ID_PATTERN: &str = r"^[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]$";
+
+/// The node name grammar as a regex for schema-driven clients.
+pub const NODE_NAME_PATTERN: &str = r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$";
+
 /// The `pve-storage-id` format: `^[a-z][a-z0-9\-\_\.]*[a-z0-9]$`, case-insensitive.
 pub fn is_valid_storage_id(id: &str) -> bool {
     is_storage_id_body(without_final_newline(id))
@@ -99,6 +105,42 @@ mod tests {
             Some("storage ID 'a b' contains illegal characters")
         );
         assert_eq!(storage_id_error("local"), None);
+    }
+
+    #[test]
+    fn patterns_agree_with_the_checks() {
+        let storage = regex::Regex::new(STORAGE_ID_PATTERN).expect("storage pattern");
+        let node = regex::Regex::new(NODE_NAME_PATTERN).expect("node pattern");
+        for s in [
+            "local",
+            "ab",
+            "a1",
+            "my-store.x_y",
+            "Local",
+            "",
+            "a",
+            "1abc",
+            "ab-",
+            "a b",
+            "loc\u{212a}al",
+            "-ab",
+            "a.",
+        ] {
+            assert_eq!(storage.is_match(s), is_valid_storage_id(s), "{s:?}");
+        }
+        for n in [
+            "pve1",
+            "a",
+            "pve-node-2",
+            "PVE",
+            "",
+            "-pve",
+            "pve-",
+            "pve_1",
+            "pve.example.com",
+        ] {
+            assert_eq!(node.is_match(n), is_valid_node_name(n), "{n:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ObjectSchema, Property, Schema, StringSchema};
+use super::{ObjectSchema, Property, Schema, Shape, StringSchema};
 
 /// PVE's JSON dump writes Perl booleans as 0/1.
 fn flag(b: bool) -> Value {
@@ -102,6 +102,20 @@ pub fn openapi_schema(schema: &Schema) -> Map<String, Value> {
         Schema::String(s) => {
             m.insert("type".into(), json!("string"));
             string_constraints(&mut m, s);
+            for shape in [
+                s.format.map_or(Shape::Unstated, |f| f.shape),
+                s.handler_checks,
+            ] {
+                match shape {
+                    Shape::Unstated => {}
+                    Shape::Pattern(p) => {
+                        m.entry("pattern").or_insert(json!(p));
+                    }
+                    Shape::Enum(values) => {
+                        m.entry("enum").or_insert(json!(values));
+                    }
+                }
+            }
         }
     }
     m
@@ -142,12 +156,13 @@ pub fn openapi_object<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Format, Pattern};
+    use crate::schema::{Format, Pattern, Shape};
 
     static RE: Pattern = Pattern::new("^a+$");
     static FMT: Format = Format {
         name: "fmt",
         verify: |_| Ok(()),
+        shape: Shape::Unstated,
     };
     static S: Schema = Schema::String(StringSchema {
         min_length: Some(1),
@@ -156,6 +171,7 @@ mod tests {
         format: Some(&FMT),
         enumeration: Some(&["a", "aa"]),
         default: Some("a"),
+        handler_checks: Shape::Unstated,
     });
     static B: Schema = Schema::Boolean {
         default: Some(true),

@@ -52,6 +52,18 @@ impl Pattern {
 pub struct Format {
     pub name: &'static str,
     pub verify: fn(&str) -> Result<(), String>,
+    /// What `verify` accepts, as an OpenAPI client can check it before sending, so that a
+    /// schema-driven client's "valid" values are valid here too.
+    pub shape: Shape,
+}
+
+/// A constraint as OpenAPI states it: a regex (ECMA-262 syntax) or a list of values.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// Nothing simpler than the check itself.
+    Unstated,
+    Pattern(&'static str),
+    Enum(&'static [&'static str]),
 }
 
 pub enum Schema {
@@ -66,7 +78,6 @@ pub enum Schema {
     String(StringSchema),
 }
 
-#[derive(Default)]
 pub struct StringSchema {
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
@@ -74,6 +85,15 @@ pub struct StringSchema {
     pub format: Option<&'static Format>,
     pub enumeration: Option<&'static [&'static str]>,
     pub default: Option<&'static str>,
+    /// A grammar the handler enforces with a text of its own (PVE's `die` in the method
+    /// rather than a schema check), exported for OpenAPI clients only.
+    pub handler_checks: Shape,
+}
+
+impl Default for StringSchema {
+    fn default() -> Self {
+        StringSchema::new()
+    }
 }
 
 impl StringSchema {
@@ -85,6 +105,15 @@ impl StringSchema {
             format: None,
             enumeration: None,
             default: None,
+            handler_checks: Shape::Unstated,
+        }
+    }
+
+    /// A string of a named format.
+    pub const fn format(format: &'static Format) -> Self {
+        StringSchema {
+            format: Some(format),
+            ..StringSchema::new()
         }
     }
 }

@@ -243,7 +243,7 @@ fn check_string(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Format, Pattern};
+    use crate::schema::{Format, Pattern, Shape};
 
     static URL_RE: Pattern = Pattern::new("^https?://.*$");
     static BOOL: Schema = Schema::Boolean {
@@ -268,6 +268,7 @@ mod tests {
             "red" | "blue" | "green" => Ok(()),
             _ => Err(format!("invalid color '{v}'\n")),
         },
+        shape: Shape::Enum(&["red", "blue", "green"]),
     };
     static COLOR: Schema = Schema::String(StringSchema {
         format: Some(&COLOR_FMT),

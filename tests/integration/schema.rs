@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
 use crate::util::{Daemon, NODE, TOKEN_ID, TOKEN_SECRET};
+use serde_json::Value;
 
 const FILES: [&str; 2] = ["isolib-api.json", "openapi.json"];
 
