@@ -5,7 +5,7 @@
 pub mod export;
 mod parse;
 
-pub use parse::{ParamErrors, RawParams, RawValue, validate};
+pub use parse::{ParamErrors, RawParams, RawValue, check_value, validate};
 
 use std::sync::OnceLock;
 
@@ -115,6 +115,15 @@ impl StringSchema {
             format: Some(format),
             ..StringSchema::new()
         }
+    }
+}
+
+/// `PVE::JSONSchema::parse_boolean`: `1|on|yes|true` and `0|off|no|false`, any case.
+pub fn parse_boolean(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "on" | "yes" | "true" => Some(true),
+        "0" | "off" | "no" | "false" => Some(false),
+        _ => None,
     }
 }
 

@@ -129,115 +129,97 @@ fn check_prop(prop: &Property, raw: &RawValue, errors: &mut ParamErrors) -> Opti
         );
         return None;
     }
-    let text = match scalar_text(raw) {
-        Ok(t) => t,
-        Err(kind) => {
-            errors.add(
-                prop.name,
-                format!("type check ('{type_name}') failed - got {kind}"),
-            );
-            return None;
+    let checked = scalar_text(raw)
+        .map_err(|kind| format!("type check ('{type_name}') failed - got {kind}"))
+        .and_then(|text| check_value(prop.schema, text));
+    match checked {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.add(prop.name, e);
+            None
         }
+    }
+}
+
+/// check_prop for one scalar value: its type (booleans as `0`/`1`, integers as `^[+-]?\d+$`),
+/// bounds, then for strings length, pattern, format and enumeration; the first failing check
+/// is the only one reported. The same engine checks storage.cfg values, so a value is valid in
+/// the API exactly when it is valid in a config file.
+pub fn check_value(schema: &Schema, text: String) -> Result<Value, String> {
+    let type_error = || {
+        Err(format!(
+            "type check ('{}') failed - got '{text}'",
+            schema.type_name()
+        ))
     };
-    let type_error = |errors: &mut ParamErrors| {
-        errors.add(
-            prop.name,
-            format!("type check ('{type_name}') failed - got '{text}'"),
-        );
-        None
-    };
-    match prop.schema {
+    match schema {
         Schema::Boolean { .. } => match text.as_str() {
-            "1" => Some(Value::Bool(true)),
-            "0" => Some(Value::Bool(false)),
-            _ => type_error(errors),
+            "1" => Ok(Value::Bool(true)),
+            "0" => Ok(Value::Bool(false)),
+            _ => type_error(),
         },
         Schema::Integer {
             minimum, maximum, ..
         } => {
             let Some(n) = parse_integer(&text) else {
-                return type_error(errors);
+                return type_error();
             };
             if let Some(min) = minimum
                 && n < *min
             {
-                errors.add(
-                    prop.name,
-                    format!("value must have a minimum value of {min}"),
-                );
-                return None;
+                return Err(format!("value must have a minimum value of {min}"));
             }
             if let Some(max) = maximum
                 && n > *max
             {
-                errors.add(
-                    prop.name,
-                    format!("value must have a maximum value of {max}"),
-                );
-                return None;
+                return Err(format!("value must have a maximum value of {max}"));
             }
-            Some(Value::from(n))
+            Ok(Value::from(n))
         }
-        Schema::String(s) => check_string(prop.name, s, text, errors),
+        Schema::String(s) => check_string(s, &text).map(|()| Value::String(text)),
     }
 }
 
+/// JSONSchema's `is_integer`: `^[+-]?\d+$`; beyond `i64` it is no integer here.
 fn parse_integer(text: &str) -> Option<i64> {
-    let digits = text.strip_prefix('-').unwrap_or(text);
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()
 }
 
-/// Length, pattern, format, then enumeration; the first failing check is the only one reported.
-fn check_string(
-    name: &str,
-    s: &StringSchema,
-    text: String,
-    errors: &mut ParamErrors,
-) -> Option<Value> {
+fn check_string(s: &StringSchema, text: &str) -> Result<(), String> {
     let len = text.chars().count();
     if let Some(min) = s.min_length
         && len < min
     {
-        errors.add(
-            name,
-            format!("value must be at least {min} characters long"),
-        );
-        return None;
+        return Err(format!("value must be at least {min} characters long"));
     }
     if let Some(max) = s.max_length
         && len > max
     {
-        errors.add(name, format!("value may only be {max} characters long"));
-        return None;
+        return Err(format!("value may only be {max} characters long"));
     }
     if let Some(p) = s.pattern
-        && !p.is_match(&text)
+        && !p.is_match(text)
     {
-        errors.add(name, "value does not match the regex pattern");
-        return None;
+        return Err("value does not match the regex pattern".into());
     }
     if let Some(f) = s.format
-        && let Err(e) = (f.verify)(&text)
+        && let Err(e) = (f.verify)(text)
     {
-        errors.add(name, format!("invalid format - {e}"));
-        return None;
+        return Err(format!("invalid format - {e}"));
     }
     if let Some(values) = s.enumeration
-        && !values.contains(&text.as_str())
+        && !values.contains(&text)
     {
-        errors.add(
-            name,
-            format!(
-                "value '{text}' does not have a value in the enumeration '{}'",
-                values.join(", ")
-            ),
-        );
-        return None;
+        return Err(format!(
+            "value '{text}' does not have a value in the enumeration '{}'",
+            values.join(", ")
+        ));
     }
-    Some(Value::String(text))
+    Ok(())
 }
 
 #[cfg(test)]

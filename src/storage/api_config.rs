@@ -6,7 +6,8 @@
 use serde_json::{Map, Value};
 
 use super::model::Storage;
-use super::values::{Kind, kind_of};
+use super::properties::schema_of;
+use crate::schema::Schema;
 
 impl Storage {
     /// The object `GET /storage` lists and `GET /storage/{storage}` returns; `digest` is the
@@ -44,8 +45,8 @@ impl Storage {
 }
 
 fn typed(key: &str, value: &str) -> Value {
-    match kind_of(key) {
-        Kind::Bool | Kind::Int { .. } => value
+    match schema_of(key) {
+        Schema::Boolean { .. } | Schema::Integer { .. } => value
             .parse::<i64>()
             .map_or_else(|_| Value::from(value), Value::from),
         _ => Value::from(value),

@@ -18,7 +18,7 @@ use super::error::StorageError;
 use super::ext;
 use super::model::Storage;
 use super::plugins::{self, TypeDef};
-use super::values::check_value;
+use super::properties::check_value;
 use crate::pve::ids::{is_valid_node_name, storage_id_error};
 use crate::pve::perl::errno_text;
 use crate::pve::perl::{self, split_list};

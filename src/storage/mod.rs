@@ -20,8 +20,8 @@ mod list;
 mod model;
 mod mounts;
 mod plugins;
+mod properties;
 mod status;
-mod values;
 mod volume;
 
 pub use config::StorageConfig;

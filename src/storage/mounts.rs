@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::model::Storage;
 use super::plugins::Mount;
-use super::values::parse_boolean;
+use crate::schema::parse_boolean;
 
 /// One line of /proc/mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]

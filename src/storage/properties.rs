@@ -1,39 +1,92 @@
-//! Property values in storage.cfg: pve-common `src/PVE/SectionConfig.pm` check_value, the
-//! JSONSchema types and formats of the storage properties (`src/PVE/JSONSchema.pm` check_type,
-//! check_format, parse_boolean; pve-storage `src/PVE/Storage/Plugin.pm` verify_path,
-//! verify_content, verify_dir_override) and `PVE::Tools::split_list`.
+//! The properties of storage.cfg sections as schemas of the one schema engine the API uses
+//! ([`crate::schema`]), with pve-storage's formats (`src/PVE/Storage/Plugin.pm` verify_path,
+//! verify_content, verify_dir_override, pve-common's pve-node-list), and SectionConfig's
+//! check_value around them (`src/PVE/SectionConfig.pm`): a bare boolean key means 1, a value
+//! may not hold a line feed.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+use serde_json::Value;
 
 use super::ext;
 use crate::pve::content::is_known_content;
 use crate::pve::ids::is_valid_node_name;
 use crate::pve::perl::split_list;
+use crate::schema::{self, Format, Schema, Shape, StringSchema};
 
-/// The schema of a property, as far as storage.cfg parsing needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Bool,
-    Int {
-        min: i64,
+static BOOLEAN: Schema = Schema::Boolean { default: None };
+static MAX_PROTECTED: Schema = Schema::Integer {
+    minimum: Some(-1),
+    maximum: None,
+    default: None,
+};
+static MAXFILES: Schema = Schema::Integer {
+    minimum: Some(0),
+    maximum: None,
+    default: None,
+};
+static PREALLOCATION: Schema = Schema::String(StringSchema {
+    enumeration: Some(&["off", "metadata", "falloc", "full"]),
+    ..StringSchema::new()
+});
+static SMBVERSION: Schema = Schema::String(StringSchema {
+    enumeration: Some(&["default", "2.0", "2.1", "3", "3.0", "3.11"]),
+    ..StringSchema::new()
+});
+static TEXT: Schema = Schema::String(StringSchema::new());
+
+static PATH_FORMAT: Format = Format {
+    name: "pve-storage-path",
+    // verify_path only anchors the start: `^/[^;\(\)]+`
+    verify: |v| {
+        let rest = v.strip_prefix('/').unwrap_or("");
+        if v.starts_with('/') && rest.starts_with(|c| !matches!(c, ';' | '(' | ')')) {
+            Ok(())
+        } else {
+            Err("value does not look like a valid absolute path".into())
+        }
     },
-    Enum(&'static [&'static str]),
-    /// `pve-storage-path`
-    Path,
-    /// `pve-storage-content-list`
-    ContentList,
-    /// `pve-node-list`
-    NodeList,
-    /// `pve-dir-override-list`
-    DirOverrides,
-    /// Any string (formats the daemon never interprets are not checked).
-    Text,
-}
+    shape: Shape::Pattern(r"^/[^;()]"),
+};
+static CONTENT_LIST_FORMAT: Format = Format {
+    name: "pve-storage-content-list",
+    verify: |v| match split_list(v).into_iter().find(|c| !is_known_content(c)) {
+        Some(content) => Err(format!("invalid content type '{content}'")),
+        None => Ok(()),
+    },
+    shape: Shape::Unstated,
+};
+static NODE_LIST_FORMAT: Format = Format {
+    name: "pve-node-list",
+    verify: |v| {
+        if split_list(v).into_iter().all(is_valid_node_name) {
+            Ok(())
+        } else {
+            Err("value does not look like a valid node name".into())
+        }
+    },
+    shape: Shape::Unstated,
+};
+static DIR_OVERRIDE_LIST_FORMAT: Format = Format {
+    name: "pve-dir-override-list",
+    verify: |v| match split_list(v)
+        .into_iter()
+        .find(|item| !verify_dir_override(item))
+    {
+        Some(item) => Err(format!("invalid override '{item}'")),
+        None => Ok(()),
+    },
+    shape: Shape::Unstated,
+};
+static PATH: Schema = Schema::String(StringSchema::format(&PATH_FORMAT));
+static CONTENT_LIST: Schema = Schema::String(StringSchema::format(&CONTENT_LIST_FORMAT));
+static NODE_LIST: Schema = Schema::String(StringSchema::format(&NODE_LIST_FORMAT));
+static DIR_OVERRIDES: Schema = Schema::String(StringSchema::format(&DIR_OVERRIDE_LIST_FORMAT));
 
-/// The property's schema; one list for all types, like SectionConfig's unified mode.
-pub(crate) fn kind_of(key: &str) -> Kind {
+/// The property's schema; one list for all types, like SectionConfig's unified mode. Formats
+/// the daemon never interprets are not checked.
+pub(crate) fn schema_of(key: &str) -> &'static Schema {
     match key {
         "disable"
         | "shared"
@@ -48,26 +101,16 @@ pub(crate) fn kind_of(key: &str) -> Kind {
         | "tagged_only"
         | "krbd"
         | "nowritecache"
-        | "skip-cert-verification" => Kind::Bool,
-        "path" | "export" => Kind::Path,
-        "content" => Kind::ContentList,
-        "nodes" => Kind::NodeList,
-        "content-dirs" => Kind::DirOverrides,
-        "max-protected-backups" => Kind::Int { min: -1 },
-        "maxfiles" => Kind::Int { min: 0 },
-        "preallocation" => Kind::Enum(&["off", "metadata", "falloc", "full"]),
-        "smbversion" => Kind::Enum(&["default", "2.0", "2.1", "3", "3.0", "3.11"]),
-        _ => Kind::Text,
-    }
-}
-
-/// `PVE::JSONSchema::parse_boolean`: `1|on|yes|true` and `0|off|no|false`, any case.
-pub(crate) fn parse_boolean(text: &str) -> Option<bool> {
-    let lower = text.to_ascii_lowercase();
-    match lower.as_str() {
-        "1" | "on" | "yes" | "true" => Some(true),
-        "0" | "off" | "no" | "false" => Some(false),
-        _ => None,
+        | "skip-cert-verification" => &BOOLEAN,
+        "path" | "export" => &PATH,
+        "content" => &CONTENT_LIST,
+        "nodes" => &NODE_LIST,
+        "content-dirs" => &DIR_OVERRIDES,
+        "max-protected-backups" => &MAX_PROTECTED,
+        "maxfiles" => &MAXFILES,
+        "preallocation" => &PREALLOCATION,
+        "smbversion" => &SMBVERSION,
+        _ => &TEXT,
     }
 }
 
@@ -89,72 +132,23 @@ fn verify_dir_override(item: &str) -> bool {
         && rel.split('/').all(|part| part.chars().count() < 255)
 }
 
-/// `^[+-]?\d+$`
-fn is_integer(text: &str) -> bool {
-    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn check_format(kind: Kind, value: &str) -> Result<(), String> {
-    let bad = |reason: String| Err(format!("invalid format - {reason}"));
-    match kind {
-        Kind::Path => {
-            // verify_path only anchors the start: `^/[^;\(\)]+`
-            let rest = value.strip_prefix('/').unwrap_or("");
-            if value.starts_with('/') && rest.starts_with(|c| !matches!(c, ';' | '(' | ')')) {
-                Ok(())
-            } else {
-                bad("value does not look like a valid absolute path".to_owned())
-            }
-        }
-        Kind::ContentList => match split_list(value).into_iter().find(|c| !is_known_content(c)) {
-            Some(content) => bad(format!("invalid content type '{content}'")),
-            None => Ok(()),
-        },
-        Kind::NodeList if !split_list(value).into_iter().all(is_valid_node_name) => {
-            bad("value does not look like a valid node name".to_owned())
-        }
-        Kind::DirOverrides => {
-            match split_list(value)
-                .into_iter()
-                .find(|item| !verify_dir_override(item))
-            {
-                Some(item) => bad(format!("invalid override '{item}'")),
-                None => Ok(()),
-            }
-        }
-        Kind::NodeList | Kind::Bool | Kind::Int { .. } | Kind::Enum(_) | Kind::Text => Ok(()),
-    }
-}
-
 /// SectionConfig check_value for one property line: `value` is `None` for a bare key. Returns
 /// the value to store (booleans as `0`/`1`) or the error text PVE would warn with.
 pub(crate) fn check_value(key: &str, value: Option<&str>) -> Result<String, String> {
-    let kind = kind_of(key);
-    let value = match (kind, value) {
-        (Kind::Bool, None) => "1",
+    let schema = schema_of(key);
+    let value = match (schema, value) {
+        (Schema::Boolean { .. }, None) => "1",
         (_, None) => return Err("got undefined value".to_owned()),
         (_, Some(value)) => value,
     };
     if value.contains(['\n', '\r']) {
         return Err("property contains a line feed".to_owned());
     }
-    match kind {
-        Kind::Bool if value != "0" && value != "1" => {
-            Err(format!("type check ('boolean') failed - got '{value}'"))
-        }
-        Kind::Int { .. } if !is_integer(value) => {
-            Err(format!("type check ('integer') failed - got '{value}'"))
-        }
-        Kind::Int { min } if value.parse::<i64>().is_ok_and(|n| n < min) => {
-            Err(format!("value must have a minimum value of {min}"))
-        }
-        Kind::Enum(allowed) if !allowed.contains(&value) => Err(format!(
-            "value '{value}' does not have a value in the enumeration '{}'",
-            allowed.join(", ")
-        )),
-        _ => check_format(kind, value).map(|()| value.to_owned()),
-    }
+    Ok(match schema::check_value(schema, value.to_owned())? {
+        Value::Bool(b) => u8::from(b).to_string(),
+        Value::String(s) => s,
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -169,9 +163,10 @@ mod tests {
             check_value("disable", Some("yes")),
             Err("type check ('boolean') failed - got 'yes'".into())
         );
-        assert_eq!(parse_boolean("Yes"), Some(true));
-        assert_eq!(parse_boolean("OFF"), Some(false));
-        assert_eq!(parse_boolean("/mnt/x"), None);
+        // is_mountpoint takes PVE's wider boolean words.
+        assert_eq!(schema::parse_boolean("Yes"), Some(true));
+        assert_eq!(schema::parse_boolean("OFF"), Some(false));
+        assert_eq!(schema::parse_boolean("/mnt/x"), None);
     }
 
     #[test]
@@ -233,6 +228,7 @@ mod tests {
             check_value("max-protected-backups", Some("-1")),
             Ok("-1".into())
         );
+        assert_eq!(check_value("maxfiles", Some("+3")), Ok("3".into()));
         assert_eq!(
             check_value("max-protected-backups", Some("-2")),
             Err("value must have a minimum value of -1".into())
