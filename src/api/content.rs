@@ -12,6 +12,7 @@ use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::pve::ids::parse_volume_id;
 use crate::schema::{ObjectSchema, Property, Schema};
+use crate::storage::StorageError;
 
 static LIST_PARAMS: [Property; 4] = [
     NODE_PROP,
@@ -53,7 +54,7 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;
     let cfg = ctx.state.storage_config()?;
     let storage = enabled_storage(&cfg, &args.storage, ctx.node())?;
-    storage.activate().map_err(ApiError::server)?;
+    storage.activate()?;
     // iso, vztmpl and import volumes belong to no VM.
     if args.vmid.is_some() {
         return Ok(Reply::Data(Value::Array(Vec::new())));
@@ -126,16 +127,13 @@ async fn delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         None => match args.storage {
             Some(sid) => (sid, args.volume.clone()),
             None => {
-                return Err(ApiError::server(format!(
-                    "unable to parse volume ID '{}'",
-                    args.volume
-                )));
+                return Err(StorageError::VolumeId(args.volume).into());
             }
         },
     };
     let cfg = ctx.state.storage_config()?;
     let storage = enabled_storage(&cfg, &storage_id, ctx.node())?;
-    let path = storage.volume_path(&volname).map_err(ApiError::server)?;
+    let path = storage.volume_path(&volname)?;
     let volid = format!("{storage_id}:{volname}");
     let upid = ctx
         .state

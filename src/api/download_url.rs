@@ -11,7 +11,9 @@ use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
 use crate::pve::content::DOWNLOAD_CONTENT;
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
-use crate::storage::{DownloadTarget, check_download_filename, normalize_content_filename};
+use crate::storage::{
+    DownloadTarget, StorageError, check_download_filename, normalize_content_filename,
+};
 
 static CONTENT: Schema = Schema::String(StringSchema {
     format: Some(&types::CONTENT_FORMAT),
@@ -101,25 +103,12 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: Args = from_params(params)?;
     let cfg = ctx.state.storage_config()?;
     let storage = super::storage::enabled_storage(&cfg, &args.storage, ctx.node())?;
-    if !storage.is_file_based() {
-        return Err(ApiError::server(format!(
-            "can't upload to storage type '{}', not a file based storage!",
-            storage.kind
-        )));
-    }
-    if !storage.content.contains(&args.content) {
-        return Err(ApiError::server(format!(
-            "storage '{}' is not configured for content-type '{}'",
-            storage.id, args.content
-        )));
-    }
+    storage.check_download(&args.content)?;
     let filename = normalize_content_filename(&args.filename);
     let target = check_download_filename(&args.content, &filename)
         .map_err(|(k, m)| ApiError::param(k, m))?;
-    storage.activate().map_err(ApiError::server)?;
-    let dir = storage
-        .subdir(&args.content)
-        .ok_or_else(|| ApiError::server("storage definition has no path"))?;
+    storage.activate()?;
+    let dir = storage.get_subdir(&args.content)?;
     std::fs::create_dir_all(&dir).map_err(|e| {
         ApiError::server(format!(
             "unable to create directory '{}': {e}",
@@ -149,7 +138,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         dest: dir.join(&filename),
         staging_dir: storage
             .staging_dir(&args.content)
-            .ok_or_else(|| ApiError::server("storage definition has no path"))?,
+            .ok_or(StorageError::NoPath)?,
         content: args.content,
         checksum,
         checksum_required,

@@ -63,3 +63,10 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// A storage error where PVE dies with it: HTTP 500 with its text.
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        ApiError::server(e)
+    }
+}

@@ -17,10 +17,8 @@ pub fn enabled_storage<'a>(
     id: &str,
     node: &str,
 ) -> Result<&'a Storage, ApiError> {
-    let storage = cfg
-        .get(id)
-        .ok_or_else(|| ApiError::server(format!("storage '{id}' does not exist")))?;
-    storage.check_enabled(node).map_err(ApiError::server)?;
+    let storage = cfg.storage(id)?;
+    storage.check_enabled(node)?;
     Ok(storage)
 }
 

@@ -92,8 +92,6 @@ struct ReadArgs {
 async fn read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ReadArgs = from_params(params)?;
     let cfg = ctx.state.storage_config()?;
-    let storage = cfg
-        .get(&args.storage)
-        .ok_or_else(|| ApiError::server(format!("storage '{}' does not exist", args.storage)))?;
+    let storage = cfg.storage(&args.storage)?;
     Ok(Reply::Data(storage.api_config(&cfg.digest)))
 }

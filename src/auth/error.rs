@@ -48,4 +48,17 @@ pub enum AuthError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Ticket(#[from] super::ticket::TicketError),
+    #[error(transparent)]
+    Csrf(#[from] super::csrf::CsrfError),
+    /// Boxed: a key error may carry an AuthError of its own (writing a key file).
+    #[error(transparent)]
+    Keys(Box<super::keys::KeyError>),
+}
+
+impl From<super::keys::KeyError> for AuthError {
+    fn from(e: super::keys::KeyError) -> Self {
+        AuthError::Keys(Box::new(e))
+    }
 }

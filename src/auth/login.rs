@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use openssl::pkey::{PKey, Private};
 
+use super::authid::AuthId;
 use super::config::AccessConfig;
 use super::csrf::{self, CsrfSecret};
+use super::error::AuthError;
 use super::keys::{self, KeyError, KeyPaths};
 use super::pam;
 use super::shadow::{ShadowConfig, ShadowError};
@@ -103,16 +105,16 @@ impl Tickets {
     }
 
     /// The user a ticket was issued to, if it is valid now.
-    pub fn verify(&self, ticket: &str) -> Result<String, String> {
-        let keys = self.verify_keys.get().map_err(|e| e.to_string())?;
-        ticket::verify(&keys, ticket, now())
-            .map(|t| t.userid)
-            .map_err(|e| e.to_string())
+    /// The user a valid ticket names.
+    pub fn verify(&self, ticket: &str) -> Result<AuthId, AuthError> {
+        let keys = self.verify_keys.get()?;
+        let userid = ticket::verify(&keys, ticket, now())?.userid;
+        userid.parse()
     }
 
-    pub fn verify_csrf(&self, token: &str, user: &str) -> Result<(), String> {
-        let secret = self.csrf_secret.get().map_err(|e| e.to_string())?;
-        csrf::verify(&secret, token, user, now()).map_err(|e| e.to_string())
+    pub fn verify_csrf(&self, token: &str, user: &AuthId) -> Result<(), AuthError> {
+        let secret = self.csrf_secret.get()?;
+        Ok(csrf::verify(&secret, token, &user.to_string(), now())?)
     }
 
     /// Checks `password` (or a ticket in its place, which is how clients renew) for
@@ -136,7 +138,7 @@ impl Tickets {
             let owner = self
                 .verify(&password)
                 .map_err(|_| LoginError::Ticket(username.into()))?;
-            if !ticket::ticket_authorizes_login(&owner, username) {
+            if !ticket::ticket_authorizes_login(&owner.to_string(), username) {
                 return Err(LoginError::Ticket(username.into()));
             }
         } else {

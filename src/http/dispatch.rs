@@ -239,10 +239,12 @@ fn authenticate(
             tracing::info!("ticket authentication failed: {e}");
             "Authentication failed!"
         })?;
-        access.check_user_enabled(&user, now).map_err(|e| {
-            tracing::info!("ticket authentication failed: {e}");
-            "Authentication failed!"
-        })?;
+        access
+            .check_user_enabled(&user.to_string(), now)
+            .map_err(|e| {
+                tracing::info!("ticket authentication failed: {e}");
+                "Authentication failed!"
+            })?;
         if req.method() != actix_web::http::Method::GET {
             let token = header_value("CSRFPreventionToken").unwrap_or("");
             tickets.verify_csrf(token, &user).map_err(|e| {
@@ -250,7 +252,7 @@ fn authenticate(
                 "Permission denied - invalid csrf token"
             })?;
         }
-        return user.parse().map_err(|_| "Authentication failed!");
+        return Ok(user);
     }
     let Some(token) = authorization.and_then(|a| extract_auth_value(a, "PVEAPIToken")) else {
         return Err("No ticket");

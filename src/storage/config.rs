@@ -67,6 +67,12 @@ impl StorageConfig {
         self.storages.iter().find(|s| s.id == id)
     }
 
+    /// storage_config: the storage with this ID, or PVE's error.
+    pub fn storage(&self, id: &str) -> Result<&Storage, StorageError> {
+        self.get(id)
+            .ok_or_else(|| StorageError::DoesNotExist(id.to_owned()))
+    }
+
     /// What a PVE node makes of `local` (Plugin.pm parse_config): a `dir` storage at
     /// /var/lib/vz on every node. A `local` of another type or path is replaced by PVE's
     /// default and moved first; one without a path gets /var/lib/vz; node restrictions go.

@@ -70,6 +70,21 @@ impl Storage {
         }
     }
 
+    /// download-url's and upload's checks of the storage (spec §1.3 steps 2-3): it must be
+    /// file based and configured for `content`.
+    pub fn check_download(&self, content: &str) -> Result<(), StorageError> {
+        if !self.is_file_based() {
+            return Err(StorageError::NotFileBased(self.kind.clone()));
+        }
+        if !self.content.contains(content) {
+            return Err(StorageError::ContentNotConfigured {
+                id: self.id.clone(),
+                content: content.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// storage_check_enabled: `"storage '<id>' is disabled"`, then storage_check_node:
     /// `"storage '<id>' is not available on node '<node>'"`. An empty node or `localhost`
     /// stands for this host's node name, as in PVE.
@@ -106,7 +121,7 @@ impl Storage {
     }
 
     /// get_subdir with PVE's errors.
-    pub(crate) fn get_subdir(&self, vtype: &str) -> Result<PathBuf, StorageError> {
+    pub fn get_subdir(&self, vtype: &str) -> Result<PathBuf, StorageError> {
         let path = self.path.as_deref().ok_or(StorageError::NoPath)?;
         let default = plugins::default_subdir(vtype)
             .ok_or_else(|| StorageError::UnknownVtype(vtype.to_owned()))?;
