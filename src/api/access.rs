@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{BOOLEAN, STRING, opt, prop};
 use super::{ApiError, from_params};
 use crate::auth::{AccessConfig, AuthId};
@@ -65,7 +65,7 @@ pub static GET_TICKET: ApiMethod = ApiMethod {
     path: "/access/ticket",
     description: "Dummy. Useful for formatters which want to provide a login page.",
     parameters: &NO_PARAMS,
-    returns: "null",
+    returns: Returns::Null,
     access: Access::World,
     allow_token: false,
     handler: |_, _| Box::pin(async { Ok(Reply::Data(Value::Null)) }),
@@ -76,7 +76,7 @@ pub static CREATE_TICKET: ApiMethod = ApiMethod {
     path: "/access/ticket",
     description: "Create or verify authentication ticket.",
     parameters: &TICKET_SCHEMA,
-    returns: "object {username, ticket, CSRFPreventionToken, cap}",
+    returns: Returns::Object(&["username", "ticket", "CSRFPreventionToken", "cap"]),
     access: Access::World,
     allow_token: false,
     handler: |ctx, params| Box::pin(create_ticket(ctx, params)),

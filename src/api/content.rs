@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
@@ -33,7 +33,7 @@ pub static LIST: ApiMethod = ApiMethod {
         properties: &LIST_PARAMS,
         additional_properties: false,
     },
-    returns: "array of {volid, format, size, ctime, content}",
+    returns: Returns::ArrayOf(&["volid", "format", "size", "ctime", "content"]),
     access: Access::Perm {
         path: "/storage/{storage}",
         privs: &["Datastore.Audit", "Datastore.AllocateSpace"],
@@ -92,7 +92,7 @@ pub static DELETE: ApiMethod = ApiMethod {
         properties: &DELETE_PARAMS,
         additional_properties: false,
     },
-    returns: "string (UPID) or null",
+    returns: Returns::OrNull(&Returns::String("UPID")),
     access: Access::Perm {
         path: "/storage/{storage}",
         privs: &["Datastore.Allocate"],

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
@@ -73,7 +73,7 @@ pub static METHOD: ApiMethod = ApiMethod {
         properties: &PARAMS,
         additional_properties: false,
     },
-    returns: "string (UPID)",
+    returns: Returns::String("UPID"),
     access: Access::And(&[
         Access::Perm {
             path: "/storage/{storage}",

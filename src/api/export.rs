@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::router::{Access, ApiMethod};
+use super::router::{Access, ApiMethod, Returns};
 use crate::schema::Property;
 use crate::schema::export as schema_export;
 
@@ -15,12 +15,6 @@ pub const DEFAULT_DIR: &str = "api-schema";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{method} {path}: unrecognised return shape '{returns}'")]
-    Returns {
-        method: &'static str,
-        path: &'static str,
-        returns: &'static str,
-    },
     #[error("{method} {path}: path parameter '{name}' is not declared in its parameters")]
     PathParam {
         method: &'static str,
@@ -116,59 +110,28 @@ fn combine(op: &str, rules: &[Access]) -> Value {
     )
 }
 
-/// The return shape from the declaration's short form: `null`, `<shape> or null`,
-/// `string (<what>)`, `object {a, b}`, `array of {a, b}`.
-fn returns(m: &ApiMethod) -> Result<Value, ExportError> {
-    parse_returns(m.returns).ok_or(ExportError::Returns {
-        method: m.method,
-        path: m.path,
-        returns: m.returns,
-    })
-}
-
-fn parse_returns(text: &str) -> Option<Value> {
-    let text = text.trim();
-    if text == "null" {
-        return Some(json!({"type": "null"}));
+/// The return shape as PVE's apidata shows it.
+fn returns(r: &Returns) -> Value {
+    let object = |fields: &[&str]| {
+        let mut v = json!({"type": "object"});
+        if !fields.is_empty() {
+            let properties: Map<String, Value> =
+                fields.iter().map(|f| (f.to_string(), json!({}))).collect();
+            v["properties"] = Value::Object(properties);
+        }
+        v
+    };
+    match r {
+        Returns::Null => json!({"type": "null"}),
+        Returns::String(what) => json!({"type": "string", "description": what}),
+        Returns::Object(fields) => object(fields),
+        Returns::ArrayOf(fields) => json!({"type": "array", "items": object(fields)}),
+        Returns::OrNull(inner) => {
+            let mut v = returns(inner);
+            v["optional"] = json!(1);
+            v
+        }
     }
-    if let Some(inner) = text.strip_suffix(" or null") {
-        let mut v = parse_returns(inner)?;
-        v["optional"] = json!(1);
-        return Some(v);
-    }
-    if text == "string" {
-        return Some(json!({"type": "string"}));
-    }
-    if text == "object" {
-        return Some(json!({"type": "object"}));
-    }
-    if let Some(what) = text
-        .strip_prefix("string (")
-        .and_then(|t| t.strip_suffix(')'))
-    {
-        return Some(json!({"type": "string", "description": what}));
-    }
-    if let Some(fields) = text.strip_prefix("object ") {
-        return object_of(fields);
-    }
-    if let Some(fields) = text.strip_prefix("array of ") {
-        return Some(json!({"type": "array", "items": object_of(fields)?}));
-    }
-    None
-}
-
-fn object_of(fields: &str) -> Option<Value> {
-    let inner = fields.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let properties: Map<String, Value> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .map(|f| (f.to_string(), json!({})))
-        .collect();
-    if properties.is_empty() {
-        return None;
-    }
-    Some(json!({"type": "object", "properties": properties}))
 }
 
 /// `isolib-api.json`: one entry per method, sorted by path, then GET, POST, PUT, DELETE.
@@ -181,7 +144,7 @@ pub fn api_description(routes: &[&ApiMethod]) -> Result<Value, ExportError> {
             "method": m.method,
             "description": m.description,
             "parameters": schema_export::object(m.parameters),
-            "returns": returns(m)?,
+            "returns": returns(&m.returns),
             "permissions": permissions(&m.access),
             "allowtoken": u8::from(m.allow_token),
         }));
@@ -282,7 +245,7 @@ fn operation(m: &ApiMethod) -> Result<Value, ExportError> {
             }));
         }
     }
-    let data = returns(m)?;
+    let data = returns(&m.returns);
     let mut op = json!({
         "operationId": operation_id(m),
         "summary": m.description,
@@ -362,18 +325,18 @@ mod tests {
 
     #[test]
     fn return_shapes() {
-        assert_eq!(parse_returns("null"), Some(json!({"type": "null"})));
+        assert_eq!(returns(&Returns::Null), json!({"type": "null"}));
+        static UPID: Returns = Returns::String("UPID");
         assert_eq!(
-            parse_returns("string (UPID) or null"),
-            Some(json!({"type": "string", "description": "UPID", "optional": 1}))
+            returns(&Returns::OrNull(&UPID)),
+            json!({"type": "string", "description": "UPID", "optional": 1})
         );
         assert_eq!(
-            parse_returns("array of {n, t}"),
-            Some(json!({"type": "array", "items": {"type": "object",
-                "properties": {"n": {}, "t": {}}}}))
+            returns(&Returns::ArrayOf(&["n", "t"])),
+            json!({"type": "array", "items": {"type": "object",
+                "properties": {"n": {}, "t": {}}}})
         );
-        assert_eq!(parse_returns("a list"), None);
-        assert_eq!(parse_returns("object {}"), None);
+        assert_eq!(returns(&Returns::Object(&[])), json!({"type": "object"}));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::download::metadata;
@@ -47,7 +47,7 @@ pub static VERSION: ApiMethod = ApiMethod {
     path: "/version",
     description: "API version details.",
     parameters: &NO_PARAMS,
-    returns: "object {version, release, repoid}",
+    returns: Returns::Object(&["version", "release", "repoid"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
@@ -58,7 +58,7 @@ pub static NODE_VERSION: ApiMethod = ApiMethod {
     path: "/nodes/{node}/version",
     description: "API version details.",
     parameters: &NODE_SCHEMA,
-    returns: "object {version, release, repoid}",
+    returns: Returns::Object(&["version", "release", "repoid"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
@@ -69,7 +69,7 @@ pub static LIST: ApiMethod = ApiMethod {
     path: "/nodes",
     description: "Cluster node index.",
     parameters: &NO_PARAMS,
-    returns: "array of {node, status, type, id}",
+    returns: Returns::ArrayOf(&["node", "status", "type", "id"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, _| {
@@ -87,7 +87,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     path: "/nodes/{node}",
     description: "Node index.",
     parameters: &NODE_SCHEMA,
-    returns: "array of {name}",
+    returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |_, _| {
@@ -117,7 +117,7 @@ pub static QUERY_URL_METADATA: ApiMethod = ApiMethod {
         properties: &METADATA_PARAMS,
         additional_properties: false,
     },
-    returns: "object {filename, size, mimetype}",
+    returns: Returns::Object(&["filename", "size", "mimetype"]),
     access: NETWORK_ACCESS,
     allow_token: true,
     handler: |ctx, p| Box::pin(query_url_metadata(ctx, p)),

@@ -149,6 +149,19 @@ fn substitute(template: &str, params: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// What a method returns, as PVE's `returns` describes it in the exported schema.
+pub enum Returns {
+    Null,
+    /// A string; the text says what it holds (`UPID`).
+    String(&'static str),
+    /// An object with these fields; none for one whose fields vary.
+    Object(&'static [&'static str]),
+    /// An array of such objects.
+    ArrayOf(&'static [&'static str]),
+    /// The shape, or null.
+    OrNull(&'static Returns),
+}
+
 pub struct ApiMethod {
     pub method: &'static str,
     /// `/nodes/{node}/storage/{storage}/content/{volume}`; a last `{volume}` takes the rest of
@@ -157,7 +170,7 @@ pub struct ApiMethod {
     pub description: &'static str,
     pub parameters: &'static ObjectSchema,
     /// The return shape, for the exported schema.
-    pub returns: &'static str,
+    pub returns: Returns,
     pub access: Access,
     /// PVE's `allowtoken`: false only for ticket-only endpoints.
     pub allow_token: bool,

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt};
 use super::{ApiError, from_params};
 use crate::pve::perl::split_list;
@@ -60,7 +60,18 @@ pub static LIST: ApiMethod = ApiMethod {
         properties: &LIST_PARAMS,
         additional_properties: false,
     },
-    returns: "array of {storage, type, content, enabled, active, shared, total, used, avail, used_fraction}",
+    returns: Returns::ArrayOf(&[
+        "storage",
+        "type",
+        "content",
+        "enabled",
+        "active",
+        "shared",
+        "total",
+        "used",
+        "avail",
+        "used_fraction",
+    ]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),
@@ -139,7 +150,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     path: "/nodes/{node}/storage/{storage}",
     description: "Directory index.",
     parameters: &ITEM_SCHEMA,
-    returns: "array of {subdir}",
+    returns: Returns::ArrayOf(&["subdir"]),
     access: AUDIT,
     allow_token: true,
     handler: |_, _| {
@@ -156,7 +167,9 @@ pub static STATUS: ApiMethod = ApiMethod {
     path: "/nodes/{node}/storage/{storage}/status",
     description: "Read storage status.",
     parameters: &ITEM_SCHEMA,
-    returns: "object {type, content, enabled, active, shared, total, used, avail}",
+    returns: Returns::Object(&[
+        "type", "content", "enabled", "active", "shared", "total", "used", "avail",
+    ]),
     access: AUDIT,
     allow_token: true,
     handler: |ctx, p| Box::pin(status(ctx, p)),

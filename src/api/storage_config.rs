@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{STORAGE_PROP, opt};
 use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
@@ -30,7 +30,7 @@ pub static LIST: ApiMethod = ApiMethod {
         properties: &LIST_PARAMS,
         additional_properties: false,
     },
-    returns: "array of {storage}",
+    returns: Returns::ArrayOf(&["storage"]),
     // PVE's `user => 'all'`: each entry is filtered by the caller's privileges.
     access: Access::Authenticated,
     allow_token: true,
@@ -74,7 +74,7 @@ pub static READ: ApiMethod = ApiMethod {
         properties: &READ_PARAMS,
         additional_properties: false,
     },
-    returns: "object",
+    returns: Returns::Object(&[]),
     access: Access::Perm {
         path: "/storage/{storage}",
         privs: &["Datastore.Allocate"],

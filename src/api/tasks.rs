@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
@@ -73,7 +73,19 @@ pub static LIST: ApiMethod = ApiMethod {
         properties: &LIST_PARAMS,
         additional_properties: false,
     },
-    returns: "array of {upid, node, pid, pstart, starttime, type, id, user, tokenid, endtime, status}",
+    returns: Returns::ArrayOf(&[
+        "upid",
+        "node",
+        "pid",
+        "pstart",
+        "starttime",
+        "type",
+        "id",
+        "user",
+        "tokenid",
+        "endtime",
+        "status",
+    ]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),
@@ -227,7 +239,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     path: "/nodes/{node}/tasks/{upid}",
     description: "Task index.",
     parameters: &UPID_SCHEMA,
-    returns: "array of {name}",
+    returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |_, _| {
@@ -240,7 +252,19 @@ pub static STATUS: ApiMethod = ApiMethod {
     path: "/nodes/{node}/tasks/{upid}/status",
     description: "Read task status.",
     parameters: &UPID_SCHEMA,
-    returns: "object {upid, node, pid, pstart, starttime, type, id, user, tokenid, status, exitstatus}",
+    returns: Returns::Object(&[
+        "upid",
+        "node",
+        "pid",
+        "pstart",
+        "starttime",
+        "type",
+        "id",
+        "user",
+        "tokenid",
+        "status",
+        "exitstatus",
+    ]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(status(ctx, p)),
@@ -294,7 +318,7 @@ pub static LOG: ApiMethod = ApiMethod {
         properties: &LOG_PARAMS,
         additional_properties: false,
     },
-    returns: "array of {n, t}",
+    returns: Returns::ArrayOf(&["n", "t"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(log(ctx, p)),
@@ -388,7 +412,7 @@ pub static STOP: ApiMethod = ApiMethod {
     path: "/nodes/{node}/tasks/{upid}",
     description: "Stop a task.",
     parameters: &UPID_SCHEMA,
-    returns: "null",
+    returns: Returns::Null,
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(stop(ctx, p)),
