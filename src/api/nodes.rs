@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
+use super::router::{self, Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::download::metadata;
@@ -90,13 +90,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
-    handler: |_, _| {
-        Box::pin(async {
-            Ok(Reply::Data(json!([
-                {"name": "query-url-metadata"}, {"name": "storage"}, {"name": "tasks"}, {"name": "version"}
-            ])))
-        })
-    },
+    handler: |_, _| Box::pin(async { Ok(router::index(super::ROUTES, INDEX.path, "name")) }),
 };
 
 static METADATA_PARAMS: [Property; 3] = [

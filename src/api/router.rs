@@ -177,6 +177,29 @@ pub struct ApiMethod {
     pub handler: Handler,
 }
 
+/// A directory index (PVE's `subdir` lists): the next path segment of every route below
+/// `path`, sorted, each as `{key: segment}`. Generated from the routes, so a new method shows
+/// up in its parent's index by being declared.
+pub fn index(routes: &[&ApiMethod], path: &str, key: &str) -> Reply {
+    let prefix: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut names: Vec<&str> = routes
+        .iter()
+        .filter_map(|r| {
+            let segs: Vec<&str> = r.path.split('/').filter(|s| !s.is_empty()).collect();
+            (segs.len() > prefix.len() && segs[..prefix.len()] == prefix[..])
+                .then(|| segs[prefix.len()])
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    Reply::Data(Value::Array(
+        names
+            .into_iter()
+            .map(|n| serde_json::json!({ key: n }))
+            .collect(),
+    ))
+}
+
 /// Finds the method for `method` + `rel_path` and the path parameters it binds. Empty segments
 /// are skipped, so trailing and double slashes route like PVE's.
 pub fn find<'a>(
@@ -217,6 +240,26 @@ fn bind(template: &str, segs: &[&str]) -> Option<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn indexes_list_the_routes_below() {
+        let names = |path, key| match index(crate::api::ROUTES, path, key) {
+            Reply::Data(v) => v.to_string(),
+            _ => unreachable!("index replies with data"),
+        };
+        assert_eq!(
+            names("/nodes/{node}", "name"),
+            r#"[{"name":"query-url-metadata"},{"name":"storage"},{"name":"tasks"},{"name":"version"}]"#
+        );
+        assert_eq!(
+            names("/nodes/{node}/tasks/{upid}", "name"),
+            r#"[{"name":"log"},{"name":"status"}]"#
+        );
+        assert_eq!(
+            names("/nodes/{node}/storage/{storage}", "subdir"),
+            r#"[{"subdir":"content"},{"subdir":"download-url"},{"subdir":"status"}]"#
+        );
+    }
 
     #[test]
     fn binds_params_and_swallows_volume() {

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
+use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt};
 use super::{ApiError, from_params};
 use crate::pve::perl::split_list;
@@ -153,13 +153,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["subdir"]),
     access: AUDIT,
     allow_token: true,
-    handler: |_, _| {
-        Box::pin(async {
-            Ok(Reply::Data(json!([
-                {"subdir": "content"}, {"subdir": "download-url"}, {"subdir": "status"}
-            ])))
-        })
-    },
+    handler: |_, _| Box::pin(async { Ok(router::index(super::ROUTES, INDEX.path, "subdir")) }),
 };
 
 pub static STATUS: ApiMethod = ApiMethod {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
+use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
@@ -242,9 +242,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
-    handler: |_, _| {
-        Box::pin(async { Ok(Reply::Data(json!([{"name": "log"}, {"name": "status"}]))) })
-    },
+    handler: |_, _| Box::pin(async { Ok(router::index(super::ROUTES, INDEX.path, "name")) }),
 };
 
 pub static STATUS: ApiMethod = ApiMethod {
