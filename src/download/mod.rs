@@ -6,6 +6,8 @@
 mod checksum;
 pub mod content_check;
 mod decompress;
+#[cfg(test)]
+mod engine_tests;
 mod error;
 mod fetch;
 mod image_refs;
