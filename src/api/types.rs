@@ -66,26 +66,10 @@ pub static CHECKSUM_ALGORITHM: Schema = Schema::String(StringSchema {
 });
 pub static STRING: Schema = Schema::String(StringSchema::new());
 pub static BOOLEAN: Schema = Schema::Boolean { default: None };
-pub static INTEGER: Schema = Schema::Integer {
-    minimum: None,
-    maximum: None,
-    default: None,
-};
-pub static START: Schema = Schema::Integer {
-    minimum: Some(0),
-    maximum: None,
-    default: Some(0),
-};
-pub static COUNT: Schema = Schema::Integer {
-    minimum: Some(0),
-    maximum: None,
-    default: None,
-};
-pub static LIMIT: Schema = Schema::Integer {
-    minimum: Some(0),
-    maximum: None,
-    default: Some(50),
-};
+pub static INTEGER: Schema = Schema::integer(None, None);
+pub static START: Schema = Schema::integer(Some(0), Some(0));
+pub static COUNT: Schema = Schema::integer(Some(0), None);
+pub static LIMIT: Schema = Schema::integer(Some(0), Some(50));
 
 pub const fn prop(
     name: &'static str,

@@ -78,33 +78,19 @@ pub fn object(o: &ObjectSchema) -> Value {
 /// An OpenAPI 3.0 schema object for a parameter value as it travels in a query string or a
 /// form body. PVE booleans are the integers 0 and 1 there (`true` is a type error), so they
 /// are rendered as such and marked `x-pve-type: boolean`.
-pub fn openapi_schema(schema: &Schema) -> Map<String, Value> {
-    let mut m = Map::new();
-    match schema {
-        Schema::Boolean { default } => {
+pub fn openapi_schema(s: &Schema) -> Map<String, Value> {
+    let mut m = schema(s);
+    match s {
+        Schema::Boolean { .. } => {
             m.insert("type".into(), json!("integer"));
             m.insert("enum".into(), json!([0, 1]));
             m.insert("x-pve-type".into(), json!("boolean"));
-            if let Some(d) = default {
-                m.insert("default".into(), flag(*d));
-            }
         }
-        Schema::Integer {
-            minimum,
-            maximum,
-            default,
-        } => {
-            m.insert("type".into(), json!("integer"));
-            insert_opt(&mut m, "minimum", *minimum);
-            insert_opt(&mut m, "maximum", *maximum);
-            insert_opt(&mut m, "default", *default);
-        }
-        Schema::String(s) => {
-            m.insert("type".into(), json!("string"));
-            string_constraints(&mut m, s);
+        Schema::Integer { .. } => {}
+        Schema::String(st) => {
             for shape in [
-                s.format.map_or(Shape::Unstated, |f| f.shape),
-                s.handler_checks,
+                st.format.map_or(Shape::Unstated, |f| f.shape),
+                st.handler_checks,
             ] {
                 match shape {
                     Shape::Unstated => {}

@@ -128,6 +128,15 @@ pub fn parse_boolean(text: &str) -> Option<bool> {
 }
 
 impl Schema {
+    /// An integer of at least `minimum`, with an optional default.
+    pub const fn integer(minimum: Option<i64>, default: Option<i64>) -> Schema {
+        Schema::Integer {
+            minimum,
+            maximum: None,
+            default,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Schema::Boolean { .. } => "boolean",

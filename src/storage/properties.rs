@@ -16,16 +16,8 @@ use crate::pve::perl::split_list;
 use crate::schema::{self, Format, Schema, Shape, StringSchema};
 
 static BOOLEAN: Schema = Schema::Boolean { default: None };
-static MAX_PROTECTED: Schema = Schema::Integer {
-    minimum: Some(-1),
-    maximum: None,
-    default: None,
-};
-static MAXFILES: Schema = Schema::Integer {
-    minimum: Some(0),
-    maximum: None,
-    default: None,
-};
+static MAX_PROTECTED: Schema = Schema::integer(Some(-1), None);
+static MAXFILES: Schema = Schema::integer(Some(0), None);
 static PREALLOCATION: Schema = Schema::String(StringSchema {
     enumeration: Some(&["off", "metadata", "falloc", "full"]),
     ..StringSchema::new()
