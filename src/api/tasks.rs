@@ -14,6 +14,14 @@ use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
 use crate::tasks::{TaskEntry, Upid};
 
+/// The fields [`upid_fields`] writes, then `$extra`: a task list item's or status's field
+/// names for the exported schema.
+macro_rules! upid_fields {
+    [$($extra:literal),*] => {
+        &["upid", "node", "pid", "pstart", "starttime", "type", "id", "user", "tokenid", $($extra),*]
+    };
+}
+
 /// PVE waits up to 5 s for a stopped worker before it gives up on it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -73,19 +81,7 @@ pub static LIST: ApiMethod = ApiMethod {
         properties: &LIST_PARAMS,
         additional_properties: false,
     },
-    returns: Returns::ArrayOf(&[
-        "upid",
-        "node",
-        "pid",
-        "pstart",
-        "starttime",
-        "type",
-        "id",
-        "user",
-        "tokenid",
-        "endtime",
-        "status",
-    ]),
+    returns: Returns::ArrayOf(upid_fields!["endtime", "status"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),
@@ -250,19 +246,7 @@ pub static STATUS: ApiMethod = ApiMethod {
     path: "/nodes/{node}/tasks/{upid}/status",
     description: "Read task status.",
     parameters: &UPID_SCHEMA,
-    returns: Returns::Object(&[
-        "upid",
-        "node",
-        "pid",
-        "pstart",
-        "starttime",
-        "type",
-        "id",
-        "user",
-        "tokenid",
-        "status",
-        "exitstatus",
-    ]),
+    returns: Returns::Object(upid_fields!["status", "exitstatus"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(status(ctx, p)),
