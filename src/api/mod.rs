@@ -7,6 +7,7 @@ mod download_url;
 mod error;
 pub mod export;
 mod nodes;
+pub mod replies;
 pub mod router;
 mod storage;
 mod storage_config;

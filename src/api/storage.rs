@@ -2,8 +2,9 @@
 //! (pve-storage `API2/Storage/Status.pm` index/diridx/read_status, spec/pve-api.md §7.1-7.2).
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::replies::StorageStatus;
 use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, STORAGE_PROP, opt};
 use super::{ApiError, from_params};
@@ -90,23 +91,19 @@ fn status_item(s: &Storage, with_id: bool) -> Value {
     let st = enabled.then(|| s.status()).filter(|st| st.active);
     let active = st.is_some();
     let (total, used, avail) = st.map_or((0, 0, 0), |st| (st.total, st.used, st.avail));
-    let mut item = json!({
-        "type": s.kind,
-        "content": s.content.iter().cloned().collect::<Vec<_>>().join(","),
-        "enabled": u8::from(enabled),
-        "active": u8::from(active),
-        "shared": u8::from(s.shared),
-        "total": total,
-        "used": used,
-        "avail": avail,
-    });
-    if with_id {
-        item["storage"] = json!(s.id);
-        if total > 0 {
-            item["used_fraction"] = json!(used as f64 / total as f64);
-        }
-    }
-    item
+    let item = StorageStatus {
+        storage: with_id.then(|| s.id.clone()),
+        kind: s.kind.clone(),
+        content: s.content.iter().cloned().collect::<Vec<_>>().join(","),
+        enabled,
+        active,
+        shared: s.shared,
+        total,
+        used,
+        avail,
+        used_fraction: (with_id && total > 0).then(|| used as f64 / total as f64),
+    };
+    serde_json::to_value(item).unwrap_or_default()
 }
 
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {

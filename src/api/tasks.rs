@@ -6,15 +6,16 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::replies::{TaskFields, TaskListItem, TaskStatus};
 use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::types::{self, NODE_PROP, opt, prop};
 use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
 use crate::tasks::{TaskEntry, Upid};
 
-/// The fields [`upid_fields`] writes, then `$extra`: a task list item's or status's field
+/// The fields of [`TaskFields`], then `$extra`: a task list item's or status's field
 /// names for the exported schema.
 macro_rules! upid_fields {
     [$($extra:literal),*] => {
@@ -121,23 +122,6 @@ fn owns(ctx: &Ctx, upid: &Upid) -> bool {
     upid.user == me || (!auth.is_token() && upid.user_and_token().0 == me)
 }
 
-fn upid_fields(upid: &Upid) -> Map<String, Value> {
-    let (user, token) = upid.user_and_token();
-    let mut m = Map::new();
-    m.insert("upid".into(), json!(upid.to_string()));
-    m.insert("node".into(), json!(upid.node));
-    m.insert("pid".into(), json!(upid.pid));
-    m.insert("pstart".into(), json!(upid.pstart));
-    m.insert("starttime".into(), json!(upid.starttime));
-    m.insert("type".into(), json!(upid.kind));
-    m.insert("id".into(), json!(upid.id));
-    m.insert("user".into(), json!(user));
-    if let Some(t) = token {
-        m.insert("tokenid".into(), json!(t));
-    }
-    m
-}
-
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;
     let audit = ctx.has(&format!("/nodes/{}", ctx.node()), &["Sys.Audit"], false);
@@ -169,26 +153,25 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     };
     let matched: Vec<TaskEntry> = ctx.state.tasks().list().into_iter().filter(want).collect();
     let total = matched.len() as u64;
-    let items: Vec<Value> = matched
+    let items = matched
         .into_iter()
         .skip(args.start as usize)
         .take(args.limit as usize)
         .map(|e| {
-            let mut m = upid_fields(&e.upid);
-            match e.end {
-                Some((end, status)) => {
-                    m.insert("endtime".into(), json!(end));
-                    m.insert("status".into(), json!(status));
-                }
-                None => {
-                    m.insert("status".into(), json!("RUNNING"));
-                    m.insert("saved".into(), json!("0"));
-                }
+            let (endtime, status, saved) = match e.end {
+                Some((end, status)) => (Some(end), status, None),
+                None => (None, "RUNNING".to_string(), Some("0".to_string())),
+            };
+            TaskListItem {
+                task: TaskFields::of(&e.upid),
+                endtime,
+                status,
+                saved,
             }
-            Value::Object(m)
         })
-        .collect();
-    Ok(Reply::Counted(Value::Array(items), total))
+        .collect::<Vec<_>>();
+    let items = serde_json::to_value(items).map_err(ApiError::server)?;
+    Ok(Reply::Counted(items, total))
 }
 
 static UPID_PARAMS: [Property; 2] = [
@@ -255,19 +238,17 @@ pub static STATUS: ApiMethod = ApiMethod {
 async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: UpidArgs = from_params(params)?;
     let upid = task_for(&ctx, &args.upid, "Sys.Audit")?;
-    let mut m = upid_fields(&upid);
     // No `exitstatus` key at all while running: the Go clients panic on null and fail on ""
     // (clients-and-plugin.md §B.2 item 2).
-    if ctx.state.tasks().is_running(&upid) {
-        m.insert("status".into(), json!("running"));
-    } else {
-        m.insert("status".into(), json!("stopped"));
-        m.insert(
-            "exitstatus".into(),
-            json!(ctx.state.tasks().exit_status(&upid)),
-        );
-    }
-    Ok(Reply::Data(Value::Object(m)))
+    let running = ctx.state.tasks().is_running(&upid);
+    let reply = TaskStatus {
+        task: TaskFields::of(&upid),
+        status: if running { "running" } else { "stopped" }.into(),
+        exitstatus: (!running).then(|| ctx.state.tasks().exit_status(&upid)),
+    };
+    Ok(Reply::Data(
+        serde_json::to_value(reply).map_err(ApiError::server)?,
+    ))
 }
 
 static LOG_PARAMS: [Property; 5] = [

@@ -15,7 +15,8 @@ static DISPOSITION_QUOTED: Pattern = Pattern::new(r#"filename="([^"]*)""#);
 static DISPOSITION_BARE: Pattern = Pattern::new(r"filename=([^;]*)");
 static URL_LAST_SEGMENT: Pattern = Pattern::new(r"^[^?]+/([^?/]*)(?:\?.*)?$");
 
-#[derive(Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct UrlMetadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,

@@ -7,4 +7,5 @@
 pub mod content;
 pub mod ids;
 pub mod perl;
+pub mod perl_serde;
 pub mod run_command;

@@ -14,11 +14,13 @@ use super::error::StorageError;
 use super::ext::{self, IMPORT_EXT, ISO_EXT, SAFE_CHAR, VZTMPL_EXT, vztmpl_format};
 use super::model::Storage;
 
-/// One volume as the content API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One volume as the content API returns it (and a client reads it: `api::replies`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ContentItem {
     pub volid: String,
     pub format: String,
+    #[serde(deserialize_with = "crate::pve::perl_serde::number")]
     pub size: u64,
     pub ctime: i64,
     pub content: String,

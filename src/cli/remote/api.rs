@@ -2,77 +2,24 @@
 //! Perl-side PVE sends numbers and booleans as strings at times, so those fields are read
 //! leniently.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::conn::{Connection, segment};
 use super::error::ClientError;
 use super::params::{Checksum, Compression, Content};
 
-/// `GET /nodes/{node}/storage` item (spec §7.1).
-#[derive(Deserialize, Debug, Clone)]
-pub struct StorageInfo {
-    pub storage: String,
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    #[serde(default)]
-    pub content: String,
-    #[serde(default = "yes", deserialize_with = "flag")]
-    pub enabled: bool,
-    #[serde(default = "yes", deserialize_with = "flag")]
-    pub active: bool,
-}
-
-/// `GET /nodes/{node}/storage/{storage}/content` item (spec §7.3).
-#[derive(Deserialize, Debug, Clone)]
-pub struct Volume {
-    pub volid: String,
-    #[serde(default, deserialize_with = "number")]
-    pub size: u64,
-    #[serde(default)]
-    pub format: String,
-}
-
-/// `GET /nodes/{node}/tasks` item (spec §4.3).
-#[derive(Deserialize, Debug, Clone)]
-pub struct TaskItem {
-    pub upid: String,
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    #[serde(default, deserialize_with = "number")]
-    pub starttime: u64,
-    /// The exit status, or `RUNNING`.
-    #[serde(default)]
-    pub status: Option<String>,
-}
-
-/// `GET /nodes/{node}/tasks/{upid}/status` (spec §4.5).
-#[derive(Deserialize, Debug, Clone)]
-pub struct TaskStatus {
-    pub status: String,
-    #[serde(default)]
-    pub exitstatus: Option<String>,
-}
-
-impl TaskStatus {
-    pub fn is_running(&self) -> bool {
-        self.status == "running"
-    }
-}
+pub use crate::api::replies::{
+    ContentItem as Volume, StorageStatus as StorageInfo, TaskListItem as TaskItem, TaskStatus,
+    UrlMetadata,
+};
 
 /// A task log line; `n` counts from 1 (spec §4.6).
 #[derive(Deserialize, Debug, Clone)]
 pub struct LogLine {
-    #[serde(deserialize_with = "number")]
+    #[serde(deserialize_with = "crate::pve::perl_serde::number")]
     pub n: u64,
     #[serde(default)]
     pub t: String,
-}
-
-/// `GET /nodes/{node}/query-url-metadata` (spec §3).
-#[derive(Deserialize, Debug, Clone, Default)]
-pub struct UrlMetadata {
-    #[serde(default)]
-    pub filename: Option<String>,
 }
 
 /// The parameters of download-url (spec §1.1), sent as the web UI sends them (§8 step 2).
@@ -222,38 +169,6 @@ pub async fn delete_volume(
         segment(volid)
     );
     Ok(conn.delete::<Option<String>>(&path).await?.data)
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A number, or a string holding one.
-fn number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    use serde::de::Error;
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().map(|f| f as u64))
-            .ok_or_else(|| D::Error::custom(format!("not a size: {n}"))),
-        serde_json::Value::String(s) => s
-            .parse()
-            .map_err(|_| D::Error::custom(format!("not a number: '{s}'"))),
-        serde_json::Value::Null => Ok(0),
-        other => Err(D::Error::custom(format!("not a number: {other}"))),
-    }
-}
-
-/// 0/1, "0"/"1" or a JSON boolean.
-fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    use serde::de::Error;
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Bool(b) => Ok(b),
-        serde_json::Value::Number(n) => Ok(n.as_f64().is_some_and(|f| f != 0.0)),
-        serde_json::Value::String(s) => Ok(!matches!(s.as_str(), "" | "0")),
-        serde_json::Value::Null => Ok(false),
-        other => Err(D::Error::custom(format!("not a boolean: {other}"))),
-    }
 }
 
 #[cfg(test)]

@@ -28,15 +28,19 @@ pub async fn run(args: LsArgs) -> Result<(), ClientError> {
         Some(id) => (api::content(&conn, id, content).await?, 0, 1),
         None => {
             let storages = api::storages(&conn, content).await?;
-            let usable: Vec<_> = storages.iter().filter(|s| s.enabled && s.active).collect();
+            let usable: Vec<&str> = storages
+                .iter()
+                .filter(|s| s.enabled && s.active)
+                .filter_map(|s| s.storage.as_deref())
+                .collect();
             let mut volumes = Vec::new();
             let mut failed = 0;
-            for s in &usable {
-                match api::content(&conn, &s.storage, content).await {
+            for id in &usable {
+                match api::content(&conn, id, content).await {
                     Ok(v) => volumes.extend(v),
                     // One broken storage shouldn't hide the others; the exit status tells.
                     Err(e) => {
-                        eprintln!("isolib: storage '{}': {e}", s.storage);
+                        eprintln!("isolib: storage '{id}': {e}");
                         failed += 1;
                     }
                 }
@@ -83,6 +87,7 @@ mod tests {
             volid: "local:iso/a.iso".into(),
             size: 1048576,
             format: "iso".into(),
+            ..Volume::default()
         }];
         assert_eq!(
             render(&v, true),

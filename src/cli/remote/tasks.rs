@@ -29,10 +29,10 @@ fn render(tasks: &[TaskItem]) -> String {
         .iter()
         .map(|t| {
             vec![
-                table::local_time(t.starttime),
-                t.kind.clone(),
-                t.upid.clone(),
-                t.status.clone().unwrap_or_default(),
+                table::local_time(t.task.starttime),
+                t.task.kind.clone(),
+                t.task.upid.clone(),
+                t.status.clone(),
             ]
         })
         .collect();
