@@ -3,54 +3,42 @@
 
 use std::time::Instant;
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
-use super::types::{BOOLEAN, STRING, opt, prop};
+use super::types::{BOOLEAN, STRING, optional, required};
 use super::{ApiError, from_params};
 use crate::auth::{AccessConfig, AuthId};
-use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+use crate::schema::{ObjectSchema, Schema, StringSchema};
 
 static USERNAME: Schema = Schema::String(StringSchema {
     max_length: Some(64),
     ..StringSchema::new()
 });
 
-static TICKET_PROPS: [Property; 8] = [
-    prop("username", "User name", &USERNAME),
-    prop(
-        "password",
-        "The secret password. This can also be a valid ticket.",
-        &STRING,
-    ),
-    opt(
-        "realm",
-        "You can optionally pass the realm using this parameter.",
-        &STRING,
-    ),
-    opt(
-        "otp",
-        "One-time password for Two-factor authentication.",
-        &STRING,
-    ),
-    opt(
-        "path",
+params!(TICKET_PROPS => TicketParams {
+    "username" username: String = required("User name", &USERNAME),
+    "password" password: String =
+        required("The secret password. This can also be a valid ticket.", &STRING),
+    "realm" realm: Option<String> =
+        optional("You can optionally pass the realm using this parameter.", &STRING),
+    "otp" otp: Option<String> =
+        optional("One-time password for Two-factor authentication.", &STRING),
+    "path" path: Option<String> = optional(
         "Verify ticket, and check if user have access 'privs' on 'path'",
-        &STRING,
+        &STRING
     ),
-    opt(
-        "privs",
+    "privs" privs: Option<String> = optional(
         "Verify ticket, and check if user have access 'privs' on 'path'",
-        &STRING,
+        &STRING
     ),
-    opt("new-format", "This parameter is now ignored.", &BOOLEAN),
-    opt(
-        "tfa-challenge",
+    "new-format" new_format: Option<bool> =
+        optional("This parameter is now ignored.", &BOOLEAN),
+    "tfa-challenge" tfa_challenge: Option<String> = optional(
         "The signed TFA challenge string the user wants to respond to.",
-        &STRING,
+        &STRING
     ),
-];
+});
 const TICKET_SCHEMA: ObjectSchema = ObjectSchema {
     properties: &TICKET_PROPS,
     additional_properties: false,
@@ -81,16 +69,6 @@ pub static CREATE_TICKET: ApiMethod = ApiMethod {
     allow_token: false,
     handler: |ctx, params| Box::pin(create_ticket(ctx, params)),
 };
-
-#[derive(Deserialize)]
-struct TicketParams {
-    username: String,
-    password: String,
-    realm: Option<String>,
-    otp: Option<String>,
-    #[serde(rename = "tfa-challenge")]
-    tfa_challenge: Option<String>,
-}
 
 async fn create_ticket(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let started = Instant::now();

@@ -3,27 +3,23 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
 use super::storage::enabled_storage;
-use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
+use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::pve::ids::parse_volume_id;
-use crate::schema::{ObjectSchema, Property, Schema};
+use crate::schema::{ObjectSchema, Schema};
 use crate::storage::StorageError;
 
-static LIST_PARAMS: [Property; 4] = [
-    NODE_PROP,
-    STORAGE_PROP,
-    opt(
-        "content",
-        "Only list content of this type.",
-        &types::CONTENT_TYPE,
-    ),
-    opt("vmid", "Only list images for this VM", &types::INTEGER),
-];
+params!(LIST_PARAMS => ListArgs {
+    "node" node: String = NODE_PROP,
+    "storage" storage: String = STORAGE_PROP,
+    "content" content: Option<String> =
+        optional("Only list content of this type.", &types::CONTENT_TYPE),
+    "vmid" vmid: Option<i64> = optional("Only list images for this VM", &types::INTEGER),
+});
 
 pub static LIST: ApiMethod = ApiMethod {
     method: "GET",
@@ -42,13 +38,6 @@ pub static LIST: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
-
-#[derive(Deserialize)]
-struct ListArgs {
-    storage: String,
-    content: Option<String>,
-    vmid: Option<i64>,
-}
 
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;
@@ -73,16 +62,16 @@ static DELAY: Schema = Schema::Integer {
     default: None,
 };
 
-static DELETE_PARAMS: [Property; 4] = [
-    NODE_PROP,
-    opt("storage", "The storage identifier.", &types::STORAGE_ID),
-    prop("volume", "Volume identifier", &types::STRING),
-    opt(
-        "delay",
+params!(DELETE_PARAMS => DeleteArgs {
+    "node" node: String = NODE_PROP,
+    "storage" storage: Option<String> =
+        optional("The storage identifier.", &types::STORAGE_ID),
+    "volume" volume: String = required("Volume identifier", &types::STRING),
+    "delay" delay: Option<u64> = optional(
         "Time to wait for the task to finish. We return 'null' if the task finish within that time.",
-        &DELAY,
+        &DELAY
     ),
-];
+});
 
 pub static DELETE: ApiMethod = ApiMethod {
     method: "DELETE",
@@ -101,13 +90,6 @@ pub static DELETE: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(delete(ctx, p)),
 };
-
-#[derive(Deserialize)]
-struct DeleteArgs {
-    storage: Option<String>,
-    volume: String,
-    delay: Option<u64>,
-}
 
 async fn delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: DeleteArgs = from_params(params)?;

@@ -2,11 +2,10 @@
 //! spec/pve-api.md §1). Everything PVE checks before it forks the worker is checked here, in
 //! PVE's order, and fails the HTTP request; everything after is the task's.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
-use super::types::{self, NODE_PROP, STORAGE_PROP, opt, prop};
+use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
 use crate::pve::content::DOWNLOAD_CONTENT;
@@ -25,45 +24,37 @@ static FILENAME: Schema = Schema::String(StringSchema {
     ..StringSchema::new()
 });
 
-static PARAMS: [Property; 9] = [
-    NODE_PROP,
-    STORAGE_PROP,
-    prop("url", "The URL to download the file from.", &types::URL),
-    prop("content", "Content type.", &CONTENT),
-    prop(
-        "filename",
+params!(PARAMS => Args {
+    "node" node: String = NODE_PROP,
+    "storage" storage: String = STORAGE_PROP,
+    "url" url: String = required("The URL to download the file from.", &types::URL),
+    "content" content: String = required("Content type.", &CONTENT),
+    "filename" filename: String = required(
         "The name of the file to create. Caution: This will be normalized!",
-        &FILENAME,
+        &FILENAME
     ),
-    Property {
+    "checksum" checksum: Option<String> = Property {
         requires: Some("checksum-algorithm"),
-        ..opt(
-            "checksum",
-            "The expected checksum of the file.",
-            &types::STRING,
-        )
+        ..optional("The expected checksum of the file.", &types::STRING)
     },
-    Property {
+    "checksum-algorithm" checksum_algorithm: Option<String> = Property {
         requires: Some("checksum"),
-        ..opt(
-            "checksum-algorithm",
+        ..optional(
             "The algorithm to calculate the checksum of the file.",
-            &types::CHECKSUM_ALGORITHM,
+            &types::CHECKSUM_ALGORITHM
         )
     },
     // PVE's enum for this is undefined (spec §1.1): any string passes and a bad value fails in
     // the task with "no decompression method found".
-    opt(
-        "compression",
+    "compression" compression: Option<String> = optional(
         "Decompress the downloaded file using the specified compression algorithm (gz, lzo, zst, bz2, xz).",
-        &types::STRING,
+        &types::STRING
     ),
-    opt(
-        "verify-certificates",
+    "verify-certificates" verify_certificates: bool = optional(
         "If false, no SSL/TLS certificates will be verified.",
-        &types::VERIFY_CERTIFICATES,
+        &types::VERIFY_CERTIFICATES
     ),
-];
+});
 
 pub static METHOD: ApiMethod = ApiMethod {
     method: "POST",
@@ -85,19 +76,6 @@ pub static METHOD: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(download_url(ctx, p)),
 };
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct Args {
-    storage: String,
-    url: String,
-    content: String,
-    filename: String,
-    checksum: Option<String>,
-    checksum_algorithm: Option<String>,
-    compression: Option<String>,
-    verify_certificates: bool,
-}
 
 async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: Args = from_params(params)?;

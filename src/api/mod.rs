@@ -1,6 +1,24 @@
 //! The PVE API surface isolib serves: one file per path group, each declaring its methods
 //! ([`router::ApiMethod`]); [`ROUTES`] lists them all for the dispatcher and the schema export.
 
+/// A method's parameters, each named once: the schema properties the dispatcher validates and
+/// the export shows (`$props`), and the struct the handler reads the validated values into
+/// (`$args`). Each entry is `"wire-name" field: Type = property`, the property's own name being
+/// replaced by the wire name.
+macro_rules! params {
+    ($props:ident => $args:ident { $($name:literal $field:ident: $ty:ty = $prop:expr,)* }) => {
+        static $props: [crate::schema::Property; [$($name),*].len()] =
+            [$(crate::schema::Property { name: $name, ..$prop }),*];
+
+        // Parameters a handler does not read (the node, say) are validated all the same.
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct $args {
+            $(#[serde(rename = $name)] $field: $ty,)*
+        }
+    };
+}
+
 mod access;
 mod content;
 mod download_url;

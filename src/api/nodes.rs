@@ -2,11 +2,10 @@
 //! `/nodes/{node}/query-url-metadata` (pve-manager `API2.pm`, `API2/Nodes.pm`,
 //! spec/pve-api.md §3, §6.5).
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::router::{self, Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
-use super::types::{self, NODE_PROP, opt, prop};
+use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::metadata;
 use crate::schema::{ObjectSchema, Property};
@@ -93,15 +92,14 @@ pub static INDEX: ApiMethod = ApiMethod {
     handler: |_, _| Box::pin(async { Ok(router::index(super::ROUTES, INDEX.path, "name")) }),
 };
 
-static METADATA_PARAMS: [Property; 3] = [
-    NODE_PROP,
-    prop("url", "The URL to query the metadata from.", &types::URL),
-    opt(
-        "verify-certificates",
+params!(METADATA_PARAMS => MetadataArgs {
+    "node" node: String = NODE_PROP,
+    "url" url: String = required("The URL to query the metadata from.", &types::URL),
+    "verify-certificates" verify_certificates: bool = optional(
         "If false, no SSL/TLS certificates will be verified.",
-        &types::VERIFY_CERTIFICATES,
+        &types::VERIFY_CERTIFICATES
     ),
-];
+});
 
 pub static QUERY_URL_METADATA: ApiMethod = ApiMethod {
     method: "GET",
@@ -116,13 +114,6 @@ pub static QUERY_URL_METADATA: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(query_url_metadata(ctx, p)),
 };
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct MetadataArgs {
-    url: String,
-    verify_certificates: bool,
-}
 
 async fn query_url_metadata(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: MetadataArgs = from_params(params)?;

@@ -1,15 +1,14 @@
 //! `/nodes/{node}/storage[/{storage}[/status]]`: the storage list, index and status
 //! (pve-storage `API2/Storage/Status.pm` index/diridx/read_status, spec/pve-api.md §7.1-7.2).
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::replies::StorageStatus;
 use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
-use super::types::{self, NODE_PROP, STORAGE_PROP, opt};
+use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::pve::perl::split_list;
-use crate::schema::{ObjectSchema, Property};
+use crate::schema::ObjectSchema;
 use crate::storage::{Storage, StorageConfig};
 
 /// The storage with `id`, enabled and available on `node` (PVE's storage_check_enabled).
@@ -29,29 +28,17 @@ const AUDIT: Access = Access::Perm {
     any: true,
 };
 
-static LIST_PARAMS: [Property; 5] = [
-    NODE_PROP,
-    opt(
-        "storage",
-        "Only list status for the specified storage.",
-        &types::STORAGE_ID,
-    ),
-    opt(
-        "content",
-        "Only list stores which support this content type.",
-        &types::STRING,
-    ),
-    opt(
-        "enabled",
-        "Only list stores which are enabled.",
-        &types::BOOLEAN,
-    ),
-    opt(
-        "format",
-        "Include information about formats.",
-        &types::BOOLEAN,
-    ),
-];
+params!(LIST_PARAMS => ListArgs {
+    "node" node: String = NODE_PROP,
+    "storage" storage: Option<String> =
+        optional("Only list status for the specified storage.", &types::STORAGE_ID),
+    "content" content: Option<String> =
+        optional("Only list stores which support this content type.", &types::STRING),
+    "enabled" enabled: Option<bool> =
+        optional("Only list stores which are enabled.", &types::BOOLEAN),
+    "format" format: Option<bool> =
+        optional("Include information about formats.", &types::BOOLEAN),
+});
 
 pub static LIST: ApiMethod = ApiMethod {
     method: "GET",
@@ -77,13 +64,6 @@ pub static LIST: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
-
-#[derive(Deserialize)]
-struct ListArgs {
-    storage: Option<String>,
-    content: Option<String>,
-    enabled: Option<bool>,
-}
 
 fn status_item(s: &Storage, with_id: bool) -> Value {
     let enabled = !s.disabled;
@@ -136,7 +116,10 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     Ok(Reply::Data(Value::Array(items)))
 }
 
-static ITEM_PARAMS: [Property; 2] = [NODE_PROP, STORAGE_PROP];
+params!(ITEM_PARAMS => ItemArgs {
+    "node" node: String = NODE_PROP,
+    "storage" storage: String = STORAGE_PROP,
+});
 const ITEM_SCHEMA: ObjectSchema = ObjectSchema {
     properties: &ITEM_PARAMS,
     additional_properties: false,
@@ -165,11 +148,6 @@ pub static STATUS: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(status(ctx, p)),
 };
-
-#[derive(Deserialize)]
-struct ItemArgs {
-    storage: String,
-}
 
 async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ItemArgs = from_params(params)?;

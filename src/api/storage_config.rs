@@ -2,13 +2,12 @@
 //! configuration (pve-storage `API2/Storage/Config.pm` index and read). Ansible's
 //! `proxmox_storage_info` reads these.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
-use super::types::{STORAGE_PROP, opt};
+use super::types::{STORAGE_PROP, optional};
 use super::{ApiError, from_params};
-use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+use crate::schema::{ObjectSchema, Schema, StringSchema};
 use crate::storage::TYPE_NAMES;
 
 static STORAGE_TYPE: Schema = Schema::String(StringSchema {
@@ -16,11 +15,10 @@ static STORAGE_TYPE: Schema = Schema::String(StringSchema {
     ..StringSchema::new()
 });
 
-static LIST_PARAMS: [Property; 1] = [opt(
-    "type",
-    "Only list storage of specific type",
-    &STORAGE_TYPE,
-)];
+params!(LIST_PARAMS => ListArgs {
+    "type" kind: Option<String> =
+        optional("Only list storage of specific type", &STORAGE_TYPE),
+});
 
 pub static LIST: ApiMethod = ApiMethod {
     method: "GET",
@@ -36,12 +34,6 @@ pub static LIST: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
-
-#[derive(Deserialize)]
-struct ListArgs {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
 
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;
@@ -64,7 +56,9 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     Ok(Reply::Data(Value::Array(items)))
 }
 
-static READ_PARAMS: [Property; 1] = [STORAGE_PROP];
+params!(READ_PARAMS => ReadArgs {
+    "storage" storage: String = STORAGE_PROP,
+});
 
 pub static READ: ApiMethod = ApiMethod {
     method: "GET",
@@ -83,11 +77,6 @@ pub static READ: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(read(ctx, p)),
 };
-
-#[derive(Deserialize)]
-struct ReadArgs {
-    storage: String,
-}
 
 async fn read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ReadArgs = from_params(params)?;

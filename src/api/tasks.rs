@@ -5,14 +5,13 @@ use crate::pve::perl::split_list;
 use std::io::Write;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::replies::{TaskFields, TaskListItem, TaskStatus};
 use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
-use super::types::{self, NODE_PROP, opt, prop};
+use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
-use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+use crate::schema::{ObjectSchema, Schema, StringSchema};
 use crate::tasks::{TaskEntry, Upid};
 
 /// The fields of [`TaskFields`], then `$extra`: a task list item's or status's field
@@ -32,47 +31,29 @@ static SOURCE: Schema = Schema::String(StringSchema {
     ..StringSchema::new()
 });
 
-static LIST_PARAMS: [Property; 11] = [
-    NODE_PROP,
-    opt(
-        "start",
-        "List tasks beginning from this offset.",
-        &types::START,
-    ),
-    opt("limit", "Only list this amount of tasks.", &types::LIMIT),
-    opt(
-        "userfilter",
-        "Only list tasks from this user.",
-        &types::STRING,
-    ),
-    opt(
-        "typefilter",
+params!(LIST_PARAMS => ListArgs {
+    "node" node: String = NODE_PROP,
+    "start" start: u64 = optional("List tasks beginning from this offset.", &types::START),
+    "limit" limit: u64 = optional("Only list this amount of tasks.", &types::LIMIT),
+    "userfilter" userfilter: Option<String> =
+        optional("Only list tasks from this user.", &types::STRING),
+    "typefilter" typefilter: Option<String> = optional(
         "Only list tasks of this type (e.g., vzstart, vzdump).",
-        &types::STRING,
+        &types::STRING
     ),
-    opt("vmid", "Only list tasks for this VM.", &types::INTEGER),
-    opt(
-        "errors",
-        "Only list tasks with a status of ERROR.",
-        &types::BOOLEAN,
-    ),
-    opt("source", "List archived, active or all tasks.", &SOURCE),
-    opt(
-        "since",
-        "Only list tasks since this UNIX epoch.",
-        &types::INTEGER,
-    ),
-    opt(
-        "until",
-        "Only list tasks until this UNIX epoch.",
-        &types::INTEGER,
-    ),
-    opt(
-        "statusfilter",
+    "vmid" vmid: Option<i64> = optional("Only list tasks for this VM.", &types::INTEGER),
+    "errors" errors: Option<bool> =
+        optional("Only list tasks with a status of ERROR.", &types::BOOLEAN),
+    "source" source: String = optional("List archived, active or all tasks.", &SOURCE),
+    "since" since: Option<i64> =
+        optional("Only list tasks since this UNIX epoch.", &types::INTEGER),
+    "until" until: Option<i64> =
+        optional("Only list tasks until this UNIX epoch.", &types::INTEGER),
+    "statusfilter" statusfilter: Option<String> = optional(
         "List of Task States that should be returned (ok, error, warning, unknown).",
-        &types::STRING,
+        &types::STRING
     ),
-];
+});
 
 pub static LIST: ApiMethod = ApiMethod {
     method: "GET",
@@ -87,20 +68,6 @@ pub static LIST: ApiMethod = ApiMethod {
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
-
-#[derive(Deserialize)]
-struct ListArgs {
-    start: u64,
-    limit: u64,
-    userfilter: Option<String>,
-    typefilter: Option<String>,
-    vmid: Option<i64>,
-    errors: Option<bool>,
-    source: String,
-    since: Option<i64>,
-    until: Option<i64>,
-    statusfilter: Option<String>,
-}
 
 /// PVE's status classes (`PVE::Tools::upid_normalize_status_type`).
 fn status_class(status: &str) -> &'static str {
@@ -174,19 +141,14 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     Ok(Reply::Counted(items, total))
 }
 
-static UPID_PARAMS: [Property; 2] = [
-    NODE_PROP,
-    prop("upid", "The task's unique ID.", &types::UPID),
-];
+params!(UPID_PARAMS => UpidArgs {
+    "node" node: String = NODE_PROP,
+    "upid" upid: String = required("The task's unique ID.", &types::UPID),
+});
 const UPID_SCHEMA: ObjectSchema = ObjectSchema {
     properties: &UPID_PARAMS,
     additional_properties: false,
 };
-
-#[derive(Deserialize)]
-struct UpidArgs {
-    upid: String,
-}
 
 /// Parses the UPID, checks the task exists and that the caller may see it: its owner, or
 /// `priv` on `/nodes/<node>`.
@@ -251,27 +213,24 @@ async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     ))
 }
 
-static LOG_PARAMS: [Property; 5] = [
-    NODE_PROP,
-    prop("upid", "The task's unique ID.", &types::UPID),
+params!(LOG_PARAMS => LogArgs {
+    "node" node: String = NODE_PROP,
+    "upid" upid: String = required("The task's unique ID.", &types::UPID),
     // No schema defaults here: `download` may not be combined with a start or limit that was
     // sent, and a filled-in default would be indistinguishable from one.
-    opt(
-        "start",
+    "start" start: Option<u64> = optional(
         "Start at this line when reading the tasklog (default 0)",
-        &types::COUNT,
+        &types::COUNT
     ),
-    opt(
-        "limit",
+    "limit" limit: Option<u64> = optional(
         "The amount of lines to read from the tasklog, 0 means all (default 50).",
-        &types::COUNT,
+        &types::COUNT
     ),
-    opt(
-        "download",
+    "download" download: Option<bool> = optional(
         "Whether the tasklog file should be downloaded. This parameter can't be used in conjunction with other parameters",
-        &types::BOOLEAN,
+        &types::BOOLEAN
     ),
-];
+});
 
 pub static LOG: ApiMethod = ApiMethod {
     method: "GET",
@@ -288,14 +247,7 @@ pub static LOG: ApiMethod = ApiMethod {
 };
 
 async fn log(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
-    #[derive(Deserialize)]
-    struct Args {
-        upid: String,
-        start: Option<u64>,
-        limit: Option<u64>,
-        download: Option<bool>,
-    }
-    let args: Args = from_params(params)?;
+    let args: LogArgs = from_params(params)?;
     let upid: Upid = args
         .upid
         .parse()

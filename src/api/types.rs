@@ -71,11 +71,7 @@ pub static START: Schema = Schema::integer(Some(0), Some(0));
 pub static COUNT: Schema = Schema::integer(Some(0), None);
 pub static LIMIT: Schema = Schema::integer(Some(0), Some(50));
 
-pub const fn prop(
-    name: &'static str,
-    description: &'static str,
-    schema: &'static Schema,
-) -> Property {
+const fn prop(name: &'static str, description: &'static str, schema: &'static Schema) -> Property {
     Property {
         name,
         description,
@@ -85,11 +81,7 @@ pub const fn prop(
     }
 }
 
-pub const fn opt(
-    name: &'static str,
-    description: &'static str,
-    schema: &'static Schema,
-) -> Property {
+const fn opt(name: &'static str, description: &'static str, schema: &'static Schema) -> Property {
     Property {
         name,
         description,
@@ -97,6 +89,16 @@ pub const fn opt(
         schema,
         requires: None,
     }
+}
+
+/// A required parameter, named by [`params!`].
+pub const fn required(description: &'static str, schema: &'static Schema) -> Property {
+    prop("", description, schema)
+}
+
+/// An optional parameter, named by [`params!`].
+pub const fn optional(description: &'static str, schema: &'static Schema) -> Property {
+    opt("", description, schema)
 }
 
 pub const NODE_PROP: Property = prop("node", "The cluster node name.", &NODE);

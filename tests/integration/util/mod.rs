@@ -49,7 +49,8 @@ pub fn default_dir() -> tempfile::TempDir {
     dir
 }
 
-/// `isolib serve` under `wrapper` on `127.0.0.1:port`, plain HTTP, node [`NODE`].
+/// `isolib serve` under `wrapper` on `127.0.0.1:port`, plain HTTP, node [`NODE`]. Port 0
+/// lets the kernel pick one: the daemon says which (see [`spawn_args`]).
 fn serve_args(wrapper: &[&str], port: u16) -> Vec<String> {
     let mut args: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
     args.push(env!("CARGO_BIN_EXE_isolib").to_string());
@@ -68,13 +69,44 @@ fn serve_args(wrapper: &[&str], port: u16) -> Vec<String> {
     args
 }
 
-fn spawn_args(args: &[String]) -> Child {
-    Command::new(&args[0])
+/// Starts the daemon and waits until it says it listens, on which port (its log lines
+/// `listening on http://127.0.0.1:<port>/api2/json`, then `listening on unix:<path>`, the
+/// last listener it opens). Asking the daemon rather than probing the port means no other
+/// test's server on a reused port is taken for it.
+fn spawn_args(args: &[String]) -> (Child, u16) {
+    let mut child = Command::new(&args[0])
         .args(&args[1..])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn isolib")
+        .expect("spawn isolib");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads the log to its end, so the daemon never blocks on a full pipe.
+    thread::spawn(move || {
+        let mut port = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            port = port.or_else(|| listening_port(&line));
+            if let Some(p) = port
+                && line.contains("listening on unix:")
+            {
+                let _ = tx.send(p);
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(port) => (child, port),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("daemon did not start: {:?}", child.wait());
+        }
+    }
+}
+
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = &line[line.find("listening on http")?..];
+    let addr = rest.split("://").nth(1)?.split('/').next()?;
+    addr.rsplit(':').next()?.parse().ok()
 }
 
 /// Signals the children of `pid` (a daemon under a wrapper), then `pid`.
@@ -133,20 +165,18 @@ impl Daemon {
     /// Runs the daemon with a state dir in `dir` and only the `extra` config flags, so the
     /// defaults (node mode's PVE files, for one) decide the rest.
     pub fn start_bare(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
-        let port = free_port();
-        let mut args = serve_args(&[], port);
+        let mut args = serve_args(&[], 0);
         args.extend(["--auth-fail-delay", "0"].map(str::to_string));
         args.push("--state-dir".into());
         args.push(dir.path().join("state").display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
-        Daemon::launch(dir, port, args)
+        Daemon::launch(dir, args)
     }
 
     /// Runs the daemon under `wrapper` (e.g. strace and its flags).
     pub fn spawn_wrapped(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Daemon {
         let root = dir.path();
-        let port = free_port();
-        let mut args = serve_args(wrapper, port);
+        let mut args = serve_args(wrapper, 0);
         if !extra.contains(&"--auth-fail-delay") {
             args.extend(["--auth-fail-delay", "0"].map(str::to_string));
         }
@@ -160,7 +190,7 @@ impl Daemon {
             args.push(root.join(file).display().to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Daemon::launch(dir, port, args)
+        Daemon::launch(dir, args)
     }
 
     /// Runs the daemon in a user and mount namespace of its own (no root needed), with a tmpfs
@@ -189,9 +219,14 @@ impl Daemon {
         PathBuf::from(format!("/proc/{}/root{}", self.pid(), path.display()))
     }
 
-    fn launch(dir: tempfile::TempDir, port: u16, args: Vec<String>) -> Daemon {
-        let child = spawn_args(&args);
-        wait_for_port(port);
+    fn launch(dir: tempfile::TempDir, mut args: Vec<String>) -> Daemon {
+        let (child, port) = spawn_args(&args);
+        // A restart listens on the same port again.
+        for a in &mut args {
+            if a == "127.0.0.1:0" {
+                *a = format!("127.0.0.1:{port}");
+            }
+        }
         Daemon {
             port,
             dir,
@@ -218,8 +253,9 @@ impl Daemon {
 
     /// Starts again on the same state, config and port.
     pub fn restart(&mut self) {
-        self.child = spawn_args(&self.args);
-        wait_for_port(self.port);
+        let (child, port) = spawn_args(&self.args);
+        assert_eq!(port, self.port, "restarted on its port");
+        self.child = child;
     }
 
     /// The local socket (the default one, under the state dir).
