@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{BOOLEAN, STRING, optional, required};
 use super::{ApiError, from_params};
 use crate::auth::{AccessConfig, AuthId};
@@ -140,3 +140,14 @@ fn capabilities(access: &AccessConfig, user: &str) -> Value {
     }
     Value::Object(cap)
 }
+
+/// `/access`: logging in.
+pub static ROUTER: Router = Router {
+    subdirs: &[("ticket", &TICKET_ROUTER)],
+    ..Router::new()
+};
+
+static TICKET_ROUTER: Router = Router {
+    methods: &[&GET_TICKET, &CREATE_TICKET],
+    ..Router::new()
+};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
@@ -154,3 +154,15 @@ async fn delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     }
     Ok(Reply::Data(Value::String(upid.to_string())))
 }
+
+/// `/nodes/{node}/storage/{storage}/content`.
+pub static ROUTER: Router = Router {
+    methods: &[&LIST],
+    match_all: Some(("volume", &VOLUME_ROUTER)),
+    ..Router::new()
+};
+
+static VOLUME_ROUTER: Router = Router {
+    methods: &[&DELETE],
+    ..Router::new()
+};

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
+use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
@@ -166,6 +166,12 @@ fn encode_text(text: &str) -> String {
     }
     out
 }
+
+/// `/nodes/{node}/storage/{storage}/download-url`.
+pub static ROUTER: Router = Router {
+    methods: &[&METHOD],
+    ..Router::new()
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! The PVE API surface isolib serves: one file per path group, each declaring its methods
-//! ([`router::ApiMethod`]); [`ROUTES`] lists them all for the dispatcher and the schema export.
+//! ([`router::ApiMethod`]) and mounting them in its subtree of [`ROUTER`], which the
+//! dispatcher walks and the schema export lists.
 
 /// A method's parameters, each named once: the schema properties the dispatcher validates and
 /// the export shows (`$props`), and the struct the handler reads the validated values into
@@ -34,31 +35,19 @@ pub mod types;
 
 pub use error::ApiError;
 
-use router::{ApiMethod, Params};
+use router::{Params, Router};
 use serde::de::DeserializeOwned;
 
-pub static ROUTES: &[&ApiMethod] = &[
-    &access::GET_TICKET,
-    &access::CREATE_TICKET,
-    &nodes::VERSION,
-    &nodes::LIST,
-    &nodes::INDEX,
-    &nodes::NODE_VERSION,
-    &nodes::QUERY_URL_METADATA,
-    &storage_config::LIST,
-    &storage_config::READ,
-    &storage::LIST,
-    &storage::INDEX,
-    &storage::STATUS,
-    &content::LIST,
-    &content::DELETE,
-    &download_url::METHOD,
-    &tasks::LIST,
-    &tasks::INDEX,
-    &tasks::STATUS,
-    &tasks::LOG,
-    &tasks::STOP,
-];
+/// The root of the URL tree below `/api2/<format>`; each path group mounts its own subtree.
+pub static ROUTER: Router = Router {
+    subdirs: &[
+        ("access", &access::ROUTER),
+        ("nodes", &nodes::ROUTER),
+        ("storage", &storage_config::ROUTER),
+        ("version", &nodes::VERSION_ROUTER),
+    ],
+    ..Router::new()
+};
 
 /// Validated parameters into a handler's typed arguments. Validation already checked every
 /// value, so a failure here is a bug between a schema and its struct.
@@ -78,7 +67,7 @@ mod tests {
     #[test]
     fn every_route_is_unique_and_every_pattern_compiles() {
         let mut seen = std::collections::BTreeSet::new();
-        for r in ROUTES {
+        for r in ROUTER.methods() {
             assert!(
                 seen.insert((r.method, r.path)),
                 "duplicate route {} {}",

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::router::{self, Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns};
+use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::metadata;
@@ -89,7 +89,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
-    handler: |_, _| Box::pin(async { Ok(router::index(super::ROUTES, INDEX.path, "name")) }),
+    handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) }),
 };
 
 params!(METADATA_PARAMS => MetadataArgs {
@@ -125,3 +125,36 @@ async fn query_url_metadata(ctx: Ctx, params: Params) -> Result<Reply, ApiError>
         serde_json::to_value(meta).map_err(ApiError::server)?,
     ))
 }
+/// `/version`.
+pub static VERSION_ROUTER: Router = Router {
+    methods: &[&VERSION],
+    ..Router::new()
+};
+
+/// `/nodes`.
+pub static ROUTER: Router = Router {
+    methods: &[&LIST],
+    match_all: Some(("node", &NODE_ROUTER)),
+    ..Router::new()
+};
+
+static NODE_ROUTER: Router = Router {
+    methods: &[&INDEX],
+    subdirs: &[
+        ("query-url-metadata", &METADATA_ROUTER),
+        ("storage", &super::storage::ROUTER),
+        ("tasks", &super::tasks::ROUTER),
+        ("version", &NODE_VERSION_ROUTER),
+    ],
+    ..Router::new()
+};
+
+static METADATA_ROUTER: Router = Router {
+    methods: &[&QUERY_URL_METADATA],
+    ..Router::new()
+};
+
+static NODE_VERSION_ROUTER: Router = Router {
+    methods: &[&NODE_VERSION],
+    ..Router::new()
+};

@@ -177,64 +177,106 @@ pub struct ApiMethod {
     pub handler: Handler,
 }
 
-/// A directory index (PVE's `subdir` lists): the next path segment of every route below
-/// `path`, sorted, each as `{key: segment}`. Generated from the routes, so a new method shows
-/// up in its parent's index by being declared.
-pub fn index(routes: &[&ApiMethod], path: &str, key: &str) -> Reply {
-    let prefix: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let mut names: Vec<&str> = routes
-        .iter()
-        .filter_map(|r| {
-            let segs: Vec<&str> = r.path.split('/').filter(|s| !s.is_empty()).collect();
-            (segs.len() > prefix.len() && segs[..prefix.len()] == prefix[..])
-                .then(|| segs[prefix.len()])
-        })
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    Reply::Data(Value::Array(
-        names
-            .into_iter()
-            .map(|n| serde_json::json!({ key: n }))
-            .collect(),
-    ))
+/// One level of the URL tree, as proxmox-router's `Router`: the methods at this path, the
+/// fixed names below it, and at most one `{param}` level. Each `api/*.rs` exports the
+/// subtree of its path group; `api::ROUTER` is the root.
+pub struct Router {
+    pub methods: &'static [&'static ApiMethod],
+    pub subdirs: &'static [(&'static str, &'static Router)],
+    /// A parameter that takes one path segment; `volume` takes the rest of the path, slashes
+    /// included, as PVE's `fragmentDelimiter => ''` does.
+    pub match_all: Option<(&'static str, &'static Router)>,
 }
 
-/// Finds the method for `method` + `rel_path` and the path parameters it binds. Empty segments
-/// are skipped, so trailing and double slashes route like PVE's.
-pub fn find<'a>(
-    routes: &'a [&'a ApiMethod],
-    method: &str,
-    rel_path: &str,
-) -> Option<(&'a ApiMethod, BTreeMap<String, String>)> {
-    let segs: Vec<&str> = rel_path.split('/').filter(|s| !s.is_empty()).collect();
-    routes
-        .iter()
-        .filter(|r| r.method == method)
-        .find_map(|r| bind(r.path, &segs).map(|params| (*r, params)))
+impl Default for Router {
+    fn default() -> Self {
+        Router::new()
+    }
 }
 
-fn bind(template: &str, segs: &[&str]) -> Option<BTreeMap<String, String>> {
-    let tpl: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
-    let mut params = BTreeMap::new();
-    for (i, t) in tpl.iter().enumerate() {
-        let name = t.strip_prefix('{').and_then(|t| t.strip_suffix('}'));
-        match name {
-            Some("volume") if i == tpl.len() - 1 => {
-                if segs.len() <= i {
-                    return None;
-                }
-                params.insert("volume".to_string(), segs[i..].join("/"));
-                return Some(params);
-            }
-            Some(name) => {
-                params.insert(name.to_string(), segs.get(i)?.to_string());
-            }
-            None if segs.get(i) == Some(t) => {}
-            None => return None,
+impl Router {
+    pub const fn new() -> Router {
+        Router {
+            methods: &[],
+            subdirs: &[],
+            match_all: None,
         }
     }
-    (segs.len() == tpl.len()).then_some(params)
+
+    /// Every method of the tree, in no particular order.
+    pub fn methods(&'static self) -> Vec<&'static ApiMethod> {
+        let mut out = self.methods.to_vec();
+        for (_, sub) in self.subdirs {
+            out.extend(sub.methods());
+        }
+        if let Some((_, sub)) = self.match_all {
+            out.extend(sub.methods());
+        }
+        out
+    }
+
+    /// Finds the method for `method` + `rel_path` and the path parameters it binds. Empty
+    /// segments are skipped, so trailing and double slashes route like PVE's.
+    pub fn find(
+        &'static self,
+        method: &str,
+        rel_path: &str,
+    ) -> Option<(&'static ApiMethod, BTreeMap<String, String>)> {
+        let segs: Vec<&str> = rel_path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut node = self;
+        let mut params = BTreeMap::new();
+        let mut i = 0;
+        while i < segs.len() {
+            if let Some((_, sub)) = node.subdirs.iter().find(|(name, _)| *name == segs[i]) {
+                node = sub;
+                i += 1;
+                continue;
+            }
+            let (name, sub) = node.match_all?;
+            if name == "volume" {
+                params.insert(name.to_string(), segs[i..].join("/"));
+                i = segs.len();
+            } else {
+                params.insert(name.to_string(), segs[i].to_string());
+                i += 1;
+            }
+            node = sub;
+        }
+        let m = node.methods.iter().find(|m| m.method == method)?;
+        Some((*m, params))
+    }
+
+    /// The node at a path template (`/nodes/{node}/tasks/{upid}`).
+    fn at(&'static self, path: &str) -> Option<&'static Router> {
+        let mut node = self;
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            node = match node.subdirs.iter().find(|(name, _)| *name == seg) {
+                Some((_, sub)) => sub,
+                None => {
+                    node.match_all
+                        .filter(|(name, _)| format!("{{{name}}}") == seg)?
+                        .1
+                }
+            };
+        }
+        Some(node)
+    }
+
+    /// A directory index (PVE's `subdir` lists): the names below `path`, sorted, each as
+    /// `{key: name}`. A new method shows up in its parent's index by being mounted.
+    pub fn index(&'static self, path: &str, key: &str) -> Reply {
+        let mut names: Vec<&str> = self
+            .at(path)
+            .map(|n| n.subdirs.iter().map(|(name, _)| *name).collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        Reply::Data(Value::Array(
+            names
+                .into_iter()
+                .map(|n| serde_json::json!({ key: n }))
+                .collect(),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -243,7 +285,7 @@ mod tests {
 
     #[test]
     fn indexes_list_the_routes_below() {
-        let names = |path, key| match index(crate::api::ROUTES, path, key) {
+        let names = |path, key| match crate::api::ROUTER.index(path, key) {
             Reply::Data(v) => v.to_string(),
             _ => unreachable!("index replies with data"),
         };
@@ -263,28 +305,44 @@ mod tests {
 
     #[test]
     fn binds_params_and_swallows_volume() {
-        let p = bind(
-            "/nodes/{node}/tasks/{upid}/log",
-            &["nodes", "n1", "tasks", "UPID:x", "log"],
-        )
-        .expect("match");
+        let root = &crate::api::ROUTER;
+        let (m, p) = root
+            .find("GET", "/nodes/n1/tasks/UPID:x/log")
+            .expect("match");
+        assert_eq!(m.path, "/nodes/{node}/tasks/{upid}/log");
         assert_eq!(p["node"], "n1");
         assert_eq!(p["upid"], "UPID:x");
-        let p = bind(
-            "/nodes/{node}/storage/{storage}/content/{volume}",
-            &[
-                "nodes",
-                "n",
-                "storage",
-                "local",
-                "content",
-                "local:iso",
-                "x.iso",
-            ],
-        )
-        .expect("match");
+        let (m, p) = root
+            .find("DELETE", "//nodes/n/storage/local/content/local:iso/x.iso/")
+            .expect("match");
+        assert_eq!(m.path, "/nodes/{node}/storage/{storage}/content/{volume}");
         assert_eq!(p["volume"], "local:iso/x.iso");
-        assert!(bind("/nodes/{node}", &["nodes", "n", "extra"]).is_none());
-        assert!(bind("/nodes/{node}/version", &["nodes", "n", "status"]).is_none());
+        assert!(root.find("GET", "/nodes/n/extra").is_none());
+        assert!(root.find("GET", "/nodes/n/status").is_none());
+        assert!(root.find("POST", "/nodes/n/version").is_none());
+    }
+
+    /// Every method is mounted where its declared path says, once (the export and the
+    /// permission paths read `path`; the dispatcher reads the tree).
+    #[test]
+    fn every_method_sits_at_its_path() {
+        fn walk(r: &'static Router, path: String, out: &mut Vec<(String, &'static ApiMethod)>) {
+            out.extend(r.methods.iter().map(|m| (path.clone(), *m)));
+            for (name, sub) in r.subdirs {
+                walk(sub, format!("{path}/{name}"), out);
+            }
+            if let Some((name, sub)) = r.match_all {
+                walk(sub, format!("{path}/{{{name}}}"), out);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&crate::api::ROUTER, String::new(), &mut found);
+        for (path, m) in &found {
+            assert_eq!(path, m.path, "{} mounted at {path}", m.method);
+        }
+        let mut keys: Vec<_> = found.iter().map(|(p, m)| (p.clone(), m.method)).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), found.len(), "a method mounted twice");
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::replies::StorageStatus;
-use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::pve::perl::split_list;
@@ -133,7 +133,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["subdir"]),
     access: AUDIT,
     allow_token: true,
-    handler: |_, _| Box::pin(async { Ok(router::index(super::ROUTES, INDEX.path, "subdir")) }),
+    handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "subdir")) }),
 };
 
 pub static STATUS: ApiMethod = ApiMethod {
@@ -158,3 +158,25 @@ async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         .ok_or_else(|| ApiError::param("storage", "No such storage."))?;
     Ok(Reply::Data(status_item(s, false)))
 }
+
+/// `/nodes/{node}/storage`.
+pub static ROUTER: Router = Router {
+    methods: &[&LIST],
+    match_all: Some(("storage", &ITEM_ROUTER)),
+    ..Router::new()
+};
+
+static ITEM_ROUTER: Router = Router {
+    methods: &[&INDEX],
+    subdirs: &[
+        ("content", &super::content::ROUTER),
+        ("download-url", &super::download_url::ROUTER),
+        ("status", &STATUS_ROUTER),
+    ],
+    ..Router::new()
+};
+
+static STATUS_ROUTER: Router = Router {
+    methods: &[&STATUS],
+    ..Router::new()
+};

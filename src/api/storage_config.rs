@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Schema, StringSchema};
@@ -84,3 +84,15 @@ async fn read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let storage = cfg.storage(&args.storage)?;
     Ok(Reply::Data(storage.api_config(&cfg.digest)))
 }
+
+/// `/storage`.
+pub static ROUTER: Router = Router {
+    methods: &[&LIST],
+    match_all: Some(("storage", &ITEM_ROUTER)),
+    ..Router::new()
+};
+
+static ITEM_ROUTER: Router = Router {
+    methods: &[&READ],
+    ..Router::new()
+};

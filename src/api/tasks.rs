@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::replies::{TaskFields, TaskListItem, TaskStatus};
-use super::router::{self, Access, ApiMethod, Ctx, Params, Reply, Returns};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Schema, StringSchema};
@@ -183,7 +183,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
-    handler: |_, _| Box::pin(async { Ok(router::index(super::ROUTES, INDEX.path, "name")) }),
+    handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) }),
 };
 
 pub static STATUS: ApiMethod = ApiMethod {
@@ -339,3 +339,25 @@ async fn stop(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     ctx.state.tasks().stop(&upid, STOP_GRACE).await;
     Ok(Reply::Data(Value::Null))
 }
+/// `/nodes/{node}/tasks`.
+pub static ROUTER: Router = Router {
+    methods: &[&LIST],
+    match_all: Some(("upid", &UPID_ROUTER)),
+    ..Router::new()
+};
+
+static UPID_ROUTER: Router = Router {
+    methods: &[&INDEX, &STOP],
+    subdirs: &[("log", &LOG_ROUTER), ("status", &STATUS_ROUTER)],
+    ..Router::new()
+};
+
+static LOG_ROUTER: Router = Router {
+    methods: &[&LOG],
+    ..Router::new()
+};
+
+static STATUS_ROUTER: Router = Router {
+    methods: &[&STATUS],
+    ..Router::new()
+};

@@ -174,7 +174,7 @@ fn write_schema(out: &std::path::Path) -> Result<(), CliError> {
         source,
     };
     std::fs::create_dir_all(out).map_err(|e| create(out, e))?;
-    for (name, text) in crate::api::export::files(crate::api::ROUTES)? {
+    for (name, text) in crate::api::export::files(&crate::api::ROUTER.methods())? {
         let path = out.join(name);
         std::fs::write(&path, text).map_err(|e| create(&path, e))?;
     }

@@ -12,8 +12,8 @@ use percent_encoding::percent_decode_str;
 
 use super::format::{self, Format};
 use super::local_socket::SocketPeer;
-use crate::api::router::{self, Access, ApiMethod, Ctx, Reply};
-use crate::api::{ApiError, ROUTES};
+use crate::api::router::{Access, ApiMethod, Ctx, Reply};
+use crate::api::{ApiError, ROUTER};
 use crate::auth::{AccessConfig, AuthId, extract_auth_value};
 use crate::config::HeaderLimits;
 use crate::schema::{RawParams, RawValue, validate};
@@ -72,7 +72,7 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
             );
         }
     };
-    let route = router::find(ROUTES, method, &rel_path);
+    let route = ROUTER.find(method, &rel_path);
     // Like PVE, before authentication: a body too large for a known method is refused while
     // reading the head. PVE finds the method first, so an unknown one is still "not
     // implemented" (its body is never read), and its multipart upload streams past the limit.
