@@ -147,7 +147,4 @@ pub static ROUTER: Router = Router {
     ..Router::new()
 };
 
-static TICKET_ROUTER: Router = Router {
-    methods: &[&GET_TICKET, &CREATE_TICKET],
-    ..Router::new()
-};
+static TICKET_ROUTER: Router = Router::leaf(&[&GET_TICKET, &CREATE_TICKET]);

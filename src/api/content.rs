@@ -156,13 +156,6 @@ async fn delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 }
 
 /// `/nodes/{node}/storage/{storage}/content`.
-pub static ROUTER: Router = Router {
-    methods: &[&LIST],
-    match_all: Some(("volume", &VOLUME_ROUTER)),
-    ..Router::new()
-};
+pub static ROUTER: Router = Router::items(&[&LIST], "volume", &VOLUME_ROUTER);
 
-static VOLUME_ROUTER: Router = Router {
-    methods: &[&DELETE],
-    ..Router::new()
-};
+static VOLUME_ROUTER: Router = Router::leaf(&[&DELETE]);

@@ -168,10 +168,7 @@ fn encode_text(text: &str) -> String {
 }
 
 /// `/nodes/{node}/storage/{storage}/download-url`.
-pub static ROUTER: Router = Router {
-    methods: &[&METHOD],
-    ..Router::new()
-};
+pub static ROUTER: Router = Router::leaf(&[&METHOD]);
 
 #[cfg(test)]
 mod tests {

@@ -126,17 +126,10 @@ async fn query_url_metadata(ctx: Ctx, params: Params) -> Result<Reply, ApiError>
     ))
 }
 /// `/version`.
-pub static VERSION_ROUTER: Router = Router {
-    methods: &[&VERSION],
-    ..Router::new()
-};
+pub static VERSION_ROUTER: Router = Router::leaf(&[&VERSION]);
 
 /// `/nodes`.
-pub static ROUTER: Router = Router {
-    methods: &[&LIST],
-    match_all: Some(("node", &NODE_ROUTER)),
-    ..Router::new()
-};
+pub static ROUTER: Router = Router::items(&[&LIST], "node", &NODE_ROUTER);
 
 static NODE_ROUTER: Router = Router {
     methods: &[&INDEX],
@@ -149,12 +142,6 @@ static NODE_ROUTER: Router = Router {
     ..Router::new()
 };
 
-static METADATA_ROUTER: Router = Router {
-    methods: &[&QUERY_URL_METADATA],
-    ..Router::new()
-};
+static METADATA_ROUTER: Router = Router::leaf(&[&QUERY_URL_METADATA]);
 
-static NODE_VERSION_ROUTER: Router = Router {
-    methods: &[&NODE_VERSION],
-    ..Router::new()
-};
+static NODE_VERSION_ROUTER: Router = Router::leaf(&[&NODE_VERSION]);

@@ -203,6 +203,28 @@ impl Router {
         }
     }
 
+    /// A path with methods and nothing below it.
+    pub const fn leaf(methods: &'static [&'static ApiMethod]) -> Router {
+        Router {
+            methods,
+            subdirs: &[],
+            match_all: None,
+        }
+    }
+
+    /// A collection: `methods` here, and each item below it by its `param`.
+    pub const fn items(
+        methods: &'static [&'static ApiMethod],
+        param: &'static str,
+        item: &'static Router,
+    ) -> Router {
+        Router {
+            methods,
+            subdirs: &[],
+            match_all: Some((param, item)),
+        }
+    }
+
     /// Every method of the tree, in no particular order.
     pub fn methods(&'static self) -> Vec<&'static ApiMethod> {
         let mut out = self.methods.to_vec();

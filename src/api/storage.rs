@@ -160,11 +160,7 @@ async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 }
 
 /// `/nodes/{node}/storage`.
-pub static ROUTER: Router = Router {
-    methods: &[&LIST],
-    match_all: Some(("storage", &ITEM_ROUTER)),
-    ..Router::new()
-};
+pub static ROUTER: Router = Router::items(&[&LIST], "storage", &ITEM_ROUTER);
 
 static ITEM_ROUTER: Router = Router {
     methods: &[&INDEX],
@@ -176,7 +172,4 @@ static ITEM_ROUTER: Router = Router {
     ..Router::new()
 };
 
-static STATUS_ROUTER: Router = Router {
-    methods: &[&STATUS],
-    ..Router::new()
-};
+static STATUS_ROUTER: Router = Router::leaf(&[&STATUS]);

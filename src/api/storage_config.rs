@@ -86,13 +86,6 @@ async fn read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 }
 
 /// `/storage`.
-pub static ROUTER: Router = Router {
-    methods: &[&LIST],
-    match_all: Some(("storage", &ITEM_ROUTER)),
-    ..Router::new()
-};
+pub static ROUTER: Router = Router::items(&[&LIST], "storage", &ITEM_ROUTER);
 
-static ITEM_ROUTER: Router = Router {
-    methods: &[&READ],
-    ..Router::new()
-};
+static ITEM_ROUTER: Router = Router::leaf(&[&READ]);

@@ -340,11 +340,7 @@ async fn stop(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     Ok(Reply::Data(Value::Null))
 }
 /// `/nodes/{node}/tasks`.
-pub static ROUTER: Router = Router {
-    methods: &[&LIST],
-    match_all: Some(("upid", &UPID_ROUTER)),
-    ..Router::new()
-};
+pub static ROUTER: Router = Router::items(&[&LIST], "upid", &UPID_ROUTER);
 
 static UPID_ROUTER: Router = Router {
     methods: &[&INDEX, &STOP],
@@ -352,12 +348,6 @@ static UPID_ROUTER: Router = Router {
     ..Router::new()
 };
 
-static LOG_ROUTER: Router = Router {
-    methods: &[&LOG],
-    ..Router::new()
-};
+static LOG_ROUTER: Router = Router::leaf(&[&LOG]);
 
-static STATUS_ROUTER: Router = Router {
-    methods: &[&STATUS],
-    ..Router::new()
-};
+static STATUS_ROUTER: Router = Router::leaf(&[&STATUS]);
