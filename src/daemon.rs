@@ -154,3 +154,39 @@ fn bootstrap_embedded(cfg: &Config) -> Result<(), DaemonError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    /// In-process, as tests of the whole daemon can run it: it starts, and when the shutdown
+    /// future resolves it stops and removes its socket.
+    #[tokio::test]
+    async fn run_returns_when_shutdown_resolves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = Config::resolve(RawConfig {
+            node: Some("n1".into()),
+            listen: Some("127.0.0.1:0".into()),
+            tls: Some(false),
+            state_dir: Some(dir.path().join("state")),
+            pve_dir: Some("none".into()),
+            ..RawConfig::default()
+        })
+        .expect("config");
+        let socket = cfg.socket.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopper = async {
+            while !socket.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let _ = stop.send(());
+        };
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let (result, ()) = tokio::join!(run(cfg, shutdown), stopper);
+        assert!(result.is_ok(), "{result:?}");
+        assert!(!socket.exists(), "the socket is removed on the way out");
+    }
+}

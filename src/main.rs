@@ -9,7 +9,7 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("ISOLIB_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(|| isolib::redact::Stderr)
+        .with_writer(|| isolib::redact::Redacting(std::io::stderr()))
         .init();
     let cli = isolib::cli::Cli::parse();
     match isolib::cli::run(cli).await {

@@ -49,19 +49,20 @@ pub fn userinfo(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// Standard error with [`userinfo`] applied: the daemon's own log. tracing writes each event
-/// with one call, so no URL is split across two.
-pub struct Stderr;
+/// A writer with [`userinfo`] applied to what goes through it: the daemon's own log is
+/// `Redacting(std::io::stderr())`. tracing writes each event with one call, so no URL is split
+/// across two.
+pub struct Redacting<W>(pub W);
 
-impl std::io::Write for Stderr {
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(userinfo(&text).as_bytes())?;
+        self.0.write_all(userinfo(&text).as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        self.0.flush()
     }
 }
 
@@ -93,6 +94,18 @@ mod tests {
         assert_eq!(
             userinfo("error sending request for url (http://u:p@h/x.iso)"),
             "error sending request for url (http://***@h/x.iso)"
+        );
+    }
+
+    #[test]
+    fn the_log_writer_masks_what_it_writes() {
+        use std::io::Write;
+        let mut out = Redacting(Vec::new());
+        out.write_all(b"fetching http://u:secret@h/x.iso\n")
+            .expect("write");
+        assert_eq!(
+            String::from_utf8_lossy(&out.0),
+            "fetching http://***@h/x.iso\n"
         );
     }
 

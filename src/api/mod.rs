@@ -63,6 +63,8 @@ pub fn from_params<T: DeserializeOwned>(params: Params) -> Result<T, ApiError> {
 mod tests {
     use super::*;
     use crate::schema::Schema;
+    use replies::{StorageStatus, TaskFields, TaskListItem, TaskStatus};
+    use router::Returns;
 
     #[test]
     fn every_route_is_unique_and_every_pattern_compiles() {
@@ -93,5 +95,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The fields a method declares it returns are the keys its reply type writes, every
+    /// optional one set.
+    #[test]
+    fn declared_returns_are_what_the_replies_write() {
+        fn keys(v: impl serde::Serialize) -> Vec<String> {
+            let mut k: Vec<String> = match serde_json::to_value(v).expect("json") {
+                serde_json::Value::Object(m) => m.keys().cloned().collect(),
+                other => panic!("not an object: {other}"),
+            };
+            k.sort();
+            k
+        }
+        fn declared(r: &Returns) -> Vec<String> {
+            let (Returns::Object(f) | Returns::ArrayOf(f)) = r else {
+                panic!("not an object shape");
+            };
+            let mut k: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        }
+        let task = TaskFields {
+            tokenid: Some("t".into()),
+            ..TaskFields::default()
+        };
+        let item = TaskListItem {
+            task: task.clone(),
+            endtime: Some(1),
+            saved: Some("0".into()),
+            ..TaskListItem::default()
+        };
+        assert_eq!(keys(item), declared(&tasks::LIST.returns));
+        let status = TaskStatus {
+            task,
+            exitstatus: Some("OK".into()),
+            ..TaskStatus::default()
+        };
+        assert_eq!(keys(status), declared(&tasks::STATUS.returns));
+        let listed = StorageStatus {
+            storage: Some("local".into()),
+            used_fraction: Some(0.5),
+            ..StorageStatus::default()
+        };
+        assert_eq!(keys(listed), declared(&storage::LIST.returns));
+        assert_eq!(
+            keys(StorageStatus::default()),
+            declared(&storage::STATUS.returns)
+        );
     }
 }

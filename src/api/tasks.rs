@@ -14,7 +14,8 @@ use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Schema, StringSchema};
 use crate::tasks::{TaskEntry, Upid};
 
-/// The fields of [`TaskFields`], then `$extra`: a task list item's or status's field
+/// The fields of [`TaskFields`], then `$extra` (a test in `api` keeps them equal to what
+/// the reply types serialize): a task list item's or status's field
 /// names for the exported schema.
 macro_rules! upid_fields {
     [$($extra:literal),*] => {
@@ -63,7 +64,7 @@ pub static LIST: ApiMethod = ApiMethod {
         properties: &LIST_PARAMS,
         additional_properties: false,
     },
-    returns: Returns::ArrayOf(upid_fields!["endtime", "status"]),
+    returns: Returns::ArrayOf(upid_fields!["endtime", "status", "saved"]),
     access: Access::Authenticated,
     allow_token: true,
     handler: |ctx, p| Box::pin(list(ctx, p)),

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-pub use crate::pve::content::Compression;
+use crate::pve::content::Compression;
 use crate::pve::run_command::exit_failure;
 
 const WRITE_BUFFER: usize = 1 << 20;

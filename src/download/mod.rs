@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::file_cache::FileCache;
 
+pub use crate::pve::content::Compression;
 pub use checksum::{Algorithm, Checksum};
 pub use content_check::ContentCheck;
-pub use decompress::Compression;
 pub use error::DownloadError;
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
 pub use progress::human_bytes;

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::Compression;
 use super::checksum::{Algorithm, Hasher};
-use super::decompress::{Compression, Output};
+use super::decompress::Output;
 
 /// Chunks in flight between the network and the disk. reqwest yields chunks of up to a few
 /// hundred KiB, so this bounds the buffer to a few MiB.

@@ -62,7 +62,7 @@ impl ConnLimits {
         };
         match self.admit(ip) {
             Ok(counted) => {
-                ext.insert(Arc::new(counted));
+                ext.insert(counted);
             }
             Err(which) => {
                 tracing::warn!("closing connection from {ip}: {which} reached");

@@ -115,34 +115,29 @@ fn a_pve_task_header_makes_the_task_its_users() {
         "{lines:?}"
     );
 
-    let r = d.raw_unix(request("X-Isolib-PVE-Task: UPID:nonsense\r\n").as_bytes());
-    assert!(
-        r.status_line.starts_with("HTTP/1.1 400 "),
-        "{}",
-        r.status_line
-    );
-    assert_eq!(
-        r.json()["message"],
-        "header 'X-Isolib-PVE-Task': unable to parse worker upid 'UPID:nonsense'\n"
+    // PVE's error answer: the status, and the message (also the status line's reason).
+    let refused = |r: util::Response, status: u16, message: &str| {
+        assert_eq!(r.status_line, format!("HTTP/1.1 {status} {message}"));
+        assert_eq!(r.json()["message"], format!("{message}\n"));
+    };
+    refused(
+        d.raw_unix(request("X-Isolib-PVE-Task: UPID:nonsense\r\n").as_bytes()),
+        400,
+        "header 'X-Isolib-PVE-Task': unable to parse worker upid 'UPID:nonsense'",
     );
 
     // Over TCP, even with the superuser's token, nobody may name another user.
-    let r = d.raw(
-        request(&format!(
-            "Authorization: PVEAPIToken={}={}\r\nX-Isolib-PVE-Task: {pve}\r\n",
-            util::TOKEN_ID,
-            util::TOKEN_SECRET
-        ))
-        .as_bytes(),
-    );
-    assert!(
-        r.status_line.starts_with("HTTP/1.1 403 "),
-        "{}",
-        r.status_line
-    );
-    assert_eq!(
-        r.json()["message"],
-        "Permission check failed (header 'X-Isolib-PVE-Task' is only accepted from root on the local socket)\n"
+    refused(
+        d.raw(
+            request(&format!(
+                "Authorization: PVEAPIToken={}={}\r\nX-Isolib-PVE-Task: {pve}\r\n",
+                util::TOKEN_ID,
+                util::TOKEN_SECRET
+            ))
+            .as_bytes(),
+        ),
+        403,
+        "Permission check failed (header 'X-Isolib-PVE-Task' is only accepted from root on the local socket)",
     );
     let tasks = d.get_json("/nodes/localhost/tasks?source=all");
     let users: Vec<&str> = tasks["data"]

@@ -8,10 +8,7 @@ use super::conn::{Connection, segment};
 use super::error::ClientError;
 use super::params::{Checksum, Compression, Content};
 
-pub use crate::api::replies::{
-    ContentItem as Volume, StorageStatus as StorageInfo, TaskListItem as TaskItem, TaskStatus,
-    UrlMetadata,
-};
+pub use crate::api::replies::{ContentItem, StorageStatus, TaskListItem, TaskStatus, UrlMetadata};
 
 /// A task log line; `n` counts from 1 (spec §4.6).
 #[derive(Deserialize, Debug, Clone)]
@@ -59,7 +56,7 @@ impl DownloadRequest {
 pub async fn storages(
     conn: &Connection,
     content: Option<&str>,
-) -> Result<Vec<StorageInfo>, ClientError> {
+) -> Result<Vec<StorageStatus>, ClientError> {
     let query: Vec<(&str, String)> = content
         .map(|c| ("content", c.to_string()))
         .into_iter()
@@ -74,7 +71,7 @@ pub async fn content(
     conn: &Connection,
     storage: &str,
     content: Option<&str>,
-) -> Result<Vec<Volume>, ClientError> {
+) -> Result<Vec<ContentItem>, ClientError> {
     let query: Vec<(&str, String)> = content
         .map(|c| ("content", c.to_string()))
         .into_iter()
@@ -114,7 +111,7 @@ pub async fn tasks(
     conn: &Connection,
     limit: u64,
     errors_only: bool,
-) -> Result<Vec<TaskItem>, ClientError> {
+) -> Result<Vec<TaskListItem>, ClientError> {
     // `all`: running tasks first, then the archive; PVE's default shows finished ones only.
     let mut query = vec![("limit", limit.to_string()), ("source", "all".into())];
     if errors_only {
@@ -177,13 +174,13 @@ mod tests {
 
     #[test]
     fn perl_style_values_are_read() {
-        let s: StorageInfo = serde_json::from_str(
+        let s: StorageStatus = serde_json::from_str(
             r#"{"storage":"local","type":"dir","content":"iso","enabled":"1","active":0}"#,
         )
         .unwrap();
         assert!(s.enabled);
         assert!(!s.active);
-        let v: Volume =
+        let v: ContentItem =
             serde_json::from_str(r#"{"volid":"local:iso/a.iso","size":"42","format":"iso"}"#)
                 .unwrap();
         assert_eq!(v.size, 42);

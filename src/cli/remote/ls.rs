@@ -1,6 +1,6 @@
 //! `isolib ls [--storage ID] [--content T]`: the volumes of one storage or of all of them.
 
-use super::api::{self, Volume};
+use super::api::{self, ContentItem};
 use super::conn::{ConnectArgs, Connection};
 use super::error::ClientError;
 use super::table::{self, Align};
@@ -55,7 +55,7 @@ pub async fn run(args: LsArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn render(volumes: &[Volume], bytes: bool) -> String {
+fn render(volumes: &[ContentItem], bytes: bool) -> String {
     let rows: Vec<Vec<String>> = volumes
         .iter()
         .map(|v| {
@@ -83,11 +83,11 @@ mod tests {
 
     #[test]
     fn table_in_bytes() {
-        let v = vec![Volume {
+        let v = vec![ContentItem {
             volid: "local:iso/a.iso".into(),
             size: 1048576,
             format: "iso".into(),
-            ..Volume::default()
+            ..ContentItem::default()
         }];
         assert_eq!(
             render(&v, true),

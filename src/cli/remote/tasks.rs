@@ -1,6 +1,6 @@
 //! `isolib tasks [--limit N] [--errors]`: recent tasks, running ones first.
 
-use super::api::{self, TaskItem};
+use super::api::{self, TaskListItem};
 use super::conn::{ConnectArgs, Connection};
 use super::error::ClientError;
 use super::table::{self, Align};
@@ -24,7 +24,7 @@ pub async fn run(args: TasksArgs) -> Result<(), ClientError> {
 }
 
 /// The status goes last: a task's error text is as long as it needs to be.
-fn render(tasks: &[TaskItem]) -> String {
+fn render(tasks: &[TaskListItem]) -> String {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
