@@ -125,6 +125,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         check,
         task_tag: download::new_tag(ctx.node()),
         retry: ctx.state.config().retry.clone(),
+        user: ctx.task_user()?,
     };
 
     let engine = ctx.state.engine().clone();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::image_refs::{self, ExternalRef};
+use crate::catalog::ImageInfo;
 use crate::pve::perl::{errno_text, truthy, without_final_newline};
 use crate::pve::run_command::{cmd_to_string, run_captured};
 
@@ -163,7 +164,10 @@ pub enum ContentCheckError {
 }
 
 /// Runs the check and drops the task-log lines PVE would warn (they go to tracing at debug).
-pub async fn verify(check: &ContentCheck, path: &Path) -> Result<(), ContentCheckError> {
+pub async fn verify(
+    check: &ContentCheck,
+    path: &Path,
+) -> Result<Option<ImageInfo>, ContentCheckError> {
     let mut log = |line: &str| tracing::debug!(target: "content_check", "{line}");
     verify_with_log(check, path, &mut log).await
 }
@@ -171,22 +175,27 @@ pub async fn verify(check: &ContentCheck, path: &Path) -> Result<(), ContentChec
 /// Runs the check; `log` receives, one line per call and in order, what PVE writes to the task
 /// log during the check besides the final error: `command '…' failed: …` for a failed
 /// qemu-img run, qemu-img stderr that came along with usable JSON, and tar's stderr.
+/// An import image's format and virtual size come back for the catalog.
 pub async fn verify_with_log(
     check: &ContentCheck,
     path: &Path,
     log: &mut (dyn FnMut(&str) + Send),
-) -> Result<(), ContentCheckError> {
+) -> Result<Option<ImageInfo>, ContentCheckError> {
     tracing::debug!(?check, path = %path.display(), "verifying downloaded file");
     let res = match check {
-        ContentCheck::None => Ok(()),
-        ContentCheck::Iso => file_size_info_untrusted(path, None, None, log).await,
+        ContentCheck::None => Ok(None),
+        ContentCheck::Iso => file_size_info_untrusted(path, None, None, log)
+            .await
+            .map(|_| None),
         ContentCheck::Image(fmt) => {
-            file_size_info_untrusted(path, Some(*fmt), Some(IMPORT_IMAGE_TIMEOUT), log).await
+            file_size_info_untrusted(path, Some(*fmt), Some(IMPORT_IMAGE_TIMEOUT), log)
+                .await
+                .map(Some)
         }
-        ContentCheck::Ova => assert_ova_contents(path, log).await,
+        ContentCheck::Ova => assert_ova_contents(path, log).await.map(|()| None),
     };
     match &res {
-        Ok(()) => tracing::debug!(path = %path.display(), "content check passed"),
+        Ok(_) => tracing::debug!(path = %path.display(), "content check passed"),
         Err(e) => tracing::debug!(path = %path.display(), error = %e, "content check failed"),
     }
     res
@@ -198,7 +207,7 @@ async fn file_size_info_untrusted(
     format: Option<ImageFormat>,
     timeout: Option<Duration>,
     log: &mut (dyn FnMut(&str) + Send),
-) -> Result<(), ContentCheckError> {
+) -> Result<ImageInfo, ContentCheckError> {
     let path_str = path.to_string_lossy().into_owned();
 
     let meta = match tokio::fs::metadata(path).await {
@@ -222,7 +231,10 @@ async fn file_size_info_untrusted(
                 format,
                 path: path_str,
             }),
-            None => Ok(()),
+            None => Ok(ImageInfo {
+                format: "subvol".into(),
+                virtual_size: None,
+            }),
         };
     }
 
@@ -263,8 +275,9 @@ async fn file_size_info_untrusted(
         return Err(ContentCheckError::QueryFailed);
     }
 
-    let opened_as = evaluate_info(&path_str, &json, format)?;
-    refuse_external_refs(path, &path_str, &opened_as).await
+    let opened = evaluate_info(&path_str, &json, format)?;
+    refuse_external_refs(path, &path_str, &opened.format).await?;
+    Ok(opened)
 }
 
 /// The same refusals as [`evaluate_info`], from the image's own header rather than from
@@ -293,12 +306,12 @@ async fn refuse_external_refs(
 }
 
 /// The checks `file_size_info` applies to qemu-img's JSON when the image is untrusted, in
-/// PVE's order. Returns the format qemu-img opened the image as.
+/// PVE's order. Returns the format qemu-img opened the image as, and its virtual size.
 fn evaluate_info(
     path: &str,
     json: &str,
     format: Option<ImageFormat>,
-) -> Result<String, ContentCheckError> {
+) -> Result<ImageInfo, ContentCheckError> {
     let info: Value = serde_json::from_str(json).map_err(|e| ContentCheckError::Parse {
         path: path.to_string(),
         reason: e.to_string(),
@@ -337,7 +350,8 @@ fn evaluate_info(
     }
 
     let scalar = |key: &str| info.get(key).map(perl_str).unwrap_or_default();
-    if !perl_matches_all(&scalar("virtual-size"), |c| c.is_ascii_digit()) {
+    let virtual_size = scalar("virtual-size");
+    if !perl_matches_all(&virtual_size, |c| c.is_ascii_digit()) {
         return Err(ContentCheckError::SizeNotInteger);
     }
     if !perl_matches_all(&scalar("actual-size"), |c| c.is_ascii_digit()) {
@@ -356,7 +370,10 @@ fn evaluate_info(
             got: got.to_string(),
         });
     }
-    Ok(got.to_string())
+    Ok(ImageInfo {
+        format: got.to_string(),
+        virtual_size: without_final_newline(&virtual_size).parse().ok(),
+    })
 }
 
 /// `assert_ova_contents` from pve-storage's Status.pm: list the archive, look for `*.ovf`.
@@ -477,7 +494,7 @@ mod tests {
 
     async fn check_err(check: ContentCheck, path: &Path) -> String {
         match verify(&check, path).await {
-            Ok(()) => panic!("{check:?} on {} unexpectedly passed", path.display()),
+            Ok(_) => panic!("{check:?} on {} unexpectedly passed", path.display()),
             Err(e) => e.to_string(),
         }
     }
@@ -487,6 +504,7 @@ mod tests {
         let mut log = |l: &str| lines.push(l.to_string());
         let res = verify_with_log(&check, path, &mut log)
             .await
+            .map(|_| ())
             .map_err(|e| e.to_string());
         (res, lines)
     }
@@ -550,6 +568,26 @@ mod tests {
         let (res, log) = check_with_log(ContentCheck::Iso, &iso).await;
         assert_eq!(res, Ok(()));
         assert!(log.is_empty(), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn an_import_image_reports_its_format_and_virtual_size() {
+        require!(QEMU_IMG);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = dir.path().join("disk.qcow2");
+        qemu_img_create(&["-f", "qcow2", &p(&image), "3M"]);
+        let info = verify(&ContentCheck::Image(ImageFormat::Qcow2), &image)
+            .await
+            .expect("a good image");
+        assert_eq!(
+            info,
+            Some(ImageInfo {
+                format: "qcow2".into(),
+                virtual_size: Some(3 << 20),
+            })
+        );
+        // An iso's check says nothing about images.
+        assert_eq!(verify(&ContentCheck::None, &image).await.ok(), Some(None));
     }
 
     #[tokio::test]

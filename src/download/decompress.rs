@@ -4,39 +4,73 @@
 //! the temp file while we feed its stdin.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
+use crate::catalog::{Observed, Observer};
 use crate::pve::content::Compression;
 use crate::pve::run_command::exit_failure;
 
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// The temp file, with the catalog's observer seeing every byte that goes into it.
+pub struct Stored {
+    file: File,
+    observer: Observer,
+}
+
+impl Write for Stored {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.observer.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+type Writer = BufWriter<Stored>;
+
 /// Where the downloaded bytes go: the temp file, possibly through a decoder.
 pub enum Output {
-    Plain(BufWriter<File>),
-    Gz(flate2::write::MultiGzDecoder<BufWriter<File>>),
-    Zst(zstd::stream::write::Decoder<'static, BufWriter<File>>),
+    Plain(Writer),
+    Gz(flate2::write::MultiGzDecoder<Writer>),
+    Zst(zstd::stream::write::Decoder<'static, Writer>),
     Bz2(MultiBz),
-    Xz(liblzma::write::XzDecoder<BufWriter<File>>),
+    Xz(liblzma::write::XzDecoder<Writer>),
+    /// lzop writes the file itself; its output is read back for the observer at the end.
     Lzo {
         child: Child,
         stdin: Option<ChildStdin>,
         file: File,
+        observer: Observer,
     },
 }
 
 impl Output {
-    pub fn new(file: File, compression: Option<Compression>) -> io::Result<Output> {
-        let w = || -> io::Result<BufWriter<File>> {
-            Ok(BufWriter::with_capacity(WRITE_BUFFER, file.try_clone()?))
-        };
+    /// `observer` has seen the bytes already in `file` (a resumed download).
+    pub fn new(
+        file: File,
+        compression: Option<Compression>,
+        observer: Observer,
+    ) -> io::Result<Output> {
+        let w = |file, observer| BufWriter::with_capacity(WRITE_BUFFER, Stored { file, observer });
         Ok(match compression {
-            None => Output::Plain(w()?),
-            Some(Compression::Gz) => Output::Gz(flate2::write::MultiGzDecoder::new(w()?)),
-            Some(Compression::Zst) => Output::Zst(zstd::stream::write::Decoder::new(w()?)?),
-            Some(Compression::Bz2) => Output::Bz2(MultiBz(bzip2::write::BzDecoder::new(w()?))),
-            Some(Compression::Xz) => Output::Xz(liblzma::write::XzDecoder::new_multi_decoder(w()?)),
+            None => Output::Plain(w(file, observer)),
+            Some(Compression::Gz) => {
+                Output::Gz(flate2::write::MultiGzDecoder::new(w(file, observer)))
+            }
+            Some(Compression::Zst) => {
+                Output::Zst(zstd::stream::write::Decoder::new(w(file, observer))?)
+            }
+            Some(Compression::Bz2) => {
+                Output::Bz2(MultiBz(bzip2::write::BzDecoder::new(w(file, observer))))
+            }
+            Some(Compression::Xz) => Output::Xz(liblzma::write::XzDecoder::new_multi_decoder(w(
+                file, observer,
+            ))),
             Some(Compression::Lzo) => {
                 let mut child = Command::new("lzop")
                     .args(["-d", "-c"])
@@ -46,7 +80,12 @@ impl Output {
                     .env("LC_ALL", "C")
                     .spawn()?;
                 let stdin = child.stdin.take();
-                Output::Lzo { child, stdin, file }
+                Output::Lzo {
+                    child,
+                    stdin,
+                    file,
+                    observer,
+                }
             }
         })
     }
@@ -70,7 +109,7 @@ impl Output {
     /// The file itself when nothing is decoded: its bytes are the download's bytes.
     pub fn raw_file(&self) -> Option<&File> {
         match self {
-            Output::Plain(w) => Some(w.get_ref()),
+            Output::Plain(w) => Some(&w.get_ref().file),
             _ => None,
         }
     }
@@ -83,8 +122,12 @@ impl Output {
         }
     }
 
-    pub fn finish(self) -> io::Result<File> {
-        let done = |w: BufWriter<File>| w.into_inner().map_err(|e| e.into_error());
+    /// Flushes everything into the file and says what went in.
+    pub fn finish(self) -> io::Result<(File, Observed)> {
+        let done = |w: Writer| {
+            let stored = w.into_inner().map_err(|e| e.into_error())?;
+            Ok((stored.file, stored.observer.finish()))
+        };
         match self {
             Output::Plain(w) => done(w),
             Output::Gz(w) => done(w.finish()?),
@@ -94,7 +137,12 @@ impl Output {
             }
             Output::Bz2(mut w) => done(w.0.finish()?),
             Output::Xz(w) => done(w.finish()?),
-            Output::Lzo { child, stdin, file } => {
+            Output::Lzo {
+                child,
+                stdin,
+                mut file,
+                mut observer,
+            } => {
                 drop(stdin);
                 let out = child.wait_with_output()?;
                 if !out.status.success() {
@@ -107,7 +155,9 @@ impl Output {
                     };
                     return Err(io::Error::other(reason));
                 }
-                Ok(file)
+                file.seek(io::SeekFrom::Start(observer.len()))?;
+                observer.feed(&mut file)?;
+                Ok((file, observer.finish()))
             }
         }
     }
@@ -115,7 +165,7 @@ impl Output {
 
 /// bzcat decodes concatenated streams (pbzip2 and lbzip2 write those); the write-side decoder
 /// of the bzip2 crate stops after one, so a finished stream is followed by a fresh decoder.
-pub struct MultiBz(bzip2::write::BzDecoder<BufWriter<File>>);
+pub struct MultiBz(bzip2::write::BzDecoder<Writer>);
 
 impl MultiBz {
     fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -148,13 +198,17 @@ mod tests {
 
     fn roundtrip(compression: Compression, compressed: &[u8]) -> io::Result<Vec<u8>> {
         let tmp = tempfile::NamedTempFile::new()?;
-        let mut out = Output::new(tmp.reopen()?, Some(compression))?;
+        let mut out = Output::new(tmp.reopen()?, Some(compression), Observer::new(false))?;
         for chunk in compressed.chunks(7) {
             out.write_all(chunk)?;
         }
-        out.finish()?;
+        let (_, observed) = out.finish()?;
         let mut v = Vec::new();
         tmp.reopen()?.read_to_end(&mut v)?;
+        // The observer saw exactly the decoded bytes.
+        let mut again = Observer::new(false);
+        again.update(&v);
+        assert_eq!(observed, again.finish());
         Ok(v)
     }
 

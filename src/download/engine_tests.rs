@@ -94,6 +94,7 @@ fn plan(dir: &Path, port: u16) -> DownloadPlan {
             stall_timeout: Duration::from_secs(60),
             backoff: Duration::from_secs(1),
         },
+        user: "root@pam".into(),
     }
 }
 
@@ -129,6 +130,22 @@ async fn run(script: Vec<Answer>) -> (Result<(), String>, Vec<String>, Duration,
             .to_string();
         if rel == "t.tar.gz" {
             assert_eq!(std::fs::read(&entry).expect("read"), BODY);
+            // The catalog record came with it, of this very file.
+            let record = crate::catalog::store::load(&entry)
+                .expect("load")
+                .fresh()
+                .expect("a fresh record");
+            let mut whole = crate::catalog::Observer::new(false);
+            whole.update(BODY);
+            assert_eq!(record.sha256, whole.finish().sha256);
+            assert_eq!(record.source.upid.as_deref(), Some("task"));
+            assert_eq!(record.source.user.as_deref(), Some("root@pam"));
+            assert!(
+                record
+                    .source
+                    .final_url
+                    .is_some_and(|u| u.ends_with("/t.tar.gz"))
+            );
         }
         files.push(rel);
     }
@@ -173,7 +190,11 @@ async fn busy_origin_is_retried_after_doubling_waits() {
         Duration::from_secs(3),
         "1 s, then 2 s of backoff: {log:?}"
     );
-    assert_eq!(files, ["t.tar.gz"], "the file and nothing else");
+    assert_eq!(
+        files,
+        [".isolib-catalog/t.tar.gz.json", "t.tar.gz"],
+        "the file, its record and nothing else"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -185,7 +206,7 @@ async fn a_silent_origin_counts_as_a_stall_after_stall_timeout() {
         ["transfer failed after 0 bytes: no response received for 60s; retry 1 of 3 in 1s"]
     );
     assert_eq!(took, Duration::from_secs(61), "{log:?}");
-    assert_eq!(files, ["t.tar.gz"]);
+    assert_eq!(files, [".isolib-catalog/t.tar.gz.json", "t.tar.gz"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog;
 use crate::file_cache::FileCache;
 
 pub use crate::pve::content::Compression;
@@ -44,7 +45,7 @@ pub use url_policy::{PolicyError, Rule, RuleError, UrlPolicy};
 
 use inflight::{Entry, Inflight, LeadGuard, Outcome, RequestKey};
 use ratelimit::RateLimit;
-use transfer::Transfer;
+use transfer::{Delivered, Transfer};
 
 /// Where task-log lines go; the engine does not know it runs inside a task.
 pub trait LogSink: Send + Sync {
@@ -70,6 +71,8 @@ pub struct DownloadPlan {
     /// Makes the temp file name unique per task.
     pub task_tag: String,
     pub retry: RetryPolicy,
+    /// Who asked, for the catalog record.
+    pub user: String,
 }
 
 /// Operator limits that hold for every download.
@@ -108,6 +111,8 @@ pub struct Engine {
     node: String,
     /// How long a partial download nobody owns is kept for a resume.
     partial_keep: Duration,
+    /// osinfo-db, to name the OS of an ISO.
+    osinfo_dir: PathBuf,
 }
 
 impl Engine {
@@ -125,7 +130,14 @@ impl Engine {
             limits,
             node: node.to_string(),
             partial_keep,
+            osinfo_dir: PathBuf::from(catalog::DEFAULT_OSINFO_DIR),
         }
+    }
+
+    /// Names the OSes of ISOs by the osinfo-db in `dir`.
+    pub fn with_osinfo_dir(mut self, dir: PathBuf) -> Engine {
+        self.osinfo_dir = dir;
+        self
     }
 
     /// Removes the partial downloads in `staging_dir` that no running transfer owns and that
@@ -217,7 +229,7 @@ impl Engine {
                 }
             }
         };
-        let result = self.lead(plan, compression, &lead, log, cancel).await;
+        let result = self.lead(plan, task, compression, &lead, log, cancel).await;
         drop(slot);
         lead.finish(match &result {
             Ok(()) => Outcome::Ok,
@@ -230,6 +242,7 @@ impl Engine {
     async fn lead(
         &self,
         plan: &DownloadPlan,
+        task: &str,
         compression: Option<Compression>,
         guard: &LeadGuard,
         log: &dyn LogSink,
@@ -251,10 +264,10 @@ impl Engine {
             Some((sink, offset)) => transfer.continue_after(sink, offset),
             None => transfer,
         };
-        tokio::select! {
+        let delivered = tokio::select! {
             r = transfer.run() => r?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
-        }
+        };
         if let Some(c) = compression {
             log.line(&format!(
                 "decompressed {} on the fly ({})",
@@ -263,9 +276,17 @@ impl Engine {
             ));
         }
         let mut check_log = |l: &str| log.line(l);
-        tokio::select! {
+        let image = tokio::select! {
             r = content_check::verify_with_log(&plan.check, staged.path(), &mut check_log) => r.map_err(DownloadError::Verify)?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+        };
+        // The record goes first: the file is never listed without it. A record that cannot
+        // be written costs only a re-hash later (the file is adopted), not the download.
+        if let Err(e) = self
+            .record(plan, task, delivered, image, staged.path())
+            .await
+        {
+            log.line(&format!("warning: unable to write the catalog record: {e}"));
         }
         if let Some(e) = staged.publish(&plan.dest)? {
             log.line(&format!(
@@ -279,6 +300,56 @@ impl Engine {
             plan.dest.display()
         ));
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Writes the catalog record of the verified temp file `staged`, under `plan.dest`'s name.
+    async fn record(
+        &self,
+        plan: &DownloadPlan,
+        task: &str,
+        delivered: Delivered,
+        image: Option<catalog::ImageInfo>,
+        staged: &Path,
+    ) -> std::io::Result<()> {
+        let name = plan
+            .dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let source = catalog::Source {
+            origin: catalog::Origin::Download,
+            url: Some(plan.url.clone()),
+            final_url: delivered.provenance.final_url,
+            etag: delivered.provenance.etag,
+            last_modified: delivered.provenance.last_modified,
+            upid: Some(task.to_owned()),
+            user: Some(plan.user.clone()),
+            time: chrono::Utc::now().timestamp(),
+        };
+        let checksum = plan.checksum.as_ref().map(|c| catalog::UserChecksum {
+            algorithm: c.algorithm.name().to_owned(),
+            value: c.expected.to_ascii_lowercase(),
+        });
+        let (dest, staged) = (plan.dest.clone(), staged.to_path_buf());
+        let (content, osinfo_dir) = (plan.content.clone(), self.osinfo_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let stamp = catalog::Stamp::of(&std::fs::metadata(&staged)?);
+            let facts = catalog::facts(
+                delivered.observed,
+                stamp,
+                &content,
+                &name,
+                image,
+                &osinfo_dir,
+            );
+            let mut record = catalog::Record::new(facts, source);
+            record.checksum = checksum;
+            catalog::store::save(&dest, &record)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 

@@ -303,6 +303,7 @@ mod tests {
             check: ContentCheck::for_download("iso", None),
             task_tag: new_tag("n1"),
             retry: RetryPolicy::default(),
+            user: "root@pam".into(),
         }
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use super::Compression;
 use super::checksum::{Algorithm, Hasher};
 use super::decompress::Output;
+use crate::catalog::{Observed, Observer};
 
 /// Chunks in flight between the network and the disk. reqwest yields chunks of up to a few
 /// hundred KiB, so this bounds the buffer to a few MiB.
@@ -38,7 +39,20 @@ const KICK: Duration = Duration::from_millis(50);
 pub struct Finished {
     /// Digest of the bytes as downloaded (before decoding), as PVE computes it.
     pub digest: Option<String>,
+    /// What the bytes in the file are (after decoding): the catalog's facts.
+    pub observed: Observed,
     pub file: File,
+}
+
+/// The digest the user asked for, as a hasher of its own, unless the file's sha256 (always
+/// computed) is that digest already: one hash pass where PVE makes two, never three.
+pub fn user_hasher(
+    algorithm: Option<Algorithm>,
+    compression: Option<Compression>,
+) -> Option<Hasher> {
+    algorithm
+        .filter(|a| *a != Algorithm::Sha256 || compression.is_some())
+        .map(Hasher::new)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,24 +72,29 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// `iso`: the file is an ISO image, whose descriptors the catalog reads on the way.
     pub fn start(
         file: File,
         algorithm: Option<Algorithm>,
         compression: Option<Compression>,
+        iso: bool,
     ) -> io::Result<Sink> {
-        Sink::continue_at(file, algorithm.map(Hasher::new), compression, 0)
+        let hasher = user_hasher(algorithm, compression);
+        Sink::continue_at(file, algorithm, hasher, Observer::new(iso), compression, 0)
     }
 
     /// A sink whose file already holds `offset` bytes (positioned at its end), with `hasher`
-    /// fed with them.
+    /// (from [`user_hasher`]) and `observer` fed with them.
     pub fn continue_at(
         file: File,
+        algorithm: Option<Algorithm>,
         hasher: Option<Hasher>,
+        observer: Observer,
         compression: Option<Compression>,
         offset: u64,
     ) -> io::Result<Sink> {
         let syncer_file = file.try_clone()?;
-        let mut out = Output::new(file, compression)?;
+        let mut out = Output::new(file, compression, observer)?;
         let synced = Arc::new(AtomicU64::new(offset));
         let published = synced.clone();
         let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -114,12 +133,17 @@ impl Sink {
                     written.store(accepted - out.buffered() as u64, Ordering::Release);
                 }
                 syncer.stop();
-                let file = out.finish().map_err(classify)?;
+                let (file, observed) = out.finish().map_err(classify)?;
                 if !abandon.load(Ordering::Acquire) {
                     file.sync_all().map_err(SinkError::Write)?;
                 }
+                let digest = match hasher {
+                    Some(h) => Some(h.finish_hex()),
+                    None => algorithm.map(|_| observed.sha256.clone()),
+                };
                 Ok(Finished {
-                    digest: hasher.map(Hasher::finish_hex),
+                    digest,
+                    observed,
                     file,
                 })
             })?;

@@ -6,12 +6,12 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::checksum::{self, Hasher};
 use super::inflight::LeadGuard;
 use super::partial::{self, Found, PartialState};
-use super::pipeline::Sink;
+use super::pipeline::{Sink, user_hasher};
 use super::staging::Staged;
 use super::{Compression, DownloadError, DownloadPlan, LogSink};
+use crate::catalog::Observer;
 
 pub struct Start {
     pub staged: Staged,
@@ -100,26 +100,41 @@ async fn pick_up(
     // Dropping `staged` on any failure below removes the files.
     let staged = Staged::adopt(found);
     let algorithm = plan.checksum.as_ref().map(|c| c.algorithm);
+    let iso = plan.content == "iso";
     let file = staged.continue_at(offset);
     let hashed = tokio::task::spawn_blocking(move || {
         let mut file = file?;
-        let mut hasher = algorithm.map(Hasher::new);
-        if let Some(h) = hasher.as_mut() {
-            let n = checksum::feed(h, (&mut file).take(offset))?;
-            if n != offset {
-                return Err(std::io::Error::other(format!(
-                    "only {n} of {offset} bytes could be read"
-                )));
+        let mut hasher = user_hasher(algorithm, None);
+        let mut observer = Observer::new(iso);
+        let mut prefix = (&mut file).take(offset);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0;
+        loop {
+            let got = prefix.read(&mut buf)?;
+            if got == 0 {
+                break;
             }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..got]);
+            }
+            observer.update(&buf[..got]);
+            n += got as u64;
+        }
+        if n != offset {
+            return Err(std::io::Error::other(format!(
+                "only {n} of {offset} bytes could be read"
+            )));
         }
         file.seek(SeekFrom::Start(offset))?;
-        Ok((file, hasher))
+        Ok((file, hasher, observer))
     })
     .await
     .map_err(std::io::Error::other)
     .and_then(|r| r);
     let sink = hashed
-        .and_then(|(file, hasher)| Sink::continue_at(file, hasher, None, offset))
+        .and_then(|(file, hasher, observer)| {
+            Sink::continue_at(file, algorithm, hasher, observer, None, offset)
+        })
         .map_err(|e| format!("cannot read the partial download on disk: {e}"))?;
     Ok(Start {
         staged,

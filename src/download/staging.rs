@@ -165,6 +165,7 @@ mod tests {
             check: ContentCheck::for_download("iso", None),
             task_tag: String::new(),
             retry: RetryPolicy::default(),
+            user: "root@pam".into(),
         })
     }
 

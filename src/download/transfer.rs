@@ -69,6 +69,39 @@ pub struct Transfer<'a> {
     validator: Option<String>,
     progress: Progress,
     failures: u32,
+    /// Where the accepted body came from, for the catalog.
+    provenance: Provenance,
+}
+
+/// Where the bytes came from, as the last answer that delivered some said.
+#[derive(Clone, Debug, Default)]
+pub struct Provenance {
+    /// After redirects.
+    pub final_url: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Provenance {
+    fn of(resp: &Response) -> Provenance {
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Provenance {
+            final_url: Some(resp.url().to_string()),
+            etag: header(reqwest::header::ETAG),
+            last_modified: header(reqwest::header::LAST_MODIFIED),
+        }
+    }
+}
+
+/// A finished transfer: the fsynced temp file's facts and where its bytes came from.
+pub struct Delivered {
+    pub observed: crate::catalog::Observed,
+    pub provenance: Provenance,
 }
 
 impl<'a> Transfer<'a> {
@@ -100,6 +133,7 @@ impl<'a> Transfer<'a> {
             validator: None,
             progress: Progress::new(None, Instant::now()),
             failures: 0,
+            provenance: Provenance::default(),
         }
     }
 
@@ -115,7 +149,7 @@ impl<'a> Transfer<'a> {
     }
 
     /// Attempts until the body is complete or a failure is final, then finishes the file.
-    pub async fn run(mut self) -> Result<(), DownloadError> {
+    pub async fn run(mut self) -> Result<Delivered, DownloadError> {
         loop {
             match self.attempt().await {
                 Ok(()) => break,
@@ -199,7 +233,10 @@ impl<'a> Transfer<'a> {
                 resp.headers(),
             );
             match judged {
-                Resume::Continue => return Ok(Accepted::Body),
+                Resume::Continue => {
+                    self.provenance = Provenance::of(resp);
+                    return Ok(Accepted::Body);
+                }
                 Resume::Complete => {
                     self.log.line(&format!(
                         "the origin reports the file complete at {} bytes",
@@ -243,6 +280,7 @@ impl<'a> Transfer<'a> {
         }
         self.total = resp.content_length();
         self.validator = range::validator(resp.headers());
+        self.provenance = Provenance::of(resp);
         self.log.line(&match self.total {
             Some(n) => format!("length: {n} ({})", progress::human_bytes(n)),
             None => "length: unspecified".to_string(),
@@ -277,7 +315,8 @@ impl<'a> Transfer<'a> {
             .start_over(self.validator.clone(), self.total)
             .map_err(create_err)?;
         let algorithm = self.plan.checksum.as_ref().map(|c| c.algorithm);
-        self.sink = Some(Sink::start(file, algorithm, self.compression).map_err(create_err)?);
+        let iso = self.plan.content == "iso";
+        self.sink = Some(Sink::start(file, algorithm, self.compression, iso).map_err(create_err)?);
         Ok(())
     }
 
@@ -367,7 +406,7 @@ impl<'a> Transfer<'a> {
     }
 
     /// Waits for the writer (everything written and fsynced), then checks the digest.
-    async fn finish(self) -> Result<(), DownloadError> {
+    async fn finish(self) -> Result<Delivered, DownloadError> {
         let Some(sink) = self.sink else {
             return Err(DownloadError::Transfer("internal error: no data".into()));
         };
@@ -389,7 +428,10 @@ impl<'a> Transfer<'a> {
             self.log
                 .line("calculating checksum...OK, checksum verified");
         }
-        Ok(())
+        Ok(Delivered {
+            observed: finished.observed,
+            provenance: self.provenance,
+        })
     }
 }
 
