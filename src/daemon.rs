@@ -52,7 +52,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     );
     // A bad CA file or proxy stops the start instead of every download.
     fetchers.get()?;
-    let engine = Engine::new(fetchers, cfg.limits.clone(), &cfg.node, cfg.partials.keep);
+    let engine = Engine::new(fetchers, cfg.limits.clone(), &cfg.node, cfg.partials.keep)
+        .with_osinfo_dir(cfg.catalog.osinfo_dir.clone());
     // Nothing runs yet: whatever is collectable now goes before the first request.
     match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
         Ok(storages) => collect_partials(&engine, &storages, &cfg.node),
@@ -62,6 +63,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let state = AppState::new(cfg, tasks, engine, tickets);
     tokio::spawn(collect_periodically(state.clone()));
     tokio::spawn(prune_periodically(state.clone()));
+    tokio::spawn(crate::library::upkeep::run(state.clone()));
     http::serve(state, shutdown).await?;
     Ok(())
 }

@@ -37,6 +37,7 @@ pub mod download;
 pub mod file_cache;
 pub mod fsutil;
 pub mod http;
+pub mod library;
 pub mod pve;
 pub mod redact;
 pub mod schema;

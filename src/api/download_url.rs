@@ -126,6 +126,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         task_tag: download::new_tag(ctx.node()),
         retry: ctx.state.config().retry.clone(),
         user: ctx.task_user()?,
+        repair: None,
     };
 
     let engine = ctx.state.engine().clone();

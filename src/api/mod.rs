@@ -32,6 +32,8 @@ mod storage;
 mod storage_config;
 mod tasks;
 pub mod types;
+mod verify;
+mod volume;
 
 pub use error::ApiError;
 
@@ -144,5 +146,48 @@ mod tests {
             keys(StorageStatus::default()),
             declared(&storage::STATUS.returns)
         );
+        let record = crate::catalog::Record {
+            checksum: Some(crate::catalog::UserChecksum {
+                algorithm: "sha256".into(),
+                value: "00".into(),
+            }),
+            iso: Some(Default::default()),
+            os: Some(crate::catalog::osinfo::OsMatch {
+                id: "x".into(),
+                name: "X".into(),
+                version: None,
+                arch: None,
+                variant: None,
+            }),
+            image: Some(crate::catalog::ImageInfo {
+                format: "qcow2".into(),
+                virtual_size: None,
+            }),
+            template: Some(crate::catalog::TemplateInfo {
+                os: "debian".into(),
+                version: "12".into(),
+                arch: "amd64".into(),
+            }),
+            verification: Some(crate::catalog::Verification {
+                state: crate::catalog::VerifyState::Ok,
+                time: 0,
+                upid: None,
+            }),
+            ..Default::default()
+        };
+        let info = replies::VolumeInfo {
+            notes: Some(String::new()),
+            protected: Some(false),
+            ..replies::VolumeInfo::default()
+        }
+        .with_record(record.clone());
+        assert_eq!(keys(info), declared(&volume::INFO.returns));
+        let item = replies::ContentItem {
+            sha256: Some(record.sha256),
+            os: Some("x".into()),
+            verification: record.verification,
+            ..replies::ContentItem::default()
+        };
+        assert_eq!(keys(item), declared(&content::LIST.returns));
     }
 }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog;
 use crate::pve::perl_serde::{flag, int_flag, number};
 use crate::tasks::Upid;
 
@@ -124,4 +125,67 @@ impl Default for StorageStatus {
             used_fraction: None,
         }
     }
+}
+
+/// `GET /nodes/{node}/storage/{storage}/content/{volume}`: PVE's fields (pve-storage
+/// `API2/Storage/Content.pm` info), then what the catalog record adds.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(default)]
+pub struct VolumeInfo {
+    pub path: String,
+    #[serde(deserialize_with = "number")]
+    pub size: u64,
+    #[serde(deserialize_with = "number")]
+    pub used: u64,
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_int_flag",
+        deserialize_with = "opt_flag"
+    )]
+    pub protected: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<catalog::UserChecksum>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<catalog::Source>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iso: Option<catalog::iso9660::IsoInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<catalog::osinfo::OsMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<catalog::ImageInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<catalog::TemplateInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<catalog::Verification>,
+}
+
+impl VolumeInfo {
+    /// Adds the fields of `record` (a fresh one: it describes this very file).
+    pub fn with_record(mut self, record: catalog::Record) -> VolumeInfo {
+        self.sha256 = Some(record.sha256);
+        self.checksum = record.checksum;
+        self.source = Some(record.source);
+        self.iso = record.iso;
+        self.os = record.os;
+        self.image = record.image;
+        self.template = record.template;
+        self.verification = record.verification;
+        self
+    }
+}
+
+fn opt_int_flag<S: serde::Serializer>(b: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+    match b {
+        Some(b) => int_flag(b, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn opt_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    flag(d).map(Some)
 }

@@ -321,7 +321,7 @@ mod tests {
         );
         assert_eq!(
             names("/nodes/{node}/storage/{storage}", "subdir"),
-            r#"[{"subdir":"content"},{"subdir":"download-url"},{"subdir":"status"}]"#
+            r#"[{"subdir":"content"},{"subdir":"download-url"},{"subdir":"status"},{"subdir":"verify"}]"#
         );
     }
 

@@ -168,6 +168,7 @@ static ITEM_ROUTER: Router = Router {
         ("content", &super::content::ROUTER),
         ("download-url", &super::download_url::ROUTER),
         ("status", &STATUS_ROUTER),
+        ("verify", &super::verify::ROUTER),
     ],
     ..Router::new()
 };

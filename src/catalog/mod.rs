@@ -95,7 +95,7 @@ pub fn read_facts(
 /// An import image's format and virtual size by the header qemu-img reads first: only the
 /// format the name says and, for qcow2, the size at byte 24 of its header (the content check
 /// at download time reports the same through qemu-img).
-fn image_info(path: &Path, content: &str) -> Option<ImageInfo> {
+pub fn image_info(path: &Path, content: &str) -> Option<ImageInfo> {
     use std::io::Read;
     if content != "import" {
         return None;

@@ -88,6 +88,9 @@ pub struct Source {
     /// After redirects.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_url: Option<String>,
+    /// The download's `compression`: the file holds the decompressed bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -77,6 +77,19 @@ pub struct Config {
     pub max_body_size: usize,
     pub clients: ClientLimits,
     pub partials: Partials,
+    pub catalog: CatalogSettings,
+}
+
+/// The library's background work and its OS database.
+#[derive(Debug, Clone)]
+pub struct CatalogSettings {
+    pub osinfo_dir: PathBuf,
+    /// Bytes per second the background reads may take; `None`: no limit.
+    pub background_rate: Option<u64>,
+    /// A volume verified longer ago than this is verified again; `None`: never.
+    pub verify_after: Option<Duration>,
+    /// How often volumes are looked at for adoption and verification.
+    pub scan_every: Duration,
 }
 
 /// What one client may hold of the API listener, so that slow or many clients cannot stop it
@@ -276,6 +289,34 @@ impl Config {
             keep: Duration::from_secs_f64(keep_hours * 3600.0),
             collect_every: Duration::from_secs(collect_every),
         };
+        let verify_days = raw.verify_after_days.unwrap_or(30.0);
+        if !(0.0..=100_000.0).contains(&verify_days) {
+            return Err(invalid(
+                "verify-after-days",
+                &verify_days.to_string(),
+                "expected 0 to 100000 days",
+            ));
+        }
+        let scan_every = raw.catalog_scan_interval.unwrap_or(300);
+        if scan_every == 0 {
+            return Err(invalid(
+                "catalog-scan-interval",
+                "0",
+                "expected at least 1 second",
+            ));
+        }
+        let catalog = CatalogSettings {
+            osinfo_dir: raw
+                .osinfo_db
+                .unwrap_or_else(|| PathBuf::from(crate::catalog::DEFAULT_OSINFO_DIR)),
+            background_rate: match raw.background_bwlimit.unwrap_or(51_200) {
+                0 => None,
+                kib => Some(kib.saturating_mul(1024)),
+            },
+            verify_after: (verify_days > 0.0)
+                .then(|| Duration::from_secs_f64(verify_days * 86_400.0)),
+            scan_every: Duration::from_secs(scan_every),
+        };
         let state_dir = absolute(
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -342,6 +383,7 @@ impl Config {
             max_body_size,
             clients,
             partials,
+            catalog,
         })
     }
 

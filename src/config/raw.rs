@@ -138,6 +138,18 @@ layered! {
         /// Seconds between two collections of partial downloads kept longer than partial-keep-hours, and of task logs past task-log-keep or task-log-days [default: 3600]
         #[arg(long)]
         pub partial_collect_interval: Option<u64>,
+        /// osinfo-db, which names the OS of an ISO by its volume descriptor [default: /usr/share/osinfo, Debian's osinfo-db package]
+        #[arg(long)]
+        pub osinfo_db: Option<PathBuf>,
+        /// KiB per second the background work (adopting files without a record, scheduled verification) may read [default: 51200; 0: no limit]
+        #[arg(long)]
+        pub background_bwlimit: Option<u64>,
+        /// Days after which a volume is verified again in the background [default: 30; 0: never]
+        #[arg(long)]
+        pub verify_after_days: Option<f64>,
+        /// Seconds between two looks for volumes without a record or due for verification [default: 300]
+        #[arg(long)]
+        pub catalog_scan_interval: Option<u64>,
     }
 }
 

@@ -95,6 +95,7 @@ fn plan(dir: &Path, port: u16) -> DownloadPlan {
             backoff: Duration::from_secs(1),
         },
         user: "root@pam".into(),
+        repair: None,
     }
 }
 

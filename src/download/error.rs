@@ -58,6 +58,11 @@ pub enum DownloadError {
     ChecksumMismatch { got: String, expected: String },
     #[error("failed to verify file: {0}")]
     Verify(ContentCheckError),
+    /// A repair's source no longer yields the bytes the catalog recorded.
+    #[error(
+        "the source no longer yields the recorded bytes: got sha256 '{got}' != expect '{expected}'"
+    )]
+    NotTheRecordedBytes { got: String, expected: String },
     #[error("unable to rename temporary file: {0}")]
     Rename(io::Error),
     /// The outcome of the identical transfer this request joined.

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog;
+use crate::catalog::{self, Lookup};
 use crate::file_cache::FileCache;
 
 pub use crate::pve::content::Compression;
@@ -73,6 +73,9 @@ pub struct DownloadPlan {
     pub retry: RetryPolicy,
     /// Who asked, for the catalog record.
     pub user: String,
+    /// A repair: the file at `dest` is replaced, by bytes whose sha256 (after any
+    /// decompression) must be this one, the recorded one.
+    pub repair: Option<String>,
 }
 
 /// Operator limits that hold for every download.
@@ -248,7 +251,7 @@ impl Engine {
         log: &dyn LogSink,
         cancel: &CancellationToken,
     ) -> Result<(), DownloadError> {
-        if plan.dest.is_file() {
+        if plan.dest.is_file() && plan.repair.is_none() {
             return existing_target(plan, log).await;
         }
         let start = tokio::select! {
@@ -268,6 +271,14 @@ impl Engine {
             r = transfer.run() => r?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         };
+        if let Some(expected) = &plan.repair
+            && delivered.observed.sha256 != *expected
+        {
+            return Err(DownloadError::NotTheRecordedBytes {
+                got: delivered.observed.sha256,
+                expected: expected.clone(),
+            });
+        }
         if let Some(c) = compression {
             log.line(&format!(
                 "decompressed {} on the fly ({})",
@@ -321,6 +332,7 @@ impl Engine {
         let source = catalog::Source {
             origin: catalog::Origin::Download,
             url: Some(plan.url.clone()),
+            compression: plan.compression.clone().filter(|c| !c.is_empty()),
             final_url: delivered.provenance.final_url,
             etag: delivered.provenance.etag,
             last_modified: delivered.provenance.last_modified,
@@ -334,6 +346,11 @@ impl Engine {
         });
         let (dest, staged) = (plan.dest.clone(), staged.to_path_buf());
         let (content, osinfo_dir) = (plan.content.clone(), self.osinfo_dir.clone());
+        let repaired = plan.repair.is_some().then(|| catalog::Verification {
+            state: catalog::VerifyState::Ok,
+            time: chrono::Utc::now().timestamp(),
+            upid: Some(task.to_owned()),
+        });
         tokio::task::spawn_blocking(move || {
             let stamp = catalog::Stamp::of(&std::fs::metadata(&staged)?);
             let facts = catalog::facts(
@@ -346,6 +363,12 @@ impl Engine {
             );
             let mut record = catalog::Record::new(facts, source);
             record.checksum = checksum;
+            record.verification = repaired;
+            // What the user set on the volume this one replaces (a repair) stays.
+            if let Ok(Lookup::Fresh(old) | Lookup::Stale(old)) = catalog::store::load(&dest) {
+                record.notes = old.notes;
+                record.protected = old.protected;
+            }
             catalog::store::save(&dest, &record)
         })
         .await

@@ -304,6 +304,7 @@ mod tests {
             task_tag: new_tag("n1"),
             retry: RetryPolicy::default(),
             user: "root@pam".into(),
+            repair: None,
         }
     }
 

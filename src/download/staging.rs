@@ -166,6 +166,7 @@ mod tests {
             task_tag: String::new(),
             retry: RetryPolicy::default(),
             user: "root@pam".into(),
+            repair: None,
         })
     }
 

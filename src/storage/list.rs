@@ -13,6 +13,7 @@ use regex::Regex;
 use super::error::StorageError;
 use super::ext::{self, IMPORT_EXT, ISO_EXT, SAFE_CHAR, VZTMPL_EXT, vztmpl_format};
 use super::model::Storage;
+use crate::catalog;
 
 /// One volume as the content API returns it (and a client reads it: `api::replies`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +25,14 @@ pub struct ContentItem {
     pub size: u64,
     pub ctime: i64,
     pub content: String,
+    /// From the volume's catalog record, once it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The osinfo-db short id of an ISO that matched one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<catalog::Verification>,
 }
 
 static ISO_FILE: LazyLock<Option<Regex>> =
@@ -94,12 +103,20 @@ impl Storage {
                 if !meta.is_file() {
                     return None;
                 }
+                let record = catalog::store::load(&entry.path())
+                    .ok()
+                    .and_then(catalog::Lookup::fresh);
                 Some(ContentItem {
                     volid: format!("{}:{vtype}/{name}", self.id),
                     format,
                     size: meta.len(),
                     ctime: meta.ctime(),
                     content: vtype.to_owned(),
+                    sha256: record.as_ref().map(|r| r.sha256.clone()),
+                    os: record
+                        .as_ref()
+                        .and_then(|r| r.os.as_ref().map(|o| o.id.clone())),
+                    verification: record.and_then(|r| r.verification),
                 })
             })
             .collect()
@@ -218,12 +235,41 @@ mod tests {
                 size: 3,
                 ctime: meta.ctime(),
                 content: "iso".into(),
+                ..ContentItem::default()
             }
         );
         assert_eq!(isos[3].size, 3);
         let json = serde_json::to_value(b)?;
         assert_eq!(json["volid"], "local:iso/b.iso");
         assert_eq!(json["size"], 3);
+        // No record yet: none of its fields, not even as null.
+        assert!(json.get("sha256").is_none(), "{json}");
+
+        // With a record, its hash and OS come along; a stale one says nothing.
+        let path = iso.join("b.iso");
+        let stamp = catalog::Stamp::of(&fs::metadata(&path)?);
+        let mut record = catalog::Record::new(
+            catalog::Facts {
+                sha256: "ab".repeat(32),
+                stamp,
+                ..catalog::Facts::default()
+            },
+            catalog::Source::default(),
+        );
+        record.os = Some(catalog::osinfo::OsMatch {
+            id: "debian11".into(),
+            name: "Debian 11".into(),
+            version: None,
+            arch: None,
+            variant: None,
+        });
+        catalog::store::save(&path, &record)?;
+        let isos = s.list_content(Some("iso"))?;
+        assert_eq!(isos.len(), 4, "the record is not a volume");
+        assert_eq!(isos[2].sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(isos[2].os.as_deref(), Some("debian11"));
+        fs::write(&path, b"xyzw")?;
+        assert_eq!(s.list_content(Some("iso"))?[2].sha256, None);
         Ok(())
     }
 

@@ -163,6 +163,12 @@ impl Storage {
         dirs
     }
 
+    /// Notes and protection on every volume. PVE's own types keep them for backups only
+    /// (DirPlugin `update_volume_attribute`); isolib's type keeps them in the catalog.
+    pub fn keeps_volume_attributes(&self) -> bool {
+        self.kind == plugins::ISOLIB_TYPE
+    }
+
     /// How this storage's path is provided, when it has one.
     pub(crate) fn mount(&self) -> Option<Mount> {
         self.path.as_ref()?;

@@ -195,7 +195,7 @@ static TYPES: &[TypeDef] = &[
     ),
     // The shim's plugin derives from Plugin, not DirPlugin, so no DirPlugin path check.
     file_type(
-        "isolib",
+        ISOLIB_TYPE,
         Mount::Dir,
         false,
         FileType {
@@ -272,6 +272,9 @@ const SHARED_TYPES: &[&str] = &[
     "drbd",
     "pbs",
 ];
+
+/// The storage type of the shim's plugin (perl-shim/).
+pub const ISOLIB_TYPE: &str = "isolib";
 
 /// The names of the types in [`TYPES`], in order: the enumeration of `GET /storage`'s `type`.
 pub const TYPE_NAMES: &[&str] = &[

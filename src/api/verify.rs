@@ -1,0 +1,254 @@
+//! `POST /nodes/{node}/storage/{storage}/verify`: a task that re-reads volumes and compares
+//! them with their records, as Proxmox Backup Server's verify does for its snapshots; with
+//! `repair`, a failed volume is fetched again from its recorded source when that still yields
+//! the recorded bytes, and replaced atomically.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::storage::enabled_storage;
+use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
+use super::{ApiError, from_params};
+use crate::catalog::{self, Lookup};
+use crate::download::{self, ContentCheck, DownloadPlan, Engine, LogSink};
+use crate::library::check::{Reading, Verdict, check};
+use crate::library::{Volume, volumes};
+use crate::schema::ObjectSchema;
+use crate::storage::{Storage, parse_volname};
+use crate::tasks::TaskLog;
+
+params!(PARAMS => Args {
+    "node" node: String = NODE_PROP,
+    "storage" storage: String = STORAGE_PROP,
+    "volume" volume: Option<String> =
+        optional("Only this volume (a volume ID or a name on this storage).", &types::STRING),
+    "repair" repair: Option<bool> = optional(
+        "Fetch a failed volume again from its recorded source, if that still yields the recorded sha256.",
+        &types::BOOLEAN
+    ),
+});
+
+pub static METHOD: ApiMethod = ApiMethod {
+    method: "POST",
+    path: "/nodes/{node}/storage/{storage}/verify",
+    description: "Verify volumes against their catalog records (isolib).",
+    parameters: &ObjectSchema {
+        properties: &PARAMS,
+        additional_properties: false,
+    },
+    returns: Returns::String("UPID"),
+    access: Access::Perm {
+        path: "/storage/{storage}",
+        privs: &["Datastore.Audit", "Datastore.AllocateSpace"],
+        any: true,
+    },
+    allow_token: true,
+    handler: |ctx, p| Box::pin(verify(ctx, p)),
+};
+
+async fn verify(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
+    let args: Args = from_params(params)?;
+    let repair = args.repair.unwrap_or(false);
+    // Repairing writes a volume, as a download does.
+    let storage_path = format!("/storage/{}", args.storage);
+    if repair && !ctx.has(&storage_path, &["Datastore.AllocateTemplate"], false) {
+        return Err(ApiError::permission(Some(&format!(
+            "{storage_path}, Datastore.AllocateTemplate"
+        ))));
+    }
+    let cfg = ctx.state.storage_config()?;
+    let storage = enabled_storage(&cfg, &args.storage, ctx.node())?.clone();
+    storage.activate()?;
+    let only = match &args.volume {
+        Some(v) => {
+            let volname = match v.split_once(':') {
+                Some((sid, name)) if sid == storage.id => name.to_owned(),
+                Some((sid, _)) => {
+                    return Err(ApiError::param(
+                        "volume",
+                        format!("storage ID mismatch ({sid} != {})\n", storage.id),
+                    ));
+                }
+                None => v.clone(),
+            };
+            let vol = parse_volname(&volname)?;
+            Some(Volume {
+                volid: format!("{}:{volname}", storage.id),
+                storage: storage.id.clone(),
+                path: storage.volume_path(&volname)?,
+                content: vol.vtype,
+                volname,
+            })
+        }
+        None => None,
+    };
+    let job = Job {
+        storage,
+        engine: ctx.state.engine().clone(),
+        osinfo_dir: ctx.state.config().catalog.osinfo_dir.clone(),
+        retry: ctx.state.config().retry.clone(),
+        node: ctx.node().to_owned(),
+        user: ctx.task_user()?,
+        repair,
+    };
+    let upid = ctx
+        .state
+        .tasks()
+        .spawn(
+            "verify",
+            &args.storage,
+            &ctx.task_user()?,
+            move |upid, log, cancel| async move {
+                let upid = upid.to_string();
+                let all = match only {
+                    Some(v) => vec![v],
+                    None => {
+                        let storage = job.storage.clone();
+                        tokio::task::spawn_blocking(move || volumes(&storage, None))
+                            .await
+                            .map_err(|e| e.to_string())?
+                    }
+                };
+                let mut failed = 0;
+                for volume in &all {
+                    if cancel.is_cancelled() {
+                        return Err("interrupted by signal".into());
+                    }
+                    if !job.one(volume, &upid, &log, &cancel).await {
+                        failed += 1;
+                    }
+                }
+                if failed > 0 {
+                    return Err(format!(
+                        "verification failed for {failed} of {} volumes",
+                        all.len()
+                    ));
+                }
+                Ok(())
+            },
+        )
+        .map_err(ApiError::server)?;
+    Ok(Reply::Data(Value::String(upid.to_string())))
+}
+
+/// What a verify task needs after the request is gone.
+struct Job {
+    storage: Storage,
+    engine: Engine,
+    osinfo_dir: std::path::PathBuf,
+    retry: download::RetryPolicy,
+    node: String,
+    user: String,
+    repair: bool,
+}
+
+impl Job {
+    /// Checks one volume (and repairs it when asked); false when it is left failed.
+    async fn one(
+        &self,
+        volume: &Volume,
+        upid: &str,
+        log: &TaskLog,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let (path, content, osinfo_dir, task) = (
+            volume.path.clone(),
+            volume.content.clone(),
+            self.osinfo_dir.clone(),
+            upid.to_owned(),
+        );
+        let verdict = tokio::task::spawn_blocking(move || {
+            let reading = Reading {
+                content: &content,
+                osinfo_dir: &osinfo_dir,
+                rate: None,
+            };
+            check(&path, &reading, Some(&task))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        let why = match verdict {
+            Ok(Verdict::Ok) => {
+                log.line(&format!("{}: OK", volume.volid));
+                return true;
+            }
+            Ok(Verdict::Recorded) => {
+                log.line(&format!(
+                    "{}: OK (had no record of this file; recorded now)",
+                    volume.volid
+                ));
+                return true;
+            }
+            Ok(Verdict::Failed(why)) => why,
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        log.line(&format!("{}: FAILED - {why}", volume.volid));
+        if !self.repair {
+            return false;
+        }
+        match self.repair(volume, upid, log, cancel).await {
+            Ok(()) => {
+                log.line(&format!("{}: repaired", volume.volid));
+                true
+            }
+            Err(e) => {
+                log.line(&format!("{}: repair failed - {e}", volume.volid));
+                false
+            }
+        }
+    }
+
+    /// Fetches the recorded bytes again through the download engine, into the volume's place.
+    async fn repair(
+        &self,
+        volume: &Volume,
+        upid: &str,
+        log: &dyn LogSink,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), String> {
+        let path = volume.path.clone();
+        let record = tokio::task::spawn_blocking(move || catalog::store::load(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let Lookup::Fresh(record) = record else {
+            return Err("the volume has no record to repair it by".into());
+        };
+        let Some(url) = record.source.url.clone() else {
+            return Err("the record names no source to fetch it from".into());
+        };
+        log.line(&format!("repairing {} from {url}", volume.volid));
+        let import_ext = (volume.content == "import")
+            .then(|| Path::new(&volume.path).extension())
+            .flatten()
+            .and_then(|e| e.to_str());
+        let plan = DownloadPlan {
+            url,
+            dest: volume.path.clone(),
+            staging_dir: self
+                .storage
+                .staging_dir(&volume.content)
+                .ok_or("the storage has no path")?,
+            content: volume.content.clone(),
+            checksum: None,
+            checksum_required: false,
+            compression: record.source.compression.clone(),
+            verify_certificates: true,
+            check: ContentCheck::for_download(&volume.content, import_ext),
+            task_tag: download::new_tag(&self.node),
+            retry: self.retry.clone(),
+            user: self.user.clone(),
+            repair: Some(record.sha256.clone()),
+        };
+        self.engine
+            .run(&plan, upid, log, cancel)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `/nodes/{node}/storage/{storage}/verify`.
+pub static ROUTER: Router = Router::leaf(&[&METHOD]);
