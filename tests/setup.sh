@@ -23,6 +23,7 @@ declare -A NEED=(
   [npm]=npm
   [strace]=strace
   [prove]=perl
+  [xorriso]=xorriso
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -33,6 +34,10 @@ done
 # the daemon links libpam (the pam realm)
 if [ ! -e /usr/include/security/pam_appl.h ]; then
   missing+=(libpam0g-dev)
+fi
+# the catalog names an ISO's OS by osinfo-db's media entries
+if [ ! -d /usr/share/osinfo/os ]; then
+  missing+=(osinfo-db)
 fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)

@@ -85,7 +85,9 @@ impl Staged {
         validator: Option<String>,
         length: Option<u64>,
     ) -> io::Result<File> {
+        // Readable too: what lzop writes into it is read back for the catalog.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)

@@ -30,7 +30,16 @@ fn download_stages_inside(d: &Daemon, iso_dir: &Path) {
 
     let iso = d.in_namespace(iso_dir);
     assert_eq!(std::fs::read(iso.join("m.iso")).expect("file"), data);
-    assert_eq!(util::entries_under(&iso), [".isolib-partial/", "m.iso"]);
+    // The record lives with the volume, on the content directory's own mount.
+    assert_eq!(
+        util::entries_under(&iso),
+        [
+            ".isolib-catalog/",
+            ".isolib-catalog/m.iso.json",
+            ".isolib-partial/",
+            "m.iso"
+        ]
+    );
     assert_eq!(
         util::entries_under(&iso.join(".isolib-partial")),
         Vec::<String>::new()
@@ -79,8 +88,16 @@ fn a_bind_mounted_content_directory_stages_inside_it() {
         &[],
     );
     download_stages_inside(&d, &iso_dir);
-    // Through the bind mount, the file is in the shared directory.
-    assert_eq!(util::entries_under(&shared), [".isolib-partial/", "m.iso"]);
+    // Through the bind mount, the file and its record are in the shared directory.
+    assert_eq!(
+        util::entries_under(&shared),
+        [
+            ".isolib-catalog/",
+            ".isolib-catalog/m.iso.json",
+            ".isolib-partial/",
+            "m.iso"
+        ]
+    );
 }
 
 #[test]
@@ -93,7 +110,10 @@ fn a_content_directory_on_the_storages_filesystem_stages_beside_it() {
     ));
     assert_eq!(d.wait(&upid), "OK", "{:?}", d.log_lines(&upid));
     let store = d.storage_path();
-    assert_eq!(util::entries_under(&store.join("template/iso")), ["p.iso"]);
+    assert_eq!(
+        util::entries_under(&store.join("template/iso")),
+        [".isolib-catalog/", ".isolib-catalog/p.iso.json", "p.iso"]
+    );
     assert_eq!(
         util::entries_under(&store.join(".isolib-partial")),
         Vec::<String>::new()

@@ -127,6 +127,31 @@ def make_files(files: Path, work: Path):
     run(["qemu-img", "create", "-q", "-f", "vmdk", "appliance-disk1.vmdk", "1M"], cwd=work)
     run(["tar", "-cf", str(files / "appliance.ova"), "appliance.ovf", "appliance-disk1.vmdk"], cwd=work)
     run(["tar", "-cf", str(files / "noovf.ova"), "appliance-disk1.vmdk"], cwd=work)
+    make_isos(files, work / "isotree")
+
+
+# The volume id of osinfo-db's Debian 11 netinst media (a regex there: `Debian 11.\d+.\d+ amd64 n`).
+DEBIAN_VOLUME_ID = "Debian 11.5.0 amd64 n"
+
+
+def make_isos(files: Path, tree: Path):
+    """Real ISO 9660 images made by xorriso: `debian-like.iso` boots BIOS and UEFI (El Torito),
+    is isohybrid (MBR and GPT) and carries a volume id osinfo-db knows; `plain.iso` has none of
+    it."""
+    (tree / "boot").mkdir(parents=True)
+    (tree / "boot" / "bios.img").write_bytes(os.urandom(2048))
+    (tree / "boot" / "efi.img").write_bytes(bytes(64 * 1024))
+    (tree / "README").write_bytes(os.urandom(256 * 1024))
+    mbr = tree.parent / "mbr-template.bin"  # isohybrid wants a 432-byte boot code template
+    mbr.write_bytes(bytes(432))
+    quiet = {"stdout": subprocess.DEVNULL}
+    run(["xorriso", "-report_about", "FAILURE", "-as", "mkisofs", "-o", str(files / "debian-like.iso"),
+         "-V", DEBIAN_VOLUME_ID, "-sysid", "LINUX", "-publisher", "ISOLIB TESTS", "-A", "ISOLIB",
+         "-isohybrid-mbr", str(mbr), "-b", "boot/bios.img", "-no-emul-boot", "-boot-load-size", "4",
+         "-eltorito-alt-boot", "-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat",
+         str(tree)], **quiet)
+    run(["xorriso", "-report_about", "FAILURE", "-as", "mkisofs", "-o", str(files / "plain.iso"),
+         "-V", "NOTHING KNOWN", str(tree)], **quiet)
 
 
 NGINX_CONF = """
@@ -449,9 +474,12 @@ def _binary():
     return Path(os.environ.get("ISOLIB_BIN") or DEFAULT_BIN)
 
 
-def _daemon_fixture(request, tmp_prefix):
+def _daemon_fixture(request, tmp_prefix, prepare=None):
+    """`prepare(daemon)` may add to its config files before it starts."""
     base = Path(tempfile.mkdtemp(prefix=tmp_prefix)).resolve()
     d = Daemon(base, _binary())
+    if prepare is not None:
+        prepare(d)
     try:
         d.start()
     except BaseException:

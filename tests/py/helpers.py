@@ -166,10 +166,19 @@ def assert_nothing_new(before, root):
     assert removed == [], "entries vanished: %r" % removed
 
 
+def record_rel(rel):
+    """Where the catalog keeps the record of the volume file at `rel`."""
+    head, name = os.path.split(rel)
+    return os.path.join(head, ".isolib-catalog", name + ".json")
+
+
 def assert_only_new(before, root, expected_rel):
+    """The volumes `expected_rel` appeared, each with its catalog record, and nothing else."""
     after = tree(root)
     added = new_entries(before, after)
-    assert added == {rel: "f" for rel in expected_rel}, "new entries: %r" % added
+    want = {rel: "f" for rel in expected_rel}
+    want.update({record_rel(rel): "f" for rel in expected_rel})
+    assert added == want, "new entries: %r" % added
 
 
 def assert_error(resp, status, message, errors=None, fmt="json"):

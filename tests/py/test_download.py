@@ -1,5 +1,6 @@
 """download-url end to end: proxmoxer as the client, nginx as the origin, files checked on disk."""
 
+import json
 import os
 
 import pytest
@@ -11,6 +12,7 @@ from helpers import (
     SUBDIR,
     assert_nothing_new,
     assert_only_new,
+    record_rel,
     blocking,
     post_download,
     tree,
@@ -165,6 +167,11 @@ def test_decompression_iso(daemon, prox, origin, comp):
     dest = store / "template/iso" / ("dec-%s.iso" % comp)
     assert dest.read_bytes() == origin.data("small.iso")
     assert_only_new(before, store, ["template/iso/dec-%s.iso" % comp])
+    # The catalog hashed what is in the file; the user's sha256 was of the compressed bytes.
+    record = json.loads((store / record_rel("template/iso/dec-%s.iso" % comp)).read_text())
+    assert record["sha256"] == origin.digest("small.iso", "sha256")
+    assert record["source"]["compression"] == comp
+    assert record["checksum"] == {"algorithm": "sha256", "value": origin.digest(src, "sha256")}
     lines = log_lines(prox, upid)
     assert lines[0] == "downloading %s to %s" % (url, dest), lines
     assert "calculating checksum...OK, checksum verified" in lines, lines

@@ -390,6 +390,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// Every file under `dir`, relative to it, sorted; a volume's catalog record
+/// (`.isolib-catalog/<name>.json` beside it) counts as part of the volume, so it is left out
+/// while its volume is there and listed when it is an orphan.
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -397,7 +400,7 @@ pub fn files_under(dir: &Path) -> Vec<String> {
             let p = e.path();
             if p.is_dir() {
                 walk(base, &p, out);
-            } else {
+            } else if !is_record_of_a_volume(&p) {
                 out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
             }
         }
@@ -405,6 +408,19 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+fn is_record_of_a_volume(path: &Path) -> bool {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    match (dir.file_name(), dir.parent(), name.strip_suffix(".json")) {
+        (Some(d), Some(volumes), Some(volume)) if d == ".isolib-catalog" => {
+            volumes.join(volume).is_file()
+        }
+        _ => false,
+    }
 }
 
 /// Every file and directory under `dir`, relative to it, sorted; directories end in `/`.

@@ -1,0 +1,253 @@
+"""The catalog end to end: records of downloads (hash, provenance, ISO and OS facts read from
+real xorriso images, osinfo-db's match), PVE's volume attributes, adoption of files copied in by
+hand, verification that finds corruption and a repair that heals it."""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import DEBIAN_VOLUME_ID, _daemon_fixture
+from helpers import (
+    NODE,
+    assert_error,
+    assert_nothing_new,
+    enc,
+    record_rel,
+    tree,
+    wait_until,
+)
+
+OSINFO = Path("/usr/share/osinfo")
+
+
+def library_setup(osinfo_db=OSINFO):
+    def prepare(d):
+        with open(d.config, "a") as f:
+            f.write('osinfo-db = "%s"\ncatalog-scan-interval = 1\nbackground-bwlimit = 0\n' % osinfo_db)
+        with open(d.base / "storage.cfg", "a") as f:
+            f.write("\nisolib: lib\n\tpath %s/lib\n\tcontent iso,vztmpl,import\n" % d.base)
+    return prepare
+
+
+@pytest.fixture
+def lib(request):
+    """A daemon with osinfo-db, an isolib-type storage `lib` and a one-second catalog scan."""
+    yield from _daemon_fixture(request, "isolib-lib-", library_setup())
+
+
+@pytest.fixture
+def lib_without_osinfo(request):
+    yield from _daemon_fixture(request, "isolib-lib-", library_setup("/nonexistent/osinfo"))
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def volume(api, volid, storage="local"):
+    return api.ok_data(api.get("/nodes/%s/storage/%s/content/%s" % (NODE, storage, enc(volid))))
+
+
+def listed(api, volid, storage="local"):
+    items = api.ok_data(api.get("/nodes/%s/storage/%s/content" % (NODE, storage)))
+    return next((i for i in items if i["volid"] == volid), None)
+
+
+def put(api, volid, storage="local", **params):
+    return api.request("PUT", "/nodes/%s/storage/%s/content/%s" % (NODE, storage, enc(volid)), data=params)
+
+
+def download(api, origin, name, storage="local", **params):
+    upid = api.start_download(storage=storage, url=origin.file_url(name), content="iso", filename=name, **params)
+    status = api.wait(upid)
+    assert status["exitstatus"] == "OK", api.log_lines(upid)
+    return upid
+
+
+def test_a_download_records_hash_provenance_and_what_the_iso_is(lib, origin):
+    api = lib.api("root")
+    src = origin.files / "debian-like.iso"
+    sha512 = hashlib.sha512(src.read_bytes()).hexdigest()
+    upid = download(api, origin, "debian-like.iso", checksum=sha512, **{"checksum-algorithm": "sha512"})
+    path = lib.storage_path("local") / "template/iso/debian-like.iso"
+    info = volume(api, "local:iso/debian-like.iso")
+
+    # PVE's fields, as PVE's dir storage answers them: no notes or protection on an ISO.
+    assert info["path"] == str(path)
+    assert info["size"] == src.stat().st_size
+    assert info["format"] == "raw"
+    assert info["used"] == os.stat(path).st_blocks * 512
+    assert "notes" not in info and "protected" not in info
+
+    # The record: the sha256 although the user gave a sha512, and where it came from.
+    assert info["sha256"] == sha256(src)
+    assert info["checksum"] == {"algorithm": "sha512", "value": sha512}
+    source = info["source"]
+    assert source["origin"] == "download"
+    assert source["url"] == origin.file_url("debian-like.iso")
+    assert source["final-url"] == origin.file_url("debian-like.iso")
+    assert source["etag"].startswith('"') and source["last-modified"].endswith("GMT")
+    assert source["upid"] == upid
+    assert source["user"] == "root@pam!admin"
+
+    iso = info["iso"]
+    assert iso["volume-id"] == DEBIAN_VOLUME_ID
+    assert iso["system-id"] == "LINUX"
+    assert iso["publisher"] == "ISOLIB TESTS"
+    assert iso["boot"] == {"bios": True, "uefi": True}
+    assert iso["hybrid"] == {"mbr": True, "gpt": True}
+    assert iso["size-ok"] is True and 0 < iso["volume-size"] <= src.stat().st_size
+    assert iso["created"][:4].isdigit()
+
+    # osinfo-db's entry for this volume id.
+    assert info["os"]["id"] == "debian11"
+    assert info["os"]["arch"] == "x86_64"
+    assert info["os"]["name"].startswith("Debian")
+
+    item = listed(api, "local:iso/debian-like.iso")
+    assert item["sha256"] == info["sha256"] and item["os"] == "debian11"
+
+
+def test_an_iso_nothing_matches_has_no_os_and_no_boot(lib, origin):
+    api = lib.api("root")
+    download(api, origin, "plain.iso")
+    info = volume(api, "local:iso/plain.iso")
+    assert info["iso"]["volume-id"] == "NOTHING KNOWN"
+    assert info["iso"]["boot"] == {"bios": False, "uefi": False}
+    assert info["iso"]["hybrid"] == {"mbr": False, "gpt": False}
+    assert "os" not in info
+    assert "os" not in listed(api, "local:iso/plain.iso")
+
+
+def test_without_osinfo_db_the_os_stays_empty(lib_without_osinfo, origin):
+    api = lib_without_osinfo.api("root")
+    download(api, origin, "debian-like.iso")
+    info = volume(api, "local:iso/debian-like.iso")
+    assert info["iso"]["volume-id"] == DEBIAN_VOLUME_ID
+    assert "os" not in info
+
+
+def test_notes_and_protection_are_pves_on_dir_and_kept_on_isolib_storages(lib, origin):
+    api = lib.api("root")
+    download(api, origin, "small.iso")
+    r = put(api, "local:iso/small.iso", notes="hello")
+    assert_error(r, 500, "only backups can have notes")
+    r = put(api, "iso/small.iso", protected=1)
+    assert_error(r, 500, "only backups support attribute 'protected'")
+
+    download(api, origin, "other.iso", storage="lib")
+    fresh = volume(api, "lib:iso/other.iso", storage="lib")
+    assert fresh["notes"] == "" and fresh["protected"] == 0
+    assert api.ok_data(put(api, "lib:iso/other.iso", storage="lib", notes="golden image", protected=1)) is None
+    info = volume(api, "lib:iso/other.iso", storage="lib")
+    assert info["notes"] == "golden image" and info["protected"] == 1
+    assert info["sha256"] == sha256(origin.files / "other.iso"), "the record keeps its hash"
+
+    path = lib.storage_path("lib") / "template/iso/other.iso"
+    r = api.delete("/nodes/%s/storage/lib/content/%s" % (NODE, enc("lib:iso/other.iso")))
+    upid = api.ok_data(r)
+    status = api.wait(upid)
+    assert status["exitstatus"] == "cannot remove protected volume 'iso/other.iso' on 'lib'"
+    assert path.is_file()
+
+    api.ok_data(put(api, "lib:iso/other.iso", storage="lib", protected=0))
+    r = api.delete("/nodes/%s/storage/lib/content/%s" % (NODE, enc("lib:iso/other.iso")), params={"delay": 5})
+    assert api.ok_data(r) is None
+    assert not path.exists()
+    assert not (lib.storage_path("lib") / record_rel("template/iso/other.iso")).exists(), "the record goes too"
+
+
+def test_a_file_copied_in_by_hand_is_adopted(lib, origin):
+    api = lib.api("root")
+    target = lib.storage_path("local") / "template/iso"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(origin.files / "debian-like.iso", target / "by-hand.iso")
+    item = wait_until(
+        lambda: (lambda i: i if i and "sha256" in i else None)(listed(api, "local:iso/by-hand.iso")),
+        timeout=30,
+        what="the copied file's record",
+    )
+    assert item["sha256"] == sha256(origin.files / "debian-like.iso")
+    assert item["os"] == "debian11"
+    info = volume(api, "local:iso/by-hand.iso")
+    assert info["source"]["origin"] == "adopted"
+    assert "url" not in info["source"]
+    assert info["iso"]["boot"] == {"bios": True, "uefi": True}
+
+
+def corrupt_in_place(path):
+    """Bit rot: other bytes, same size, same mtime and inode."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(40000)
+        f.write(b"\xff" * 16)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def verify(api, storage="local", **params):
+    upid = api.ok_data(api.post("/nodes/%s/storage/%s/verify" % (NODE, storage), data=params))
+    return upid, api.wait(upid), api.log_lines(upid)
+
+
+def test_verify_finds_corruption_and_repair_heals_it(lib, origin):
+    api = lib.api("root")
+    download(api, origin, "debian-like.iso")
+    download(api, origin, "small.iso")
+    path = lib.storage_path("local") / "template/iso/debian-like.iso"
+    good = sha256(path)
+
+    upid, status, log = verify(api)
+    assert status["exitstatus"] == "OK", log
+    assert "local:iso/debian-like.iso: OK" in log and "local:iso/small.iso: OK" in log
+    assert volume(api, "local:iso/small.iso")["verification"]["upid"] == upid
+
+    corrupt_in_place(path)
+    upid, status, log = verify(api)
+    assert status["exitstatus"] == "verification failed for 1 of 2 volumes", log
+    failed = [line for line in log if line.startswith("local:iso/debian-like.iso: FAILED - sha256 mismatch")]
+    assert failed, log
+    assert path.is_file(), "a failed volume is never deleted"
+    info = volume(api, "local:iso/debian-like.iso")
+    assert info["verification"]["state"] == "failed" and info["sha256"] == good
+    assert listed(api, "local:iso/debian-like.iso")["verification"]["state"] == "failed"
+
+    # The background scan leaves a failed volume alone; only a repair clears it.
+    before = tree(lib.storage_path("local"))
+    upid, status, log = verify(api, volume="local:iso/debian-like.iso", repair=1)
+    assert status["exitstatus"] == "OK", log
+    assert "local:iso/debian-like.iso: repaired" in log
+    assert sha256(path) == good
+    info = volume(api, "local:iso/debian-like.iso")
+    assert info["verification"] == {"state": "ok", "time": info["verification"]["time"], "upid": upid}
+    assert_nothing_new(before, lib.storage_path("local"))
+
+
+def test_a_repair_whose_source_changed_replaces_nothing(lib, origin):
+    api = lib.api("root")
+    src = origin.files / "changing.iso"
+    src.write_bytes(os.urandom(1024 * 1024))
+    try:
+        download(api, origin, "changing.iso")
+        path = lib.storage_path("local") / "template/iso/changing.iso"
+        corrupt_in_place(path)
+        rotten = path.read_bytes()
+        src.write_bytes(os.urandom(1024 * 1024))  # the origin now serves another file
+        before = tree(lib.storage_path("local"))
+        _, status, log = verify(api, volume="iso/changing.iso", repair=1)
+        assert status["exitstatus"] == "verification failed for 1 of 1 volumes", log
+        assert any("repair failed - the source no longer yields the recorded bytes" in line for line in log), log
+        assert path.read_bytes() == rotten, "nothing replaced"
+        assert_nothing_new(before, lib.storage_path("local"))
+    finally:
+        src.unlink()
+
+
+def test_repair_needs_the_right_to_write_the_storage(lib):
+    api = lib.api("dave")  # PVEDatastoreAdmin on /storage/local: allowed
+    r = api.post("/nodes/%s/storage/local/verify" % NODE, data={"repair": 1})
+    assert r.status_code == 200, r.text
+    r = lib.api("alice_sep").post("/nodes/%s/storage/local/verify" % NODE, data={"repair": 1})
+    assert r.status_code == 403, r.text
