@@ -133,20 +133,66 @@ fn ls_lists_the_downloaded_volume() {
     let d = Daemon::start();
     let empty = run(client(&d, &["ls"]));
     assert_eq!(empty.code, Some(0), "{empty:?}");
-    assert_eq!(empty.stdout, "VOLID  SIZE  FORMAT\n");
+    assert_eq!(empty.stdout, "VOLID  SIZE  FORMAT  OS  VERIFIED\n");
     download_test_iso(&d);
     let r = run(client(&d, &["ls", "--bytes"]));
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(
         r.stdout,
-        "VOLID                 SIZE  FORMAT\nlocal:iso/test.iso  300000  iso\n"
+        "VOLID                 SIZE  FORMAT  OS  VERIFIED\nlocal:iso/test.iso  300000  iso     -   -\n"
     );
     let r = run(client(
         &d,
         &["ls", "--storage", "local", "--content", "vztmpl"],
     ));
     assert_eq!(r.code, Some(0), "{r:?}");
-    assert_eq!(r.stdout, "VOLID  SIZE  FORMAT\n");
+    assert_eq!(r.stdout, "VOLID  SIZE  FORMAT  OS  VERIFIED\n");
+}
+
+#[test]
+fn show_prints_the_record_and_verify_finds_a_corrupted_volume() {
+    let d = Daemon::start();
+    download_test_iso(&d);
+    let r = run(client(&d, &["show", "local:iso/test.iso"]));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let shown: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(shown["sha256"], util::sha256_hex(&body()));
+    assert_eq!(shown["source"]["origin"], "download");
+
+    let r = run(client(&d, &["verify", "local:iso/test.iso"]));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stdout.lines().any(|l| l == "local:iso/test.iso: OK"),
+        "{r:?}"
+    );
+
+    // Other bytes of the same length, with the file's mtime kept.
+    let path = iso_path(&d, "test.iso");
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let mut rotten = body();
+    rotten[1000] ^= 0xff;
+    std::fs::write(&path, &rotten).expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("mtime");
+    let r = run(client(&d, &["verify", "--storage", "local"]));
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("task failed: verification failed for 1 of 1 volumes"),
+        "{r:?}"
+    );
+    let r = run(client(&d, &["ls"]));
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("local:iso/test.iso") && l.ends_with("FAILED")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -164,7 +210,7 @@ fn rm_removes_the_volume() {
     );
     assert!(!iso_path(&d, "test.iso").exists());
     let r = run(client(&d, &["ls", "--storage", "local"]));
-    assert_eq!(r.stdout, "VOLID  SIZE  FORMAT\n", "{r:?}");
+    assert_eq!(r.stdout, "VOLID  SIZE  FORMAT  OS  VERIFIED\n", "{r:?}");
 }
 
 #[test]

@@ -8,7 +8,9 @@ use super::conn::{Connection, segment};
 use super::error::ClientError;
 use super::params::{Checksum, Compression, Content};
 
-pub use crate::api::replies::{ContentItem, StorageStatus, TaskListItem, TaskStatus, UrlMetadata};
+pub use crate::api::replies::{
+    ContentItem, StorageStatus, TaskListItem, TaskStatus, UrlMetadata, VolumeInfo,
+};
 
 /// A task log line; `n` counts from 1 (spec §4.6).
 #[derive(Deserialize, Debug, Clone)]
@@ -159,13 +161,49 @@ pub async fn delete_volume(
     storage: &str,
     volid: &str,
 ) -> Result<Option<String>, ClientError> {
-    let path = format!(
+    Ok(conn
+        .delete::<Option<String>>(&volume_path(conn, storage, volid))
+        .await?
+        .data)
+}
+
+fn volume_path(conn: &Connection, storage: &str, volid: &str) -> String {
+    format!(
         "{}/storage/{}/content/{}",
         conn.node_path(),
         segment(storage),
         segment(volid)
-    );
-    Ok(conn.delete::<Option<String>>(&path).await?.data)
+    )
+}
+
+/// A volume's attributes and catalog record.
+pub async fn volume_info(
+    conn: &Connection,
+    storage: &str,
+    volid: &str,
+) -> Result<VolumeInfo, ClientError> {
+    Ok(conn
+        .get(&volume_path(conn, storage, volid), &[])
+        .await?
+        .data)
+}
+
+/// Starts a verify task over one volume, or all of `storage` (`volid` none).
+pub async fn verify(
+    conn: &Connection,
+    storage: &str,
+    volid: Option<&str>,
+    repair: bool,
+) -> Result<String, ClientError> {
+    let mut form = Vec::new();
+    if let Some(v) = volid {
+        form.push(("volume", v.to_string()));
+    }
+    if repair {
+        form.push(("repair", "1".to_string()));
+    }
+    let path = format!("{}/storage/{}/verify", conn.node_path(), segment(storage));
+    Ok(conn.post::<String>(&path, &form).await?.data)
 }
 
 #[cfg(test)]

@@ -64,7 +64,13 @@ fn render(volumes: &[ContentItem], bytes: bool) -> String {
             } else {
                 crate::download::human_bytes(v.size)
             };
-            vec![v.volid.clone(), size, v.format.clone()]
+            vec![
+                v.volid.clone(),
+                size,
+                v.format.clone(),
+                v.os.clone().unwrap_or_else(|| "-".into()),
+                verified(v).into(),
+            ]
         })
         .collect();
     table::render(
@@ -72,9 +78,21 @@ fn render(volumes: &[ContentItem], bytes: bool) -> String {
             ("VOLID", Align::Left),
             ("SIZE", Align::Right),
             ("FORMAT", Align::Left),
+            ("OS", Align::Left),
+            ("VERIFIED", Align::Left),
         ],
         &rows,
     )
+}
+
+/// `FAILED` stands out: such a volume is not to be used until it is repaired.
+fn verified(v: &ContentItem) -> &'static str {
+    use crate::catalog::VerifyState;
+    match v.verification.as_ref().map(|v| v.state) {
+        Some(VerifyState::Ok) => "ok",
+        Some(VerifyState::Failed) => "FAILED",
+        None => "-",
+    }
 }
 
 #[cfg(test)]
@@ -83,15 +101,31 @@ mod tests {
 
     #[test]
     fn table_in_bytes() {
-        let v = vec![ContentItem {
-            volid: "local:iso/a.iso".into(),
-            size: 1048576,
-            format: "iso".into(),
-            ..ContentItem::default()
-        }];
+        let v = vec![
+            ContentItem {
+                volid: "local:iso/a.iso".into(),
+                size: 1048576,
+                format: "iso".into(),
+                ..ContentItem::default()
+            },
+            ContentItem {
+                volid: "local:iso/b.iso".into(),
+                size: 1,
+                format: "iso".into(),
+                os: Some("debian11".into()),
+                verification: Some(crate::catalog::Verification {
+                    state: crate::catalog::VerifyState::Failed,
+                    time: 0,
+                    upid: None,
+                }),
+                ..ContentItem::default()
+            },
+        ];
         assert_eq!(
             render(&v, true),
-            "VOLID               SIZE  FORMAT\nlocal:iso/a.iso  1048576  iso\n"
+            "VOLID               SIZE  FORMAT  OS        VERIFIED\n\
+             local:iso/a.iso  1048576  iso     -         -\n\
+             local:iso/b.iso        1  iso     debian11  FAILED\n"
         );
     }
 }

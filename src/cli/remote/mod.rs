@@ -1,4 +1,5 @@
-//! The client side of `isolib`: `download`, `ls`, `tasks` and `rm` talk to a running daemon
+//! The client side of `isolib`: `download`, `ls`, `tasks`, `rm`, `show` and `verify` talk to a
+//! running daemon
 //! over its PVE API, on the local Unix socket or on `--url` with an API token.
 //!
 //! # Layout
@@ -7,7 +8,7 @@
 //! - [`api`]: one function per API call, returning typed answers.
 //! - [`params`]: parsing what the user typed (checksum, volume id, file name from a URL).
 //! - [`follow`] and [`progress`]: following a task's log, the progress bar, Ctrl-C.
-//! - [`download`], [`ls`], [`tasks`], [`rm`]: one runner per command.
+//! - [`download`], [`ls`], [`tasks`], [`rm`], [`show`], [`verify`]: one runner per command.
 //! - [`table`]: output formatting.
 
 pub mod api;
@@ -19,15 +20,19 @@ pub mod ls;
 pub mod params;
 pub mod progress;
 pub mod rm;
+pub mod show;
 pub mod table;
 pub mod tasks;
+pub mod verify;
 
 pub use conn::ConnectArgs;
 pub use download::DownloadArgs;
 pub use error::{ApiError, ClientError};
 pub use ls::LsArgs;
 pub use rm::RmArgs;
+pub use show::ShowArgs;
 pub use tasks::TasksArgs;
+pub use verify::VerifyArgs;
 
 /// The client subcommands; flattened into the `isolib` command enum.
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -40,6 +45,10 @@ pub enum ClientCommand {
     Tasks(TasksArgs),
     /// Remove a volume
     Rm(RmArgs),
+    /// Show a volume's attributes and catalog record
+    Show(ShowArgs),
+    /// Verify volumes against their catalog records (and repair them)
+    Verify(VerifyArgs),
 }
 
 /// Runs one client command. Output goes to stdout, the progress bar and notices to stderr;
@@ -50,6 +59,8 @@ pub async fn run(cmd: ClientCommand) -> Result<(), ClientError> {
         ClientCommand::Ls(args) => ls::run(args).await,
         ClientCommand::Tasks(args) => tasks::run(args).await,
         ClientCommand::Rm(args) => rm::run(args).await,
+        ClientCommand::Show(args) => show::run(args).await,
+        ClientCommand::Verify(args) => verify::run(args).await,
     }
 }
 
