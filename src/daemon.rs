@@ -56,7 +56,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .with_osinfo_dir(cfg.catalog.osinfo_dir.clone());
     // Nothing runs yet: whatever is collectable now goes before the first request.
     match StorageConfig::load_as(&cfg.storage_cfg, cfg.pve_dir.is_some()) {
-        Ok(storages) => collect_partials(&engine, &storages, &cfg.node),
+        Ok(storages) => {
+            collect_partials(&engine, &storages, &cfg.node);
+            collect_intakes(&storages, &cfg.node, cfg.partials.keep);
+        }
         Err(e) => tracing::warn!("not collecting partial downloads: {e}"),
     }
     let tickets = auth::Tickets::new(cfg.login_settings())?;
@@ -131,6 +134,23 @@ fn collect_partials(engine: &Engine, storages: &StorageConfig, node: &str) {
                     "unable to collect partial downloads in storage '{}': {e}",
                     s.id
                 ),
+            }
+        }
+    }
+}
+
+/// At start, the temp files of uploads a previous run of the daemon received in part (see
+/// `library::intake::collect`). Blocking.
+fn collect_intakes(storages: &StorageConfig, node: &str, keep: std::time::Duration) {
+    for s in storages
+        .storages
+        .iter()
+        .filter(|s| s.check_enabled(node).is_ok())
+    {
+        for dir in s.staging_dirs() {
+            let n = crate::library::intake::collect(&dir, node, keep);
+            if n > 0 {
+                tracing::info!("removed {n} unfinished upload(s) in storage '{}'", s.id);
             }
         }
     }

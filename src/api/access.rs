@@ -56,6 +56,7 @@ pub static GET_TICKET: ApiMethod = ApiMethod {
     returns: Returns::Null,
     access: Access::World,
     allow_token: false,
+    upload: false,
     handler: |_, _| Box::pin(async { Ok(Reply::Data(Value::Null)) }),
 };
 
@@ -67,6 +68,7 @@ pub static CREATE_TICKET: ApiMethod = ApiMethod {
     returns: Returns::Object(&["username", "ticket", "CSRFPreventionToken", "cap"]),
     access: Access::World,
     allow_token: false,
+    upload: false,
     handler: |ctx, params| Box::pin(create_ticket(ctx, params)),
 };
 

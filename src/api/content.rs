@@ -41,6 +41,7 @@ pub static LIST: ApiMethod = ApiMethod {
         any: true,
     },
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
 

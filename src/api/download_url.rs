@@ -8,30 +8,19 @@ use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Retur
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
-use crate::pve::content::DOWNLOAD_CONTENT;
-use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+use crate::schema::{ObjectSchema, Property};
 use crate::storage::{
     DownloadTarget, StorageError, check_download_filename, normalize_content_filename,
 };
-
-static CONTENT: Schema = Schema::String(StringSchema {
-    format: Some(&types::CONTENT_FORMAT),
-    enumeration: Some(DOWNLOAD_CONTENT),
-    ..StringSchema::new()
-});
-static FILENAME: Schema = Schema::String(StringSchema {
-    max_length: Some(255),
-    ..StringSchema::new()
-});
 
 params!(PARAMS => Args {
     "node" node: String = NODE_PROP,
     "storage" storage: String = STORAGE_PROP,
     "url" url: String = required("The URL to download the file from.", &types::URL),
-    "content" content: String = required("Content type.", &CONTENT),
+    "content" content: String = required("Content type.", &types::DOWNLOAD_CONTENT_TYPE),
     "filename" filename: String = required(
         "The name of the file to create. Caution: This will be normalized!",
-        &FILENAME
+        &types::CONTENT_FILENAME
     ),
     "checksum" checksum: Option<String> = Property {
         requires: Some("checksum-algorithm"),
@@ -74,6 +63,7 @@ pub static METHOD: ApiMethod = ApiMethod {
         NETWORK_ACCESS,
     ]),
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(download_url(ctx, p)),
 };
 

@@ -32,6 +32,7 @@ mod storage;
 mod storage_config;
 mod tasks;
 pub mod types;
+pub mod upload;
 mod verify;
 mod volume;
 

@@ -49,6 +49,7 @@ pub static VERSION: ApiMethod = ApiMethod {
     returns: Returns::Object(&["version", "release", "repoid"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
 };
 
@@ -60,6 +61,7 @@ pub static NODE_VERSION: ApiMethod = ApiMethod {
     returns: Returns::Object(&["version", "release", "repoid"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
 };
 
@@ -71,6 +73,7 @@ pub static LIST: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["node", "status", "type", "id"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |ctx, _| {
         Box::pin(async move {
             let node = ctx.node();
@@ -89,6 +92,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) }),
 };
 
@@ -112,6 +116,7 @@ pub static QUERY_URL_METADATA: ApiMethod = ApiMethod {
     returns: Returns::Object(&["filename", "size", "mimetype"]),
     access: NETWORK_ACCESS,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(query_url_metadata(ctx, p)),
 };
 

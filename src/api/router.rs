@@ -174,6 +174,9 @@ pub struct ApiMethod {
     pub access: Access,
     /// PVE's `allowtoken`: false only for ticket-only endpoints.
     pub allow_token: bool,
+    /// PVE's upload method: a multipart body streamed into a file (http/upload.rs), with no
+    /// CSRF token needed and the permission checked before the body is read.
+    pub upload: bool,
     pub handler: Handler,
 }
 
@@ -321,7 +324,7 @@ mod tests {
         );
         assert_eq!(
             names("/nodes/{node}/storage/{storage}", "subdir"),
-            r#"[{"subdir":"content"},{"subdir":"download-url"},{"subdir":"status"},{"subdir":"verify"}]"#
+            r#"[{"subdir":"content"},{"subdir":"download-url"},{"subdir":"status"},{"subdir":"upload"},{"subdir":"verify"}]"#
         );
     }
 

@@ -62,6 +62,7 @@ pub static LIST: ApiMethod = ApiMethod {
     ]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
 
@@ -133,6 +134,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["subdir"]),
     access: AUDIT,
     allow_token: true,
+    upload: false,
     handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "subdir")) }),
 };
 
@@ -146,6 +148,7 @@ pub static STATUS: ApiMethod = ApiMethod {
     ]),
     access: AUDIT,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(status(ctx, p)),
 };
 
@@ -168,6 +171,7 @@ static ITEM_ROUTER: Router = Router {
         ("content", &super::content::ROUTER),
         ("download-url", &super::download_url::ROUTER),
         ("status", &STATUS_ROUTER),
+        ("upload", &super::upload::ROUTER),
         ("verify", &super::verify::ROUTER),
     ],
     ..Router::new()

@@ -32,6 +32,7 @@ pub static LIST: ApiMethod = ApiMethod {
     // PVE's `user => 'all'`: each entry is filtered by the caller's privileges.
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
 
@@ -75,6 +76,7 @@ pub static READ: ApiMethod = ApiMethod {
         any: false,
     },
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(read(ctx, p)),
 };
 

@@ -67,6 +67,7 @@ pub static LIST: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(upid_fields!["endtime", "status", "saved"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(list(ctx, p)),
 };
 
@@ -184,6 +185,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["name"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) }),
 };
 
@@ -195,6 +197,7 @@ pub static STATUS: ApiMethod = ApiMethod {
     returns: Returns::Object(upid_fields!["status", "exitstatus"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(status(ctx, p)),
 };
 
@@ -244,6 +247,7 @@ pub static LOG: ApiMethod = ApiMethod {
     returns: Returns::ArrayOf(&["n", "t"]),
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(log(ctx, p)),
 };
 
@@ -331,6 +335,7 @@ pub static STOP: ApiMethod = ApiMethod {
     returns: Returns::Null,
     access: Access::Authenticated,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(stop(ctx, p)),
 };
 

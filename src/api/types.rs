@@ -65,6 +65,17 @@ pub static CHECKSUM_ALGORITHM: Schema = Schema::String(StringSchema {
     ..StringSchema::new()
 });
 pub static STRING: Schema = Schema::String(StringSchema::new());
+/// What download-url and upload put into a storage.
+pub static DOWNLOAD_CONTENT_TYPE: Schema = Schema::String(StringSchema {
+    format: Some(&CONTENT_FORMAT),
+    enumeration: Some(crate::pve::content::DOWNLOAD_CONTENT),
+    ..StringSchema::new()
+});
+/// download-url's and upload's `filename`, normalized afterwards.
+pub static CONTENT_FILENAME: Schema = Schema::String(StringSchema {
+    max_length: Some(255),
+    ..StringSchema::new()
+});
 pub static BOOLEAN: Schema = Schema::Boolean { default: None };
 pub static INTEGER: Schema = Schema::integer(None, None);
 pub static START: Schema = Schema::integer(Some(0), Some(0));

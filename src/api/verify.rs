@@ -45,6 +45,7 @@ pub static METHOD: ApiMethod = ApiMethod {
         any: true,
     },
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(verify(ctx, p)),
 };
 

@@ -56,6 +56,7 @@ pub static INFO: ApiMethod = ApiMethod {
     ]),
     access: READ_ACCESS,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(info(ctx, p)),
 };
 
@@ -147,6 +148,7 @@ pub static UPDATE: ApiMethod = ApiMethod {
     returns: Returns::Null,
     access: READ_ACCESS,
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(update(ctx, p)),
 };
 
@@ -221,6 +223,7 @@ pub static DELETE: ApiMethod = ApiMethod {
         any: false,
     },
     allow_token: true,
+    upload: false,
     handler: |ctx, p| Box::pin(delete(ctx, p)),
 };
 

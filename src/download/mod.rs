@@ -38,6 +38,7 @@ pub use checksum::{Algorithm, Checksum};
 pub use content_check::ContentCheck;
 pub use error::DownloadError;
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
+pub use pipeline::{Finished, Sink, SinkError};
 pub use progress::human_bytes;
 pub use retry::RetryPolicy;
 pub use staging::new_tag;

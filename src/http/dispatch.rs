@@ -77,7 +77,8 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     // reading the head. PVE finds the method first, so an unknown one is still "not
     // implemented" (its body is never read), and its multipart upload streams past the limit.
     let max_body = state.config().max_body_size;
-    if route.is_some() && content_length(req).is_some_and(|n| n > max_body as u64) {
+    let upload = route.as_ref().is_some_and(|(m, _)| m.upload);
+    if route.is_some() && !upload && content_length(req).is_some_and(|n| n > max_body as u64) {
         return too_large();
     }
     // PVE lets a few URIs through without credentials (logging in); everything else is
@@ -88,7 +89,7 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     let auth = if public {
         None
     } else {
-        match authenticate(req, &state, &access) {
+        match authenticate(req, &state, &access, !upload) {
             Ok(a) => Some(a),
             Err(reason) => {
                 // PVE delays every authentication failure to slow down guessing.
@@ -104,6 +105,18 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         Ok(t) => t,
         Err(e) => return format::error(fmt, &e),
     };
+    let caller = Caller {
+        auth,
+        pve_task,
+        access,
+    };
+    if upload && content_length(req).is_some_and(|n| n > 0) {
+        return match receive_upload(req, payload, fmt, api_method, path_params, state, caller).await
+        {
+            Ok(resp) => resp,
+            Err(e) => format::error(fmt, &e),
+        };
+    }
     let body = match read_body(payload, max_body, state.config().clients.timeout).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -111,24 +124,59 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     if matches!(method, "GET" | "DELETE") && !body.is_empty() {
         return format::plain_error(501, &format!("Unexpected content for method '{method}'"));
     }
-    match run(
-        req,
-        fmt,
-        api_method,
-        path_params,
-        &body,
-        state,
-        Caller {
-            auth,
-            pve_task,
-            access,
-        },
-    )
-    .await
-    {
+    match run(req, fmt, api_method, path_params, &body, state, caller).await {
         Ok(resp) => resp,
         Err(e) => format::error(fmt, &e),
     }
+}
+
+/// PVE checks an upload's permission while reading the head, before any of the body: so the
+/// checks of [`run`] come first here, then the body streams (http/upload.rs).
+async fn receive_upload(
+    req: &HttpRequest,
+    payload: web::Payload,
+    fmt: Format,
+    api_method: &'static ApiMethod,
+    path_params: BTreeMap<String, String>,
+    state: AppState,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = authorize(api_method, &path_params, state, caller)?;
+    let mut query = RawParams::new();
+    add_form(&mut query, req.query_string().as_bytes())?;
+    query.remove("_dc");
+    Ok(super::upload::receive(req, payload, ctx, fmt, api_method, query, &path_params).await)
+}
+
+/// Token allowed, permission, node: what every method checks before its parameters.
+fn authorize(
+    api_method: &ApiMethod,
+    path_params: &BTreeMap<String, String>,
+    state: AppState,
+    Caller {
+        auth,
+        pve_task,
+        access,
+    }: Caller,
+) -> Result<Ctx, ApiError> {
+    if let Some(auth) = &auth {
+        if auth.is_token() && !api_method.allow_token {
+            return Err(ApiError::permission(Some(&format!(
+                "URI '{}' not available with API token, need proper ticket.",
+                api_method.path
+            ))));
+        }
+        api_method.access.check(&access, auth, path_params)?;
+    }
+    if let Some(node) = path_params.get("node") {
+        check_node(node, &state.config().node)?;
+    }
+    Ok(Ctx {
+        state,
+        auth,
+        access,
+        pve_task,
+    })
 }
 
 /// Who a request is from, the PVE task it is made for, and the ACLs to judge it by.
@@ -145,32 +193,11 @@ async fn run(
     path_params: BTreeMap<String, String>,
     body: &[u8],
     state: AppState,
-    Caller {
-        auth,
-        pve_task,
-        access,
-    }: Caller,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let params = merge_params(req, body, &path_params)?;
-    if let Some(auth) = &auth {
-        if auth.is_token() && !api_method.allow_token {
-            return Err(ApiError::permission(Some(&format!(
-                "URI '{}' not available with API token, need proper ticket.",
-                api_method.path
-            ))));
-        }
-        api_method.access.check(&access, auth, &path_params)?;
-    }
-    if let Some(node) = path_params.get("node") {
-        check_node(node, &state.config().node)?;
-    }
+    let ctx = authorize(api_method, &path_params, state, caller)?;
     let validated = validate(api_method.parameters, &params).map_err(ApiError::params)?;
-    let ctx = Ctx {
-        state,
-        auth,
-        access,
-        pve_task,
-    };
     Ok(match (api_method.handler)(ctx, validated).await? {
         Reply::Data(v) => format::success(fmt, v, None),
         Reply::Counted(v, total) => format::success(fmt, v, Some(total)),
@@ -215,10 +242,12 @@ fn check_header_limits(req: &HttpRequest, limits: HeaderLimits) -> Option<HttpRe
 /// A local-socket peer is who the kernel says it is; over TCP a ticket from the cookie, else a
 /// ticket from `Authorization`, else an API token (spec §6.1). A ticket also needs its CSRF
 /// token on everything but GET (§6.4); a token needs none.
+/// `csrf`: whether a ticket needs its token; PVE's upload does without one.
 fn authenticate(
     req: &HttpRequest,
     state: &AppState,
     access: &AccessConfig,
+    csrf: bool,
 ) -> Result<AuthId, &'static str> {
     if let Some(peer) = req.conn_data::<SocketPeer>() {
         if peer.is_trusted() {
@@ -245,7 +274,7 @@ fn authenticate(
                 tracing::info!("ticket authentication failed: {e}");
                 "Authentication failed!"
             })?;
-        if req.method() != actix_web::http::Method::GET {
+        if csrf && req.method() != actix_web::http::Method::GET {
             let token = header_value("CSRFPreventionToken").unwrap_or("");
             tickets.verify_csrf(token, &user).map_err(|e| {
                 tracing::info!("CSRF check for {user} failed: {e}");
@@ -376,6 +405,15 @@ fn merge_params(
     add_form(&mut query, req.query_string().as_bytes())?;
     params.extend(query);
     params.remove("_dc");
+    add_path_params(&mut params, path_params)?;
+    Ok(params)
+}
+
+/// The path parameters over `params`, which may repeat them but not contradict them.
+pub(super) fn add_path_params(
+    params: &mut RawParams,
+    path_params: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
     for (k, v) in path_params {
         match params.get(k) {
             None => {}
@@ -390,7 +428,7 @@ fn merge_params(
         }
         params.insert(k.clone(), RawValue::Str(v.clone()));
     }
-    Ok(params)
+    Ok(())
 }
 
 /// Repeated keys become a list, which the type check then reports as an array.

@@ -6,6 +6,7 @@ mod dispatch;
 pub mod format;
 mod local_socket;
 mod tls;
+mod upload;
 
 use std::time::Duration;
 

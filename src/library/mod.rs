@@ -1,8 +1,10 @@
 //! The library's work over the catalog: checking volumes against their records (`check`),
 //! the background upkeep that adopts unrecorded files and re-verifies old ones (`upkeep`),
-//! at a pace the VMs don't notice (`pace`).
+//! at a pace the VMs don't notice (`pace`); volumes that arrive whole from this host, uploaded
+//! or added (`intake`).
 
 pub mod check;
+pub mod intake;
 mod pace;
 pub mod upkeep;
 
