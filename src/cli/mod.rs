@@ -1,4 +1,5 @@
-//! The `isolib` command line, parsed here and handed on: `serve` to [`crate::daemon`], the
+//! The `isolib` command line, parsed here and handed on: `serve` to [`crate::daemon`], `add` to
+//! [`crate::library`], the
 //! commands that talk to a running daemon (`download`, `ls`, `tasks`, `rm`) to [`remote`],
 //! `token add` and `user` to [`crate::auth`], `schema` to the API export.
 
@@ -6,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod add;
 pub mod remote;
 mod user;
 
@@ -39,6 +41,15 @@ pub enum Command {
         /// Directory to write isolib-api.json and openapi.json into
         #[arg(long, default_value = crate::api::export::DEFAULT_DIR)]
         out: PathBuf,
+    },
+    /// Add a file of this host to a storage as a volume, with its catalog record
+    Add {
+        #[command(flatten)]
+        args: add::AddArgs,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: RawConfig,
     },
     #[command(flatten)]
     Client(remote::ClientCommand),
@@ -96,6 +107,8 @@ pub enum CliError {
     TokenId(String),
     #[error(transparent)]
     Client(#[from] remote::ClientError),
+    #[error(transparent)]
+    Add(#[from] crate::library::add::AddError),
     #[error("invalid user id '{0}': expected USER@pve or USER@pam")]
     UserId(String),
     #[error("{0}")]
@@ -125,6 +138,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(daemon::run(load_config(config, flags)?, std::future::pending()).await?)
         }
         Command::Schema { out } => write_schema(&out),
+        Command::Add {
+            args,
+            config,
+            flags,
+        } => add::run(args, load_config(config, flags)?).await,
         Command::Client(cmd) => Ok(remote::run(cmd).await?),
         Command::User { command } => user::run(command),
         Command::Token {

@@ -34,7 +34,7 @@ use crate::catalog::{self, Lookup};
 use crate::file_cache::FileCache;
 
 pub use crate::pve::content::Compression;
-pub use checksum::{Algorithm, Checksum};
+pub use checksum::{Algorithm, Checksum, Hasher};
 pub use content_check::ContentCheck;
 pub use error::DownloadError;
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};

@@ -77,7 +77,9 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     // reading the head. PVE finds the method first, so an unknown one is still "not
     // implemented" (its body is never read), and its multipart upload streams past the limit.
     let max_body = state.config().max_body_size;
-    let upload = route.as_ref().is_some_and(|(m, _)| m.upload);
+    // A multipart body for PVE's upload method streams into a file; any other body is a
+    // request like all others, which finds no file.
+    let upload = route.as_ref().is_some_and(|(m, _)| m.upload) && is_multipart(req);
     if route.is_some() && !upload && content_length(req).is_some_and(|n| n > max_body as u64) {
         return too_large();
     }
@@ -321,6 +323,17 @@ fn pve_task(req: &HttpRequest) -> Result<Option<Upid>, ApiError> {
         )
     })?;
     Ok(Some(upid))
+}
+
+fn is_multipart(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
 }
 
 fn content_length(req: &HttpRequest) -> Option<u64> {

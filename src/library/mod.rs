@@ -1,8 +1,9 @@
 //! The library's work over the catalog: checking volumes against their records (`check`),
 //! the background upkeep that adopts unrecorded files and re-verifies old ones (`upkeep`),
 //! at a pace the VMs don't notice (`pace`); volumes that arrive whole from this host, uploaded
-//! or added (`intake`).
+//! or added (`intake`, `add`).
 
+pub mod add;
 pub mod check;
 pub mod intake;
 mod pace;

@@ -5,6 +5,7 @@ hand, verification that finds corruption and a repair that heals it."""
 import hashlib
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,58 @@ def test_repair_needs_the_right_to_write_the_storage(lib):
     assert r.status_code == 200, r.text
     r = lib.api("alice_sep").post("/nodes/%s/storage/local/verify" % NODE, data={"repair": 1})
     assert r.status_code == 403, r.text
+
+
+def isolib_add(daemon, *args):
+    out = subprocess.run([str(daemon.binary), "add", "--config", str(daemon.config), *map(str, args)],
+                         capture_output=True, text=True, timeout=60)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_isolib_add_copies_or_moves_a_local_file_with_its_record(lib, origin):
+    api = lib.api("root")
+    store = lib.storage_path("local")
+    src = origin.files / "debian-like.iso"
+    rc, out, err = isolib_add(lib, src, "--storage", "local")
+    assert (rc, out) == (0, "local:iso/debian-like.iso\n"), err
+    assert (store / "template/iso/debian-like.iso").read_bytes() == src.read_bytes()
+    info = volume(api, "local:iso/debian-like.iso")
+    assert info["source"]["origin"] == "local"
+    assert info["source"]["url"] == "file://%s" % src
+    assert info["source"]["user"] == "root@pam"
+    assert info["os"]["id"] == "debian11" and info["sha256"] == sha256(src)
+
+    # The same name again: never overwritten.
+    rc, _, err = isolib_add(lib, src, "--storage", "local")
+    assert rc != 0 and "refusing to override existing file '%s'" % (store / "template/iso/debian-like.iso") in err
+
+    # --move on the storage's file system is a rename: the same inode, no copy.
+    local = lib.base / "incoming.iso"
+    shutil.copy(origin.files / "plain.iso", local)
+    inode = os.stat(local).st_ino
+    sha512 = hashlib.sha512(local.read_bytes()).hexdigest()
+    rc, out, err = isolib_add(lib, local, "--storage", "local", "--filename", "moved.iso", "--move",
+                              "--checksum", "sha512:" + sha512)
+    assert (rc, out) == (0, "local:iso/moved.iso\n"), err
+    assert not local.exists()
+    assert os.stat(store / "template/iso/moved.iso").st_ino == inode
+    assert volume(api, "local:iso/moved.iso")["checksum"] == {"algorithm": "sha512", "value": sha512}
+
+
+def test_isolib_add_refuses_bad_input_and_leaves_nothing(lib, origin):
+    store = lib.storage_path("local")
+    before = tree(store)
+    src = origin.files / "small.iso"
+    rc, _, err = isolib_add(lib, src, "--storage", "local", "--checksum", "sha256:" + "0" * 64)
+    got = sha256(src)
+    assert rc != 0 and "checksum mismatch: got '%s' != expect '%s'" % (got, "0" * 64) in err, err
+    rc, _, err = isolib_add(lib, origin.files / "tmpl.tar.gz", "--storage", "isoonly")
+    assert rc != 0 and "storage 'isoonly' is not configured for content-type 'vztmpl'" in err, err
+    notes = lib.base / "notes.txt"
+    notes.write_text("x")
+    rc, _, err = isolib_add(lib, notes, "--storage", "local")
+    assert rc != 0 and "cannot tell the content type of 'notes.txt'" in err, err
+    rc, _, err = isolib_add(lib, origin.files / "host-extent.vmdk", "--storage", "local")
+    assert rc != 0 and "failed to verify file:" in err, err
+    assert_nothing_new(before, store)
+    assert src.exists()

@@ -202,9 +202,13 @@ def test_refusals_come_before_the_body_and_leave_nothing(daemon, origin):
     body = json.loads(curl(daemon, "-F", "content=vztmpl", "-F", "filename=@%s;filename=t.tar.gz" % src,
                            url(daemon, "/nodes/%s/storage/isoonly/upload" % NODE)))
     assert body["message"] == "storage 'isoonly' does not support 'vztmpl' content\n"
-    out = curl(daemon, "-w", "%{http_code}", "-H", "Content-Type: application/octet-stream",
+    # Not a form: a request like any other, whose body is too big for one.
+    out = curl(daemon, "--http1.1", "-w", "%{http_code}", "-H", "Content-Type: application/octet-stream",
                "--data-binary", "@%s" % src, url(daemon))
     assert out.endswith(b"501"), out
+    # No file part: PVE's handler has no file to import.
+    body = json.loads(curl(daemon, "-F", "content=iso", url(daemon, query="?filename=x.iso")))
+    assert body["message"] == "missing temporary file name\n", body
     out = curl(daemon, "-w", "%{http_code}", "-F", "content=iso", "-F", "filename=@%s" % src,
                url(daemon, query="?tmpfilename=/var/tmp/pveupload-00"))
     assert out.endswith(b"501"), out
