@@ -65,7 +65,9 @@ ok($task, 'through the daemon') or BAIL_OUT('no daemon task');
 like($out, qr/^isolib task: \Q$task->{upid}\E\n/, 'whose UPID the worker printed first');
 is(PVE::Isolib::Client->new()->task_status($task->{upid})->{exitstatus}, 'OK', 'and which ended OK');
 
+# Removed by hand, with its catalog record.
 unlink($dest);
+unlink(File::Basename::dirname($dest) . '/.isolib-catalog/' . File::Basename::basename($dest) . '.json');
 $out = run_tainted("$env->{tmp}/absent.sock", @args);
 like($out, qr/^ERROR: isolib daemon not reachable at '\Q$env->{tmp}\E\/absent\.sock': /,
     'a missing daemon is reported as unreachable');

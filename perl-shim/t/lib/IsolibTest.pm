@@ -284,11 +284,19 @@ sub wait_worker {
 }
 
 # Regular files anywhere below $dir (relative names), sorted.
+# Every file below $dir, relative to it, sorted. A volume's catalog record
+# (.isolib-catalog/<name>.json beside it) counts as part of the volume: it is left out while
+# its volume is there and listed when it is an orphan.
 sub files_below {
     my ($dir) = @_;
     my @files;
     File::Find::find({ no_chdir => 1, wanted => sub {
-        push @files, substr($File::Find::name, length($dir) + 1) if -f $File::Find::name;
+        my $path = $File::Find::name;
+        return if !-f $path;
+        if ($path =~ m{^(.*)/\.isolib-catalog/(.+)\.json$}) {
+            return if -f "$1/$2";
+        }
+        push @files, substr($path, length($dir) + 1);
     } }, $dir);
     return [sort @files];
 }
