@@ -116,7 +116,8 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         task_tag: download::new_tag(ctx.node()),
         retry: ctx.state.config().retry.clone(),
         user: ctx.task_user()?,
-        repair: None,
+        expect_sha256: None,
+        replace: false,
     };
 
     let engine = ctx.state.engine().clone();

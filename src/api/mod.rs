@@ -25,6 +25,7 @@ mod content;
 mod download_url;
 mod error;
 pub mod export;
+mod inventory;
 mod nodes;
 pub mod replies;
 pub mod router;

@@ -242,7 +242,8 @@ impl Job {
             task_tag: download::new_tag(&self.node),
             retry: self.retry.clone(),
             user: self.user.clone(),
-            repair: Some(record.sha256.clone()),
+            expect_sha256: Some(record.sha256.clone()),
+            replace: true,
         };
         self.engine
             .run(&plan, upid, log, cancel)

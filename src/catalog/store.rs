@@ -98,6 +98,36 @@ pub fn remove(volume: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes the records in content directory `dir` whose volume is gone (removed by hand or by
+/// PVE itself) and that were last written longer than `grace` ago: a download writes its
+/// record just before its volume appears. Blocking; returns how many went.
+pub fn remove_orphans(dir: &Path, grace: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir.join(CATALOG_DIR)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(volume) = name.strip_suffix(".json") else {
+            continue;
+        };
+        // A digest name (a volume name too long to use) cannot be traced back: kept.
+        if volume.len() == 64 && volume.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= grace);
+        if old && !dir.join(volume).exists() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +167,22 @@ mod tests {
         remove(&vol).expect("remove");
         remove(&vol).expect("removing twice is fine");
         assert!(matches!(load(&vol).expect("load"), Lookup::Missing));
+    }
+
+    #[test]
+    fn orphans_go_after_the_grace_time_and_records_of_volumes_stay() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let kept = dir.path().join("kept.iso");
+        let gone = dir.path().join("gone.iso");
+        for vol in [&kept, &gone] {
+            std::fs::write(vol, b"v").expect("write");
+            save(vol, &record_of(vol)).expect("save");
+        }
+        std::fs::remove_file(&gone).expect("rm");
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(remove_orphans(dir.path(), hour), 0, "too young");
+        assert_eq!(remove_orphans(dir.path(), std::time::Duration::ZERO), 1);
+        assert!(record_path(&kept).exists() && !record_path(&gone).exists());
     }
 
     #[test]

@@ -95,7 +95,8 @@ fn plan(dir: &Path, port: u16) -> DownloadPlan {
             backoff: Duration::from_secs(1),
         },
         user: "root@pam".into(),
-        repair: None,
+        expect_sha256: None,
+        replace: false,
     }
 }
 

@@ -74,9 +74,11 @@ pub struct DownloadPlan {
     pub retry: RetryPolicy,
     /// Who asked, for the catalog record.
     pub user: String,
-    /// A repair: the file at `dest` is replaced, by bytes whose sha256 (after any
-    /// decompression) must be this one, the recorded one.
-    pub repair: Option<String>,
+    /// The sha256 the stored bytes (after any decompression) must have: the catalog's, when
+    /// a volume is fetched again (a repair, an inventory import).
+    pub expect_sha256: Option<String>,
+    /// Replace the file at `dest` (a repair) instead of meeting it as PVE does.
+    pub replace: bool,
 }
 
 /// Operator limits that hold for every download.
@@ -252,7 +254,7 @@ impl Engine {
         log: &dyn LogSink,
         cancel: &CancellationToken,
     ) -> Result<(), DownloadError> {
-        if plan.dest.is_file() && plan.repair.is_none() {
+        if plan.dest.is_file() && !plan.replace {
             return existing_target(plan, log).await;
         }
         let start = tokio::select! {
@@ -272,7 +274,7 @@ impl Engine {
             r = transfer.run() => r?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         };
-        if let Some(expected) = &plan.repair
+        if let Some(expected) = &plan.expect_sha256
             && delivered.observed.sha256 != *expected
         {
             return Err(DownloadError::NotTheRecordedBytes {
@@ -347,7 +349,7 @@ impl Engine {
         });
         let (dest, staged) = (plan.dest.clone(), staged.to_path_buf());
         let (content, osinfo_dir) = (plan.content.clone(), self.osinfo_dir.clone());
-        let repaired = plan.repair.is_some().then(|| catalog::Verification {
+        let repaired = plan.replace.then(|| catalog::Verification {
             state: catalog::VerifyState::Ok,
             time: chrono::Utc::now().timestamp(),
             upid: Some(task.to_owned()),

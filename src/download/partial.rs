@@ -304,7 +304,8 @@ mod tests {
             task_tag: new_tag("n1"),
             retry: RetryPolicy::default(),
             user: "root@pam".into(),
-            repair: None,
+            expect_sha256: None,
+            replace: false,
         }
     }
 

@@ -168,7 +168,8 @@ mod tests {
             task_tag: String::new(),
             retry: RetryPolicy::default(),
             user: "root@pam".into(),
-            repair: None,
+            expect_sha256: None,
+            replace: false,
         })
     }
 

@@ -1,11 +1,12 @@
 //! The library's work over the catalog: checking volumes against their records (`check`),
 //! the background upkeep that adopts unrecorded files and re-verifies old ones (`upkeep`),
 //! at a pace the VMs don't notice (`pace`); volumes that arrive whole from this host, uploaded
-//! or added (`intake`, `add`).
+//! or added (`intake`, `add`); the library as a file, exported and imported (`inventory`).
 
 pub mod add;
 pub mod check;
 pub mod intake;
+pub mod inventory;
 mod pace;
 pub mod upkeep;
 

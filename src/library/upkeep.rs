@@ -1,6 +1,6 @@
-//! The background upkeep: every scan, each volume without a fresh record is adopted (read and
-//! recorded) and each one not verified for `verify-after-days` is verified, one at a time and
-//! at `background-bwlimit`. A volume that failed verification is left as it is: re-reading it
+//! The background upkeep: every scan, records whose volume is gone go, each volume without a
+//! fresh record is adopted (read and recorded) and each one not verified for
+//! `verify-after-days` is verified, one at a time and at `background-bwlimit`. A volume that failed verification is left as it is: re-reading it
 //! changes nothing, and a repair is the operator's call.
 
 use std::time::Duration;
@@ -9,8 +9,12 @@ use super::check::{Reading, Verdict, check};
 use super::volumes;
 use crate::catalog::{self, Lookup, Record};
 use crate::config::CatalogSettings;
+use crate::pve::content::DOWNLOAD_CONTENT;
 use crate::state::AppState;
 use crate::storage::StorageConfig;
+
+/// How long a record may wait for its volume: a download writes it just before the rename.
+const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// Runs forever: one pass at start, then one per `catalog-scan-interval`.
 pub async fn run(state: AppState) {
@@ -37,6 +41,15 @@ pub fn pass(storages: &StorageConfig, node: &str, settings: &CatalogSettings) {
     for storage in &storages.storages {
         if storage.check_enabled(node).is_err() || !storage.is_file_based() {
             continue;
+        }
+        for dir in DOWNLOAD_CONTENT.iter().filter_map(|c| storage.subdir(c)) {
+            let n = catalog::store::remove_orphans(&dir, ORPHAN_GRACE);
+            if n > 0 {
+                tracing::info!(
+                    "removed {n} record(s) of volumes gone from {}",
+                    dir.display()
+                );
+            }
         }
         for volume in volumes(storage, None) {
             let due = match catalog::store::load(&volume.path) {

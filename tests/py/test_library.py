@@ -3,6 +3,7 @@ real xorriso images, osinfo-db's match), PVE's volume attributes, adoption of fi
 hand, verification that finds corruption and a repair that heals it."""
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEBIAN_VOLUME_ID, _daemon_fixture
+from conftest import DEBIAN_VOLUME_ID, SECRETS, TOKENS, _daemon_fixture
 from helpers import (
     NODE,
     assert_error,
@@ -307,3 +308,88 @@ def test_isolib_add_refuses_bad_input_and_leaves_nothing(lib, origin):
     assert rc != 0 and "failed to verify file:" in err, err
     assert_nothing_new(before, store)
     assert src.exists()
+
+
+@pytest.fixture
+def lib2(request):
+    """A second library daemon, empty, to import into."""
+    yield from _daemon_fixture(request, "isolib-lib2-", library_setup())
+
+
+def client(daemon, *args):
+    out = subprocess.run([str(daemon.binary), *args, "--url", "https://127.0.0.1:%d" % daemon.port, "--insecure",
+                          "--token", "%s=%s" % (TOKENS["root"], SECRETS["root"])],
+                         capture_output=True, text=True, timeout=120)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_inventory_export_then_import_on_an_empty_daemon_is_the_same_library(lib, lib2, origin, tmp_path):
+    api, api2 = lib.api("root"), lib2.api("root")
+    download(api, origin, "debian-like.iso")
+    upid = api.start_download(url=origin.file_url("tmpl.tar.zst"), content="vztmpl",
+                              filename="debian-12-standard_12.7-1_amd64.tar.zst")
+    assert api.wait(upid)["exitstatus"] == "OK"
+    download(api, origin, "other.iso", storage="lib")
+    api.ok_data(put(api, "lib:iso/other.iso", storage="lib", notes="keep me", protected=1))
+
+    rc, out, err = client(lib, "inventory", "export")
+    assert rc == 0, err
+    inventory = json.loads(out)
+    assert inventory["format-version"] == 1 and inventory["node"] == NODE
+    by_volid = {v["volid"]: v for v in inventory["volumes"]}
+    assert set(by_volid) == {"local:iso/debian-like.iso", "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+                             "lib:iso/other.iso"}
+    assert by_volid["local:iso/debian-like.iso"]["sha256"] == sha256(origin.files / "debian-like.iso")
+    assert by_volid["local:iso/debian-like.iso"]["os"]["id"] == "debian11"
+    tmpl = by_volid["local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"]
+    assert tmpl["source"]["url"] == origin.file_url("tmpl.tar.zst")
+    assert by_volid["lib:iso/other.iso"]["notes"] == "keep me"
+    rc, csv, err = client(lib, "inventory", "export", "--format", "csv")
+    assert rc == 0, err
+    rows = csv.splitlines()
+    assert rows[0] == "volid,storage,content,size,sha256,origin,url,os,verification,protected,notes"
+    assert len(rows) == 4 and any(r.startswith("lib:iso/other.iso,lib,iso,") and r.endswith(",1,keep me")
+                                  for r in rows), rows
+    path = tmp_path / "inventory.json"
+    path.write_text(out)
+
+    # A dry run on the empty daemon says what it would do and does nothing.
+    before = tree(lib2.storage_path("local"))
+    rc, out, err = client(lib2, "inventory", "import", str(path), "--dry-run")
+    assert rc == 0, err
+    assert "local:iso/debian-like.iso: would download %s" % origin.file_url("debian-like.iso") in out
+    assert_nothing_new(before, lib2.storage_path("local"))
+
+    rc, out, err = client(lib2, "inventory", "import", str(path))
+    assert rc == 0, out + err
+    assert "0 present, 3 downloaded, 0 not as the inventory says" in out
+    for volid, storage in (("local:iso/debian-like.iso", "local"),
+                           ("local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", "local"),
+                           ("lib:iso/other.iso", "lib")):
+        assert volume(api2, volid, storage)["sha256"] == by_volid[volid]["sha256"]
+    other = volume(api2, "lib:iso/other.iso", storage="lib")
+    assert other["notes"] == "keep me" and other["protected"] == 1
+    assert volume(api2, "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst")["template"] == {
+        "os": "debian", "version": "12", "arch": "amd64"}
+
+    # Again: everything is there.
+    rc, out, err = client(lib2, "inventory", "import", str(path))
+    assert rc == 0 and "3 present, 0 downloaded, 0 not as the inventory says" in out, out + err
+
+
+def test_an_import_never_overwrites_a_volume_with_other_bytes(lib, lib2, origin, tmp_path):
+    api = lib.api("root")
+    download(api, origin, "small.iso")
+    rc, out, err = client(lib, "inventory", "export")
+    assert rc == 0, err
+    path = tmp_path / "inventory.json"
+    path.write_text(out)
+    theirs = lib2.storage_path("local") / "template/iso/small.iso"
+    theirs.parent.mkdir(parents=True, exist_ok=True)
+    theirs.write_bytes(b"not the same image")
+    rc, out, err = client(lib2, "inventory", "import", str(path))
+    assert rc != 0
+    assert "local:iso/small.iso: conflict - it holds sha256 '%s', the inventory says '%s'; left as it is" % (
+        sha256(theirs), sha256(origin.files / "small.iso")) in out, out
+    assert "task failed: inventory import incomplete: 1 volume(s) not as the inventory says" in err
+    assert theirs.read_bytes() == b"not the same image"

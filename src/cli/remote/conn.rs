@@ -251,6 +251,21 @@ impl Connection {
         self.send(self.http.get(url), "GET", path).await
     }
 
+    /// A GET whose answer is not JSON (an inventory as CSV): its body as text.
+    pub async fn get_text(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<String, ClientError> {
+        let q = serde_urlencoded::to_string(query).map_err(|e| ClientError::Encode {
+            what: format!("GET {path}"),
+            reason: e.to_string(),
+        })?;
+        let req = self.http.get(format!("{}?{q}", self.url(path)));
+        let body = self.send_raw(req, "GET", path).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// POST with a form body, as the web UI and proxmoxer send it (spec §8).
     pub async fn post<T: DeserializeOwned>(
         &self,
@@ -286,10 +301,24 @@ impl Connection {
 
     async fn send<T: DeserializeOwned>(
         &self,
-        mut req: reqwest::RequestBuilder,
+        req: reqwest::RequestBuilder,
         method: &str,
         path: &str,
     ) -> Result<Envelope<T>, ClientError> {
+        let body = self.send_raw(req, method, path).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            what: format!("{method} {path}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends `req` with the credentials; the body of a success, or the API's error.
+    async fn send_raw(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+    ) -> Result<bytes::Bytes, ClientError> {
         if let Some(auth) = &self.auth {
             req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
@@ -301,10 +330,7 @@ impl Connection {
         if !status.is_success() {
             return Err(api_error(status.as_u16(), &reason, &body).into());
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
-            what: format!("{method} {path}"),
-            reason: e.to_string(),
-        })
+        Ok(body)
     }
 
     fn connect_error(&self, e: &reqwest::Error) -> ClientError {

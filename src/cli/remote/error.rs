@@ -65,6 +65,11 @@ pub enum ClientError {
     Interrupted { upid: String },
     #[error("interrupted; unable to stop task {upid}: {reason}")]
     NotStopped { upid: String, reason: String },
+    #[error("unable to read '{}': {source}", .path.display())]
+    ReadFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("unable to install the Ctrl-C handler: {0}")]
     Signal(#[source] std::io::Error),
     #[error("{failed} of {total} storages could not be listed")]

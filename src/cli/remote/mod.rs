@@ -1,5 +1,5 @@
-//! The client side of `isolib`: `download`, `ls`, `tasks`, `rm`, `show` and `verify` talk to a
-//! running daemon
+//! The client side of `isolib`: `download`, `ls`, `tasks`, `rm`, `show`, `verify` and
+//! `inventory` talk to a running daemon
 //! over its PVE API, on the local Unix socket or on `--url` with an API token.
 //!
 //! # Layout
@@ -8,7 +8,8 @@
 //! - [`api`]: one function per API call, returning typed answers.
 //! - [`params`]: parsing what the user typed (checksum, volume id, file name from a URL).
 //! - [`follow`] and [`progress`]: following a task's log, the progress bar, Ctrl-C.
-//! - [`download`], [`ls`], [`tasks`], [`rm`], [`show`], [`verify`]: one runner per command.
+//! - [`download`], [`ls`], [`tasks`], [`rm`], [`show`], [`verify`], [`inventory`]: one runner per
+//!   command.
 //! - [`table`]: output formatting.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod conn;
 pub mod download;
 pub mod error;
 pub mod follow;
+pub mod inventory;
 pub mod ls;
 pub mod params;
 pub mod progress;
@@ -28,6 +30,7 @@ pub mod verify;
 pub use conn::ConnectArgs;
 pub use download::DownloadArgs;
 pub use error::{ApiError, ClientError};
+pub use inventory::InventoryArgs;
 pub use ls::LsArgs;
 pub use rm::RmArgs;
 pub use show::ShowArgs;
@@ -47,6 +50,8 @@ pub enum ClientCommand {
     Rm(RmArgs),
     /// Show a volume's attributes and catalog record
     Show(ShowArgs),
+    /// Export the library, or import one exported elsewhere
+    Inventory(InventoryArgs),
     /// Verify volumes against their catalog records (and repair them)
     Verify(VerifyArgs),
 }
@@ -60,6 +65,7 @@ pub async fn run(cmd: ClientCommand) -> Result<(), ClientError> {
         ClientCommand::Tasks(args) => tasks::run(args).await,
         ClientCommand::Rm(args) => rm::run(args).await,
         ClientCommand::Show(args) => show::run(args).await,
+        ClientCommand::Inventory(args) => inventory::run(args).await,
         ClientCommand::Verify(args) => verify::run(args).await,
     }
 }
