@@ -10,6 +10,11 @@ Every subcommand prints one JSON object on stdout. Loopback only.
   cut   PORT FILE NAME SHA             a local origin that closes the first GET at half the
                                        file and honours `Range: bytes=N-` (206) afterwards;
                                        one isolib download through it; bytes the origin sent
+  upload PORT FILE NAME PID            one multipart upload (PVE's upload endpoint), streamed
+                                       from FILE, timed request -> TASK OK; peak RSS as `one`
+  spool PORT DIR                       PVE's upload receiver in miniature: writes each POSTed
+                                       body to DIR/pveupload-N with an MD5 on the way, as
+                                       pve-http-server does; serves until killed
 """
 
 import email.utils
@@ -237,9 +242,99 @@ def cmd_cut(port, path, name, sha):
         o.stop()
 
 
+class _Sampler:
+    """Peak VmRSS of `pid`, polled every 0.1 s while in use."""
+
+    def __init__(self, pid):
+        self.pid = int(pid)
+        self.peak = proc_kib(self.pid, "VmRSS")
+        self.done = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, proc_kib(self.pid, "VmRSS"))
+            self.done.wait(0.1)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.t.join()
+
+
+def cmd_upload(port, path, name, pid):
+    boundary = "benchboundary7f3a"
+    head = ("--%s\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\niso\r\n"
+            "--%s\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"%s\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n" % (boundary, boundary, name)).encode()
+    tail = ("\r\n--%s--\r\n" % boundary).encode()
+    size = os.path.getsize(path)
+
+    def body():
+        yield head
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                yield chunk
+        yield tail
+
+    with _Sampler(pid) as sampler:
+        start = time.monotonic()
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
+        c.request("POST", "/api2/json/nodes/%s/storage/local/upload" % NODE, body=body(), headers={
+            "Authorization": "PVEAPIToken=%s=%s" % (TOKEN, SECRET),
+            "Content-Type": "multipart/form-data; boundary=" + boundary,
+            "Content-Length": str(len(head) + size + len(tail)),
+        })
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        if r.status != 200:
+            raise RuntimeError("upload -> HTTP %s %s: %r" % (r.status, r.reason, data[:300]))
+        status = wait(port, json.loads(data)["data"])
+        secs = time.monotonic() - start
+    return {"seconds": secs, "status": status, "rss_peak_kib": sampler.peak,
+            "hwm_kib": proc_kib(int(pid), "VmHWM")}
+
+
+def cmd_spool(port, directory):
+    import hashlib
+    import http.server
+
+    count = [0]
+
+    class Spool(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            count[0] += 1
+            left = int(self.headers["Content-Length"])
+            md5 = hashlib.md5()
+            with open(os.path.join(directory, "pveupload-%d" % count[0]), "wb") as out:
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    md5.update(chunk)
+                    left -= len(chunk)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    http.server.HTTPServer(("127.0.0.1", port), Spool).serve_forever()
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
-    fn = {"one": cmd_one, "many": cmd_many, "same": cmd_same, "cut": cmd_cut}[cmd]
+    fn = {"one": cmd_one, "many": cmd_many, "same": cmd_same, "cut": cmd_cut,
+          "upload": cmd_upload, "spool": cmd_spool}[cmd]
     port = int(args[0])
     print(json.dumps(fn(port, *args[1:])))
 

@@ -61,6 +61,12 @@ const VALID: &[(&str, &str)] = &[
     ("volume", "local:iso/x.iso"),
     ("username", "root@pam"),
     ("password", "not-the-password"),
+    (
+        "inventory",
+        r#"{"format-version":1,"node":"testnode","exported":0,"volumes":[]}"#,
+    ),
+    ("notes", "a note"),
+    ("tmpfilename", "/var/tmp/pveupload-0123abcd"),
 ];
 
 /// Per named format: values it accepts (also used to violate an enum without tripping the

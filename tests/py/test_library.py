@@ -393,3 +393,26 @@ def test_an_import_never_overwrites_a_volume_with_other_bytes(lib, lib2, origin,
         sha256(theirs), sha256(origin.files / "small.iso")) in out, out
     assert "task failed: inventory import incomplete: 1 volume(s) not as the inventory says" in err
     assert theirs.read_bytes() == b"not the same image"
+
+
+@pytest.fixture
+def lib_verifying(request):
+    """A library daemon that verifies every volume again two seconds after the last check."""
+    setup = library_setup()
+
+    def prepare(d):
+        setup(d)
+        with open(d.config, "a") as f:
+            f.write("verify-after-days = 0.000023\n")
+    yield from _daemon_fixture(request, "isolib-lib-", prepare)
+
+
+def test_the_schedule_verifies_in_the_background_and_finds_rot(lib_verifying, origin):
+    api = lib_verifying.api("root")
+    download(api, origin, "small.iso")
+    state = lambda: (listed(api, "local:iso/small.iso").get("verification") or {}).get("state")  # noqa: E731
+    wait_until(lambda: state() == "ok", timeout=30, what="a background verification")
+    assert "upid" not in listed(api, "local:iso/small.iso")["verification"], "no task: the background"
+    corrupt_in_place(lib_verifying.storage_path("local") / "template/iso/small.iso")
+    wait_until(lambda: state() == "failed", timeout=30, what="the background verification to find the rot")
+    assert (lib_verifying.storage_path("local") / "template/iso/small.iso").is_file()
