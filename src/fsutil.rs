@@ -42,6 +42,16 @@ pub fn replace_file(path: &Path, tmp: &Path, contents: &[u8], mode: u32) -> io::
     sync_dir(dir_of(path))
 }
 
+/// How long ago the entry was last modified; `None` when that cannot be told.
+pub fn age(entry: &fs::DirEntry) -> Option<std::time::Duration> {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()?
+        .elapsed()
+        .ok()
+}
+
 /// Makes a rename or a new entry in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -8,7 +8,7 @@ use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Retur
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
-use crate::schema::{ObjectSchema, Property};
+use crate::schema::ObjectSchema;
 use crate::storage::{
     DownloadTarget, StorageError, check_download_filename, normalize_content_filename,
 };
@@ -17,22 +17,10 @@ params!(PARAMS => Args {
     "node" node: String = NODE_PROP,
     "storage" storage: String = STORAGE_PROP,
     "url" url: String = required("The URL to download the file from.", &types::URL),
-    "content" content: String = required("Content type.", &types::DOWNLOAD_CONTENT_TYPE),
-    "filename" filename: String = required(
-        "The name of the file to create. Caution: This will be normalized!",
-        &types::CONTENT_FILENAME
-    ),
-    "checksum" checksum: Option<String> = Property {
-        requires: Some("checksum-algorithm"),
-        ..optional("The expected checksum of the file.", &types::STRING)
-    },
-    "checksum-algorithm" checksum_algorithm: Option<String> = Property {
-        requires: Some("checksum"),
-        ..optional(
-            "The algorithm to calculate the checksum of the file.",
-            &types::CHECKSUM_ALGORITHM
-        )
-    },
+    "content" content: String = types::DOWNLOAD_CONTENT_PROP,
+    "filename" filename: String = types::FILENAME_PROP,
+    "checksum" checksum: Option<String> = types::CHECKSUM_PROP,
+    "checksum-algorithm" checksum_algorithm: Option<String> = types::CHECKSUM_ALGORITHM_PROP,
     // PVE's enum for this is undefined (spec §1.1): any string passes and a bad value fails in
     // the task with "no decompression method found".
     "compression" compression: Option<String> = optional(

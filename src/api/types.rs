@@ -115,6 +115,24 @@ pub const fn optional(description: &'static str, schema: &'static Schema) -> Pro
 pub const NODE_PROP: Property = prop("node", "The cluster node name.", &NODE);
 pub const STORAGE_PROP: Property = prop("storage", "The storage identifier.", &STORAGE_ID);
 
+/// download-url's and upload's parameters of the file they create.
+pub const DOWNLOAD_CONTENT_PROP: Property = required("Content type.", &DOWNLOAD_CONTENT_TYPE);
+pub const FILENAME_PROP: Property = required(
+    "The name of the file to create. Caution: This will be normalized!",
+    &CONTENT_FILENAME,
+);
+pub const CHECKSUM_PROP: Property = Property {
+    requires: Some("checksum-algorithm"),
+    ..optional("The expected checksum of the file.", &STRING)
+};
+pub const CHECKSUM_ALGORITHM_PROP: Property = Property {
+    requires: Some("checksum"),
+    ..optional(
+        "The algorithm to calculate the checksum of the file.",
+        &CHECKSUM_ALGORITHM,
+    )
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::storage::enabled_storage;
-use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
+use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::catalog::{Origin, Source};
 use crate::download::{self, Algorithm, Checksum, Finished};
 use crate::library::intake::Intake;
-use crate::schema::{ObjectSchema, Pattern, Property, Schema, StringSchema};
+use crate::schema::{ObjectSchema, Pattern, Schema, StringSchema};
 use crate::storage::{check_download_filename, normalize_content_filename};
 
 static TMPFILENAME_RE: Pattern = Pattern::new("^/var/tmp/pveupload-[0-9a-f]+$");
@@ -26,22 +26,10 @@ static TMPFILENAME: Schema = Schema::String(StringSchema {
 params!(PARAMS => Args {
     "node" node: String = NODE_PROP,
     "storage" storage: String = STORAGE_PROP,
-    "content" content: String = required("Content type.", &types::DOWNLOAD_CONTENT_TYPE),
-    "filename" filename: String = required(
-        "The name of the file to create. Caution: This will be normalized!",
-        &types::CONTENT_FILENAME
-    ),
-    "checksum" checksum: Option<String> = Property {
-        requires: Some("checksum-algorithm"),
-        ..optional("The expected checksum of the file.", &types::STRING)
-    },
-    "checksum-algorithm" checksum_algorithm: Option<String> = Property {
-        requires: Some("checksum"),
-        ..optional(
-            "The algorithm to calculate the checksum of the file.",
-            &types::CHECKSUM_ALGORITHM
-        )
-    },
+    "content" content: String = types::DOWNLOAD_CONTENT_PROP,
+    "filename" filename: String = types::FILENAME_PROP,
+    "checksum" checksum: Option<String> = types::CHECKSUM_PROP,
+    "checksum-algorithm" checksum_algorithm: Option<String> = types::CHECKSUM_ALGORITHM_PROP,
     "tmpfilename" tmpfilename: Option<String> = optional(
         "The source file name. This parameter is usually set by the REST handler. You can only overwrite it when connecting to the trusted port on localhost.",
         &TMPFILENAME
@@ -181,19 +169,10 @@ pub fn start(ctx: Ctx, prepared: Prepared, finished: Finished) -> Result<Reply, 
                 ..Source::default()
             };
             // PVE's upload overwrites an existing volume; here it is replaced in one rename.
-            tokio::task::spawn_blocking(move || {
-                intake.place(
-                    finished,
-                    image,
-                    source,
-                    checksum.as_ref(),
-                    &osinfo_dir,
-                    true,
-                )
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("import failed: {e}"))?;
+            intake
+                .place(finished, image, source, checksum, osinfo_dir, true)
+                .await
+                .map_err(|e| format!("import failed: {e}"))?;
             log.line("finished file import successfully");
             Ok(())
         })

@@ -115,12 +115,7 @@ pub fn remove_orphans(dir: &Path, grace: std::time::Duration) -> usize {
         if volume.len() == 64 && volume.bytes().all(|b| b.is_ascii_hexdigit()) {
             continue;
         }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age >= grace);
+        let old = fsutil::age(&entry).is_some_and(|age| age >= grace);
         if old && !dir.join(volume).exists() && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }

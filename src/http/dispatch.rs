@@ -12,7 +12,7 @@ use percent_encoding::percent_decode_str;
 
 use super::format::{self, Format};
 use super::local_socket::SocketPeer;
-use crate::api::router::{Access, ApiMethod, Ctx, Reply};
+use crate::api::router::{Access, ApiMethod, Ctx};
 use crate::api::{ApiError, ROUTER};
 use crate::auth::{AccessConfig, AuthId, extract_auth_value};
 use crate::config::HeaderLimits;
@@ -200,15 +200,10 @@ async fn run(
     let params = merge_params(req, body, &path_params)?;
     let ctx = authorize(api_method, &path_params, state, caller)?;
     let validated = validate(api_method.parameters, &params).map_err(ApiError::params)?;
-    Ok(match (api_method.handler)(ctx, validated).await? {
-        Reply::Data(v) => format::success(fmt, v, None),
-        Reply::Counted(v, total) => format::success(fmt, v, Some(total)),
-        Reply::Raw {
-            content_type,
-            headers,
-            body,
-        } => format::raw(content_type, &headers, body),
-    })
+    Ok(format::reply(
+        fmt,
+        (api_method.handler)(ctx, validated).await?,
+    ))
 }
 
 /// PVE stops reading a request whose header lines pass its limits, before anything else; isolib

@@ -13,6 +13,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use serde_json::{Value, json};
 
 use crate::api::ApiError;
+use crate::api::router::Reply;
 use crate::redact;
 
 pub const CONTENT_TYPE_JSON: &str = "application/json;charset=UTF-8";
@@ -48,6 +49,19 @@ pub fn success(format: Format, data: Value, total: Option<u64>) -> HttpResponse 
 /// A handler, validation or permission error. For extjs PVE answers 200 and carries the real
 /// status inside; for json the status line and reason phrase carry it, because the Go client
 /// Packer pins reads only `resp.Status` (clients-and-plugin.md §B.1).
+/// A handler's reply in `format`.
+pub fn reply(format: Format, reply: Reply) -> HttpResponse {
+    match reply {
+        Reply::Data(v) => success(format, v, None),
+        Reply::Counted(v, total) => success(format, v, Some(total)),
+        Reply::Raw {
+            content_type,
+            headers,
+            body,
+        } => raw(content_type, &headers, body),
+    }
+}
+
 pub fn error(format: Format, err: &ApiError) -> HttpResponse {
     let message = redact::userinfo(&err.message);
     let mut body = json!({ "data": null, "message": message });

@@ -85,15 +85,7 @@ pub async fn receive(
         }
     };
     let mut resp = match result {
-        Ok(reply) => match reply {
-            Reply::Data(v) => format::success(fmt, v, None),
-            Reply::Counted(v, total) => format::success(fmt, v, Some(total)),
-            Reply::Raw {
-                content_type,
-                headers,
-                body,
-            } => format::raw(content_type, &headers, body),
-        },
+        Ok(reply) => format::reply(fmt, reply),
         Err(Failure::Api(e)) => format::error(fmt, &e),
         Err(Failure::Plain(status, text)) => format::plain_error(status, &text),
     };

@@ -122,19 +122,16 @@ pub async fn add(
         time: chrono::Utc::now().timestamp(),
         ..Source::default()
     };
-    let (checksum, osinfo_dir) = (req.checksum, req.osinfo_dir.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        intake.place(
+    intake
+        .place(
             finished,
             image,
             source,
-            checksum.as_ref(),
-            &osinfo_dir,
+            req.checksum,
+            req.osinfo_dir.to_path_buf(),
             false,
         )
-    })
-    .await
-    .map_err(|e| read_err(std::io::Error::other(e)))??;
+        .await?;
     if req.move_file && !moved {
         std::fs::remove_file(req.file).map_err(read_err)?;
     }

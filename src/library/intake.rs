@@ -117,8 +117,35 @@ impl Intake {
     }
 
     /// Records the temp file's facts under the final name, then renames it into place (over
-    /// an existing volume only with `replace`) and makes that durable. Blocking.
-    pub fn place(
+    /// an existing volume only with `replace`) and makes that durable.
+    pub async fn place(
+        self,
+        finished: Finished,
+        image: Option<catalog::ImageInfo>,
+        source: Source,
+        checksum: Option<Checksum>,
+        osinfo_dir: PathBuf,
+        replace: bool,
+    ) -> Result<PathBuf, IntakeError> {
+        let dest = self.dest.clone();
+        tokio::task::spawn_blocking(move || {
+            self.place_now(
+                finished,
+                image,
+                source,
+                checksum.as_ref(),
+                &osinfo_dir,
+                replace,
+            )
+        })
+        .await
+        .map_err(|e| IntakeError::Place {
+            path: dest,
+            source: io::Error::other(e),
+        })?
+    }
+
+    fn place_now(
         mut self,
         finished: Finished,
         image: Option<catalog::ImageInfo>,
@@ -195,12 +222,7 @@ pub fn collect(staging_dir: &Path, node: &str, keep: std::time::Duration) -> usi
         if !base.contains(&mine) {
             continue;
         }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_none_or(|age| age >= keep);
+        let old = crate::fsutil::age(&entry).is_none_or(|age| age >= keep);
         let by_cli = base.ends_with(ADD_MARK);
         if (!by_cli || old) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
