@@ -44,3 +44,4 @@ pub mod schema;
 pub mod state;
 pub mod storage;
 pub mod tasks;
+pub mod upstream;

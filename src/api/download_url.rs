@@ -31,6 +31,10 @@ params!(PARAMS => Args {
         "If false, no SSL/TLS certificates will be verified.",
         &types::VERIFY_CERTIFICATES
     ),
+    "checksum-url" checksum_url: Option<String> = optional(
+        "isolib: a checksum file (SHA256SUMS, CHECKSUM, <name>.sha256 ...) to take the checksum from: the entry of 'filename', else of the URL's last path segment. Not together with 'checksum'.",
+        &types::URL
+    ),
 });
 
 pub static METHOD: ApiMethod = ApiMethod {
@@ -77,6 +81,12 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         DownloadTarget::Iso | DownloadTarget::Vztmpl => None,
     };
     let check = ContentCheck::for_download(&args.content, import_ext);
+    if args.checksum_url.is_some() && args.checksum.is_some() {
+        return Err(ApiError::param(
+            "checksum-url",
+            "not allowed together with 'checksum'",
+        ));
+    }
     // PVE asks for a hash whenever `checksum` was sent, but only hands over a non-empty one.
     let checksum_required = args.checksum.is_some();
     let checksum = match (
@@ -89,7 +99,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         }),
         _ => None,
     };
-    let plan = DownloadPlan {
+    let mut plan = DownloadPlan {
         url: args.url,
         dest: dir.join(&filename),
         staging_dir: storage
@@ -106,10 +116,16 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         user: ctx.task_user()?,
         expect_sha256: None,
         replace: false,
+        checksum_source: None,
     };
 
     let engine = ctx.state.engine().clone();
     let pve_task = ctx.pve_task.as_ref().map(ToString::to_string);
+    let sums = args.checksum_url.map(|url| SumsRequest {
+        url,
+        target: filename.clone(),
+        min: ctx.state.config().min_checksum_algorithm,
+    });
     let upid = ctx
         .state
         .tasks()
@@ -121,6 +137,9 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
                 if let Some(pve_task) = pve_task {
                     log.line(&format!("{PVE_TASK_LINE}{pve_task}"));
                 }
+                if let Some(sums) = sums {
+                    sums.apply(&engine, &mut plan, &log).await?;
+                }
                 engine
                     .run(&plan, &upid.to_string(), &log, &cancel)
                     .await
@@ -129,6 +148,46 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         )
         .map_err(ApiError::server)?;
     Ok(Reply::Data(Value::String(upid.to_string())))
+}
+
+/// `checksum-url`: the checksum is looked up in the task, before anything is downloaded.
+struct SumsRequest {
+    url: String,
+    target: String,
+    min: Algorithm,
+}
+
+impl SumsRequest {
+    async fn apply(
+        self,
+        engine: &download::Engine,
+        plan: &mut DownloadPlan,
+        log: &dyn download::LogSink,
+    ) -> Result<(), String> {
+        log.line(&format!("fetching checksum file {}", self.url));
+        let fetcher = engine.fetcher().map_err(|e| e.to_string())?;
+        let path = plan.url.split(['?', '#']).next().unwrap_or_default();
+        let url_name = crate::upstream::file_name(path);
+        let (checksum, source) = crate::upstream::checksum_from(
+            &fetcher,
+            plan.verify_certificates,
+            &self.url,
+            &self.target,
+            url_name,
+            self.min,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        log.line(&format!(
+            "checksum file lists {} {}",
+            checksum.algorithm.name(),
+            checksum.expected
+        ));
+        plan.checksum = Some(checksum);
+        plan.checksum_required = true;
+        plan.checksum_source = Some(source);
+        Ok(())
+    }
 }
 
 /// How the first line of a task made for a PVE task names it, so an operator can go from the

@@ -239,6 +239,7 @@ fn plan(
         user: user.to_owned(),
         expect_sha256: entry.sha256.clone(),
         replace: false,
+        checksum_source: None,
         dest,
     })
 }

@@ -244,6 +244,7 @@ impl Job {
             user: self.user.clone(),
             expect_sha256: Some(record.sha256.clone()),
             replace: true,
+            checksum_source: None,
         };
         self.engine
             .run(&plan, upid, log, cancel)

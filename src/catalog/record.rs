@@ -91,6 +91,12 @@ pub struct Source {
     /// The download's `compression`: the file holds the decompressed bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// The checksum file the expected checksum was taken from (`checksum-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum_url: Option<String>,
+    /// The sha256 of that checksum file as it was fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum_file_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

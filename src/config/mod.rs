@@ -78,6 +78,8 @@ pub struct Config {
     pub clients: ClientLimits,
     pub partials: Partials,
     pub catalog: CatalogSettings,
+    /// The weakest checksum a checksum file may give.
+    pub min_checksum_algorithm: crate::download::Algorithm,
 }
 
 /// The library's background work and its OS database.
@@ -305,6 +307,17 @@ impl Config {
                 "expected at least 1 second",
             ));
         }
+        let min_name = raw
+            .min_checksum_algorithm
+            .unwrap_or_else(|| "sha256".to_owned());
+        let min_checksum_algorithm =
+            crate::download::Algorithm::parse(&min_name).ok_or_else(|| {
+                invalid(
+                    "min-checksum-algorithm",
+                    &min_name,
+                    "expected md5, sha1, sha224, sha256, sha384 or sha512",
+                )
+            })?;
         let catalog = CatalogSettings {
             osinfo_dir: raw
                 .osinfo_db
@@ -384,6 +397,7 @@ impl Config {
             clients,
             partials,
             catalog,
+            min_checksum_algorithm,
         })
     }
 

@@ -150,6 +150,9 @@ layered! {
         /// Seconds between two looks for volumes without a record or due for verification [default: 300]
         #[arg(long)]
         pub catalog_scan_interval: Option<u64>,
+        /// The weakest algorithm a checksum file (download-url's checksum-url) may give: md5, sha1, sha224, sha256, sha384 or sha512 [default: sha256]
+        #[arg(long)]
+        pub min_checksum_algorithm: Option<String>,
     }
 }
 

@@ -97,6 +97,7 @@ fn plan(dir: &Path, port: u16) -> DownloadPlan {
         user: "root@pam".into(),
         expect_sha256: None,
         replace: false,
+        checksum_source: None,
     }
 }
 

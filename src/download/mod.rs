@@ -36,7 +36,7 @@ use crate::file_cache::FileCache;
 pub use crate::pve::content::Compression;
 pub use checksum::{Algorithm, Checksum, Hasher};
 pub use content_check::ContentCheck;
-pub use error::DownloadError;
+pub use error::{DownloadError, describe_reqwest};
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
 pub use pipeline::{Finished, Sink, SinkError};
 pub use progress::human_bytes;
@@ -79,6 +79,8 @@ pub struct DownloadPlan {
     pub expect_sha256: Option<String>,
     /// Replace the file at `dest` (a repair) instead of meeting it as PVE does.
     pub replace: bool,
+    /// The checksum file `checksum` came from (download-url's `checksum-url`).
+    pub checksum_source: Option<crate::upstream::ChecksumSource>,
 }
 
 /// Operator limits that hold for every download.
@@ -336,6 +338,8 @@ impl Engine {
             origin: catalog::Origin::Download,
             url: Some(plan.url.clone()),
             compression: plan.compression.clone().filter(|c| !c.is_empty()),
+            checksum_url: plan.checksum_source.as_ref().map(|c| c.url.clone()),
+            checksum_file_sha256: plan.checksum_source.as_ref().map(|c| c.sha256.clone()),
             final_url: delivered.provenance.final_url,
             etag: delivered.provenance.etag,
             last_modified: delivered.provenance.last_modified,

@@ -306,6 +306,7 @@ mod tests {
             user: "root@pam".into(),
             expect_sha256: None,
             replace: false,
+            checksum_source: None,
         }
     }
 

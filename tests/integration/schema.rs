@@ -50,6 +50,7 @@ const VALID: &[(&str, &str)] = &[
     ("node", NODE),
     ("storage", "local"),
     ("url", "http://127.0.0.1:9/x.iso"),
+    ("checksum-url", "http://127.0.0.1:9/SHA256SUMS"),
     ("content", "iso"),
     ("filename", "x.iso"),
     ("checksum", "0123456789abcdef"),

@@ -1,0 +1,114 @@
+//! What distributions publish beside their images: checksum files (`sums`), fetched on the
+//! node that downloads, through the same HTTP clients and URL policy as the images.
+
+pub mod sums;
+
+use sha2::Digest;
+
+use crate::download::{Algorithm, Checksum, Fetcher};
+
+/// Checksum files are small; a bigger answer is not one.
+const MAX_SUMS_SIZE: usize = 4 << 20;
+
+/// Where a download's checksum came from, for its catalog record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecksumSource {
+    pub url: String,
+    /// Of the checksum file as fetched.
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("unable to fetch checksum file '{url}': {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("checksum file '{url}' {source}")]
+    Sums {
+        url: String,
+        #[source]
+        source: sums::SumsError,
+    },
+    #[error(
+        "checksum file '{url}' gives a {got} checksum, weaker than the minimum {min} (min-checksum-algorithm)"
+    )]
+    TooWeak {
+        url: String,
+        got: &'static str,
+        min: &'static str,
+    },
+}
+
+/// The checksum `url` (a checksum file) lists for `target`, else for `url_name` (the image
+/// URL's last path segment), at least as strong as `min`.
+pub async fn checksum_from(
+    fetcher: &Fetcher,
+    verify_certificates: bool,
+    url: &str,
+    target: &str,
+    url_name: &str,
+    min: Algorithm,
+) -> Result<(Checksum, ChecksumSource), UpstreamError> {
+    let fetch_err = |reason: String| UpstreamError::Fetch {
+        url: url.to_owned(),
+        reason,
+    };
+    let req = fetcher
+        .download(verify_certificates, url)
+        .map_err(|e| fetch_err(e.to_string()))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| fetch_err(crate::download::describe_reqwest(&e)))?;
+    if !resp.status().is_success() {
+        return Err(fetch_err(format!(
+            "HTTP {} {}",
+            resp.status().as_u16(),
+            resp.status().canonical_reason().unwrap_or("")
+        )));
+    }
+    let final_name = file_name(resp.url().path()).to_owned();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| fetch_err(crate::download::describe_reqwest(&e)))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_SUMS_SIZE {
+            return Err(fetch_err(format!(
+                "larger than {} MiB",
+                MAX_SUMS_SIZE >> 20
+            )));
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let sums_err = |source| UpstreamError::Sums {
+        url: url.to_owned(),
+        source,
+    };
+    let entries = sums::parse(&text, &final_name).map_err(sums_err)?;
+    let entry = sums::find(&entries, target, url_name).map_err(sums_err)?;
+    if sums::strength(entry.algorithm) < sums::strength(min) {
+        return Err(UpstreamError::TooWeak {
+            url: url.to_owned(),
+            got: entry.algorithm.name(),
+            min: min.name(),
+        });
+    }
+    let digest = sha2::Sha256::digest(&body);
+    Ok((
+        Checksum {
+            algorithm: entry.algorithm,
+            expected: entry.hex,
+        },
+        ChecksumSource {
+            url: url.to_owned(),
+            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        },
+    ))
+}
+
+/// The last segment of a URL path.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
