@@ -24,6 +24,7 @@ declare -A NEED=(
   [strace]=strace
   [prove]=perl
   [xorriso]=xorriso
+  [gpg]=gnupg
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -8,7 +8,7 @@ use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Retur
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
-use crate::schema::ObjectSchema;
+use crate::schema::{ObjectSchema, Property};
 use crate::storage::{
     DownloadTarget, StorageError, check_download_filename, normalize_content_filename,
 };
@@ -35,7 +35,30 @@ params!(PARAMS => Args {
         "isolib: a checksum file (SHA256SUMS, CHECKSUM, <name>.sha256 ...) to take the checksum from: the entry of 'filename', else of the URL's last path segment. Not together with 'checksum'.",
         &types::URL
     ),
+    "signature-url" signature_url: Option<String> = Property {
+        requires: Some("keyring"),
+        ..optional(
+            "isolib: a detached OpenPGP signature over the checksum file.",
+            &types::URL
+        )
+    },
+    "keyring" keyring: Option<String> = Property {
+        requires: Some("checksum-url"),
+        ..optional(
+            "isolib: the keyring (a file <name>.pgp in the daemon's 'keyrings' directory) whose keys must have signed the checksum file, with 'signature-url' or inside it (cleartext).",
+            &KEYRING_NAME
+        )
+    },
 });
+
+static KEYRING_NAME_RE: crate::schema::Pattern =
+    crate::schema::Pattern::new("^[A-Za-z0-9][A-Za-z0-9._-]*$");
+static KEYRING_NAME: crate::schema::Schema =
+    crate::schema::Schema::String(crate::schema::StringSchema {
+        pattern: Some(&KEYRING_NAME_RE),
+        max_length: Some(64),
+        ..crate::schema::StringSchema::new()
+    });
 
 pub static METHOD: ApiMethod = ApiMethod {
     method: "POST",
@@ -121,8 +144,18 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 
     let engine = ctx.state.engine().clone();
     let pve_task = ctx.pve_task.as_ref().map(ToString::to_string);
+    // A keyring that is not there fails the request, not the task.
+    let signature = match args.keyring {
+        Some(name) => Some(crate::upstream::SignatureCheck {
+            url: args.signature_url,
+            keyring: crate::upstream::openpgp::Keyring::load(&ctx.state.config().keyrings, &name)
+                .map_err(|e| ApiError::param("keyring", e.to_string()))?,
+        }),
+        None => None,
+    };
     let sums = args.checksum_url.map(|url| SumsRequest {
         url,
+        signature,
         target: filename.clone(),
         min: ctx.state.config().min_checksum_algorithm,
     });
@@ -153,6 +186,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 /// `checksum-url`: the checksum is looked up in the task, before anything is downloaded.
 struct SumsRequest {
     url: String,
+    signature: Option<crate::upstream::SignatureCheck>,
     target: String,
     min: Algorithm,
 }
@@ -172,12 +206,16 @@ impl SumsRequest {
             &fetcher,
             plan.verify_certificates,
             &self.url,
+            self.signature.as_ref(),
             &self.target,
             url_name,
             self.min,
         )
         .await
         .map_err(|e| e.to_string())?;
+        if let Some(signer) = &source.signer {
+            log.line(&format!("checksum file signed by {signer}: OK"));
+        }
         log.line(&format!(
             "checksum file lists {} {}",
             checksum.algorithm.name(),

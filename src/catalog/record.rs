@@ -97,6 +97,9 @@ pub struct Source {
     /// The sha256 of that checksum file as it was fetched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum_file_sha256: Option<String>,
+    /// The fingerprint of the certificate that signed it, when a keyring checked it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum_signer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

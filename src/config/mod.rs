@@ -80,6 +80,8 @@ pub struct Config {
     pub catalog: CatalogSettings,
     /// The weakest checksum a checksum file may give.
     pub min_checksum_algorithm: crate::download::Algorithm,
+    /// Where download-url's `keyring` names are looked up (`<name>.pgp`).
+    pub keyrings: PathBuf,
 }
 
 /// The library's background work and its OS database.
@@ -334,6 +336,10 @@ impl Config {
             &raw.state_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         )?;
+        let keyrings = raw
+            .keyrings
+            .clone()
+            .unwrap_or_else(|| state_dir.join("keyrings"));
         let pve_dir = resolve_pve_dir(raw.pve_dir.as_deref())?;
         // A PVE file is the default for each setting it covers; an explicit setting still wins.
         let pve_file = |name: &str| pve_dir.as_ref().map(|d| d.join(name));
@@ -398,6 +404,7 @@ impl Config {
             partials,
             catalog,
             min_checksum_algorithm,
+            keyrings,
         })
     }
 

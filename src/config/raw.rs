@@ -153,6 +153,9 @@ layered! {
         /// The weakest algorithm a checksum file (download-url's checksum-url) may give: md5, sha1, sha224, sha256, sha384 or sha512 [default: sha256]
         #[arg(long)]
         pub min_checksum_algorithm: Option<String>,
+        /// Directory of OpenPGP keyrings, one `<name>.pgp` per distribution, that download-url's `keyring` names [default: <state-dir>/keyrings]
+        #[arg(long)]
+        pub keyrings: Option<PathBuf>,
     }
 }
 

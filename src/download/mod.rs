@@ -340,6 +340,7 @@ impl Engine {
             compression: plan.compression.clone().filter(|c| !c.is_empty()),
             checksum_url: plan.checksum_source.as_ref().map(|c| c.url.clone()),
             checksum_file_sha256: plan.checksum_source.as_ref().map(|c| c.sha256.clone()),
+            checksum_signer: plan.checksum_source.as_ref().and_then(|c| c.signer.clone()),
             final_url: delivered.provenance.final_url,
             etag: delivered.provenance.etag,
             last_modified: delivered.provenance.last_modified,

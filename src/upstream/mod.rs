@@ -1,6 +1,7 @@
 //! What distributions publish beside their images: checksum files (`sums`), fetched on the
 //! node that downloads, through the same HTTP clients and URL policy as the images.
 
+pub mod openpgp;
 pub mod sums;
 
 use sha2::Digest;
@@ -16,11 +17,19 @@ pub struct ChecksumSource {
     pub url: String,
     /// Of the checksum file as fetched.
     pub sha256: String,
+    /// The certificate whose key signed the checksum file, when a keyring checked it.
+    pub signer: Option<String>,
+}
+
+/// How a checksum file's signature is checked: detached at `url`, else cleartext in the file.
+pub struct SignatureCheck {
+    pub url: Option<String>,
+    pub keyring: openpgp::Keyring,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("unable to fetch checksum file '{url}': {reason}")]
+    #[error("unable to fetch '{url}': {reason}")]
     Fetch { url: String, reason: String },
     #[error("checksum file '{url}' {source}")]
     Sums {
@@ -28,6 +37,14 @@ pub enum UpstreamError {
         #[source]
         source: sums::SumsError,
     },
+    #[error("checksum file '{url}' {source}")]
+    Signature {
+        url: String,
+        #[source]
+        source: openpgp::PgpError,
+    },
+    #[error("checksum file '{url}' is not signed, but keyring '{keyring}' was given")]
+    Unsigned { url: String, keyring: String },
     #[error(
         "checksum file '{url}' gives a {got} checksum, weaker than the minimum {min} (min-checksum-algorithm)"
     )]
@@ -39,15 +56,77 @@ pub enum UpstreamError {
 }
 
 /// The checksum `url` (a checksum file) lists for `target`, else for `url_name` (the image
-/// URL's last path segment), at least as strong as `min`.
+/// URL's last path segment), at least as strong as `min`; with `signature`, only from a file
+/// whose signature a key of the keyring made.
 pub async fn checksum_from(
     fetcher: &Fetcher,
     verify_certificates: bool,
     url: &str,
+    signature: Option<&SignatureCheck>,
     target: &str,
     url_name: &str,
     min: Algorithm,
 ) -> Result<(Checksum, ChecksumSource), UpstreamError> {
+    let (body, final_name) = fetch_small(fetcher, verify_certificates, url).await?;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let sig_err = |source| UpstreamError::Signature {
+        url: url.to_owned(),
+        source,
+    };
+    let (signed, signer) = match signature {
+        None => (sums::signed_text(&text).to_owned(), None),
+        Some(SignatureCheck {
+            url: Some(sig_url),
+            keyring,
+        }) => {
+            let (sig, _) = fetch_small(fetcher, verify_certificates, sig_url).await?;
+            let fp = keyring.verify_detached(&sig, &body).map_err(sig_err)?;
+            (sums::signed_text(&text).to_owned(), Some(fp))
+        }
+        Some(SignatureCheck { url: None, keyring }) => {
+            if sums::signed_text(&text).len() == text.len() {
+                return Err(UpstreamError::Unsigned {
+                    url: url.to_owned(),
+                    keyring: keyring.name().to_owned(),
+                });
+            }
+            let (signed, fp) = keyring.verify_cleartext(&text).map_err(sig_err)?;
+            (signed, Some(fp))
+        }
+    };
+    let sums_err = |source| UpstreamError::Sums {
+        url: url.to_owned(),
+        source,
+    };
+    let entries = sums::parse(&signed, &final_name).map_err(sums_err)?;
+    let entry = sums::find(&entries, target, url_name).map_err(sums_err)?;
+    if sums::strength(entry.algorithm) < sums::strength(min) {
+        return Err(UpstreamError::TooWeak {
+            url: url.to_owned(),
+            got: entry.algorithm.name(),
+            min: min.name(),
+        });
+    }
+    let digest = sha2::Sha256::digest(&body);
+    Ok((
+        Checksum {
+            algorithm: entry.algorithm,
+            expected: entry.hex,
+        },
+        ChecksumSource {
+            url: url.to_owned(),
+            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            signer,
+        },
+    ))
+}
+
+/// A small file (a checksum file, a signature) and the name it has after redirects.
+async fn fetch_small(
+    fetcher: &Fetcher,
+    verify_certificates: bool,
+    url: &str,
+) -> Result<(Vec<u8>, String), UpstreamError> {
     let fetch_err = |reason: String| UpstreamError::Fetch {
         url: url.to_owned(),
         reason,
@@ -81,31 +160,7 @@ pub async fn checksum_from(
             )));
         }
     }
-    let text = String::from_utf8_lossy(&body);
-    let sums_err = |source| UpstreamError::Sums {
-        url: url.to_owned(),
-        source,
-    };
-    let entries = sums::parse(&text, &final_name).map_err(sums_err)?;
-    let entry = sums::find(&entries, target, url_name).map_err(sums_err)?;
-    if sums::strength(entry.algorithm) < sums::strength(min) {
-        return Err(UpstreamError::TooWeak {
-            url: url.to_owned(),
-            got: entry.algorithm.name(),
-            min: min.name(),
-        });
-    }
-    let digest = sha2::Sha256::digest(&body);
-    Ok((
-        Checksum {
-            algorithm: entry.algorithm,
-            expected: entry.hex,
-        },
-        ChecksumSource {
-            url: url.to_owned(),
-            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
-        },
-    ))
+    Ok((body, final_name))
 }
 
 /// The last segment of a URL path.

@@ -51,6 +51,8 @@ const VALID: &[(&str, &str)] = &[
     ("storage", "local"),
     ("url", "http://127.0.0.1:9/x.iso"),
     ("checksum-url", "http://127.0.0.1:9/SHA256SUMS"),
+    ("signature-url", "http://127.0.0.1:9/SHA256SUMS.sign"),
+    ("keyring", "debian"),
     ("content", "iso"),
     ("filename", "x.iso"),
     ("checksum", "0123456789abcdef"),

@@ -76,7 +76,7 @@ def test_refusals_fail_closed_before_a_byte_is_kept(daemon, origin):
     assert status == "checksum file '%s' uses BLAKE2, which isolib cannot check" % b2
     gone = origin.file_url("no-such-SHA256SUMS")
     status, _ = run(api, origin, "small.iso", **{"checksum-url": gone})
-    assert status == "unable to fetch checksum file '%s': HTTP 404 Not Found" % gone
+    assert status == "unable to fetch '%s': HTTP 404 Not Found" % gone
     wrong = publish(origin, "wrong-SHA256SUMS", "%s  small.iso\n" % ("1" * 64))
     status, _ = run(api, origin, "small.iso", **{"checksum-url": wrong})
     assert status == "checksum mismatch: got '%s' != expect '%s'" % (sha, "1" * 64)
@@ -88,3 +88,119 @@ def test_refusals_fail_closed_before_a_byte_is_kept(daemon, origin):
     r = api.download_url(url=origin.file_url("small.iso"), content="iso", filename="small.iso",
                          **{"checksum-url": "ftp://x/SHA256SUMS"})
     assert_param_error(r, {"checksum-url": "value does not match the regex pattern"})
+
+
+# --- signatures ------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+class Gpg:
+    """A throwaway GnuPG home with keys made here: nothing of the machine's own."""
+
+    def __init__(self, home):
+        self.home = home
+        home.mkdir(mode=0o700)
+
+    def run(self, *args, data=None):
+        out = subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode",
+                              "loopback", "--passphrase", "", *args], input=data, capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr.decode()
+        return out.stdout
+
+    def key(self, uid, algo):
+        self.run("--quick-gen-key", uid, algo, "sign", "never")
+        listing = self.run("--with-colons", "--list-keys", uid).decode()
+        return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+
+    def export(self, fpr, armor):
+        return self.run(*(["--armor"] if armor else []), "--export", fpr)
+
+    def sign(self, fpr, path, how):
+        args = {"detached": ["--detach-sign"], "armored": ["--armor", "--detach-sign"],
+                "clear": ["--clearsign"]}[how]
+        self.run("--local-user", fpr, *args, "--output", str(path) + {"detached": ".sign", "armored": ".gpg",
+                                                                       "clear": ".clear"}[how], str(path))
+        return str(path) + {"detached": ".sign", "armored": ".gpg", "clear": ".clear"}[how]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "home")
+    debian = gpg.key("Test Debian CD signing key <debian@example.invalid>", "ed25519")
+    fedora = gpg.key("Test Fedora <fedora@example.invalid>", "rsa2048")
+    stranger = gpg.key("Somebody Else <else@example.invalid>", "ed25519")
+    return gpg, debian, fedora, stranger
+
+
+def keyring(daemon, gpg, name, fprs, armor):
+    d = daemon.base / "state" / "keyrings"
+    d.mkdir(exist_ok=True)
+    (d / (name + ".pgp")).write_bytes(b"".join(gpg.export(f, armor) for f in fprs))
+
+
+def test_signed_checksum_files_from_keys_in_the_keyring(daemon, origin, keys):
+    gpg, debian, fedora, _ = keys
+    keyring(daemon, gpg, "debian", [debian], armor=False)
+    keyring(daemon, gpg, "fedora", [fedora], armor=True)
+    api = daemon.api("root")
+    store = daemon.storage_path()
+    sha = digest(origin, "small.iso")
+
+    sums = origin.files / "sig-SHA256SUMS"
+    sums.write_text("%s  small.iso\n" % sha)
+    sign = gpg.sign(debian, sums, "detached")  # Debian: SHA256SUMS.sign
+    armored = gpg.sign(debian, sums, "armored")  # Ubuntu: SHA256SUMS.gpg, armored
+    for sig, name in ((sign, "deb.iso"), (armored, "ubu.iso")):
+        status, log = run(api, origin, "small.iso", name, keyring="debian", **{
+            "checksum-url": origin.file_url(sums.name), "signature-url": origin.file_url(os.path.basename(sig))})
+        assert status == "OK", log
+        assert "checksum file signed by %s: OK" % debian in log
+        record = json.loads((store / record_rel("template/iso/" + name)).read_text())
+        assert record["source"]["checksum-signer"] == debian
+
+    checksum = origin.files / "Fedora-CHECKSUM"
+    checksum.write_text("# small.iso: 2097152 bytes\nSHA256 (small.iso) = %s\n" % sha)
+    clear = gpg.sign(fedora, checksum, "clear")
+    status, log = run(api, origin, "small.iso", "fed.iso", keyring="fedora",
+                      **{"checksum-url": origin.file_url(os.path.basename(clear))})
+    assert status == "OK", log
+    assert "checksum file signed by %s: OK" % fedora in log
+
+
+def test_signature_refusals_fail_closed(daemon, origin, keys):
+    gpg, debian, _, stranger = keys
+    keyring(daemon, gpg, "debian", [debian], armor=True)
+    api = daemon.api("root")
+    store = daemon.storage_path()
+    before = tree(store)
+    sha = digest(origin, "small.iso")
+    sums = origin.files / "ref-SHA256SUMS"
+    sums.write_text("%s  small.iso\n" % sha)
+    url = origin.file_url(sums.name)
+
+    by_stranger = gpg.sign(stranger, sums, "detached")
+    status, _ = run(api, origin, "small.iso", keyring="debian",
+                    **{"checksum-url": url, "signature-url": origin.file_url(os.path.basename(by_stranger))})
+    assert status == "checksum file '%s' was signed by key %s, which is not in keyring 'debian'" % (url, stranger)
+
+    good = gpg.sign(debian, sums, "detached")
+    sums.write_text("%s  small.iso\n%s  evil.iso\n" % (sha, "0" * 64))  # changed after signing
+    status, _ = run(api, origin, "small.iso", keyring="debian",
+                    **{"checksum-url": url, "signature-url": origin.file_url(os.path.basename(good))})
+    assert status == ("checksum file '%s' has a signature that does not verify (key %s of keyring 'debian')"
+                      % (url, debian))
+
+    status, _ = run(api, origin, "small.iso", keyring="debian", **{"checksum-url": url})
+    assert status == "checksum file '%s' is not signed, but keyring 'debian' was given" % url
+    assert_nothing_new(before, store)
+
+    r = api.download_url(url=origin.file_url("small.iso"), content="iso", filename="small.iso",
+                         keyring="nosuch", **{"checksum-url": url})
+    assert r.status_code == 400 and "keyring 'nosuch' is not configured" in r.json()["errors"]["keyring"], r.text
+    r = api.download_url(url=origin.file_url("small.iso"), content="iso", filename="small.iso",
+                         **{"checksum-url": url, "signature-url": url + ".sign"})
+    assert_param_error(r, {"keyring": "missing property required by 'signature-url'"})
