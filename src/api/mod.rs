@@ -21,6 +21,7 @@ macro_rules! params {
 }
 
 mod access;
+mod aplinfo;
 mod content;
 mod download_url;
 mod error;

@@ -139,6 +139,7 @@ pub static ROUTER: Router = Router::items(&[&LIST], "node", &NODE_ROUTER);
 static NODE_ROUTER: Router = Router {
     methods: &[&INDEX],
     subdirs: &[
+        ("aplinfo", &super::aplinfo::ROUTER),
         ("inventory", &super::inventory::ROUTER),
         ("query-url-metadata", &METADATA_ROUTER),
         ("storage", &super::storage::ROUTER),

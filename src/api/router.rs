@@ -316,7 +316,7 @@ mod tests {
         };
         assert_eq!(
             names("/nodes/{node}", "name"),
-            r#"[{"name":"inventory"},{"name":"query-url-metadata"},{"name":"storage"},{"name":"tasks"},{"name":"version"}]"#
+            r#"[{"name":"aplinfo"},{"name":"inventory"},{"name":"query-url-metadata"},{"name":"storage"},{"name":"tasks"},{"name":"version"}]"#
         );
         assert_eq!(
             names("/nodes/{node}/tasks/{upid}", "name"),

@@ -82,6 +82,19 @@ pub struct Config {
     pub min_checksum_algorithm: crate::download::Algorithm,
     /// Where download-url's `keyring` names are looked up (`<name>.pgp`).
     pub keyrings: PathBuf,
+    pub aplinfo: AplinfoSettings,
+}
+
+/// PVE's appliance index: where it comes from, who signs it, how often it is fetched.
+#[derive(Debug, Clone)]
+pub struct AplinfoSettings {
+    pub sources: Vec<String>,
+    /// A keyring name in `keyrings`.
+    pub keyring: String,
+    /// `None`: never updated.
+    pub every: Option<Duration>,
+    /// Where the verified indexes are kept.
+    pub dir: PathBuf,
 }
 
 /// The library's background work and its OS database.
@@ -340,6 +353,28 @@ impl Config {
             .keyrings
             .clone()
             .unwrap_or_else(|| state_dir.join("keyrings"));
+        let aplinfo = AplinfoSettings {
+            sources: match &raw.aplinfo_urls {
+                Some(list) => list
+                    .split(',')
+                    .map(|u| u.trim().trim_end_matches('/').to_owned())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+                None => crate::upstream::aplinfo::DEFAULT_SOURCES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            },
+            keyring: raw
+                .aplinfo_keyring
+                .clone()
+                .unwrap_or_else(|| "aplinfo".to_owned()),
+            every: match raw.aplinfo_interval.unwrap_or(86_400) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            dir: state_dir.join("aplinfo"),
+        };
         let pve_dir = resolve_pve_dir(raw.pve_dir.as_deref())?;
         // A PVE file is the default for each setting it covers; an explicit setting still wins.
         let pve_file = |name: &str| pve_dir.as_ref().map(|d| d.join(name));
@@ -405,6 +440,7 @@ impl Config {
             catalog,
             min_checksum_algorithm,
             keyrings,
+            aplinfo,
         })
     }
 

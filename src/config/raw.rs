@@ -156,6 +156,15 @@ layered! {
         /// Directory of OpenPGP keyrings, one `<name>.pgp` per distribution, that download-url's `keyring` names [default: <state-dir>/keyrings]
         #[arg(long)]
         pub keyrings: Option<PathBuf>,
+        /// Sources of PVE's appliance index, comma-separated [default: PVE's, http://download.proxmox.com/images,https://releases.turnkeylinux.org/pve]
+        #[arg(long)]
+        pub aplinfo_urls: Option<String>,
+        /// The keyring (in `keyrings`) whose keys must have signed an appliance index [default: aplinfo]
+        #[arg(long)]
+        pub aplinfo_keyring: Option<String>,
+        /// Seconds between two updates of the appliance index, as pveam's daily update [default: 86400; 0: never]
+        #[arg(long)]
+        pub aplinfo_interval: Option<u64>,
     }
 }
 

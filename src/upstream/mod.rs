@@ -1,6 +1,8 @@
-//! What distributions publish beside their images: checksum files (`sums`), fetched on the
-//! node that downloads, through the same HTTP clients and URL policy as the images.
+//! What distributions publish beside their images: checksum files (`sums`) and their OpenPGP
+//! signatures (`openpgp`), and PVE's appliance index (`aplinfo`), fetched on the node that
+//! downloads, through the same HTTP clients and URL policy as the images.
 
+pub mod aplinfo;
 pub mod openpgp;
 pub mod sums;
 

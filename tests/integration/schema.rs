@@ -53,6 +53,7 @@ const VALID: &[(&str, &str)] = &[
     ("checksum-url", "http://127.0.0.1:9/SHA256SUMS"),
     ("signature-url", "http://127.0.0.1:9/SHA256SUMS.sign"),
     ("keyring", "debian"),
+    ("template", "debian-12-standard_12.7-1_amd64.tar.zst"),
     ("content", "iso"),
     ("filename", "x.iso"),
     ("checksum", "0123456789abcdef"),

@@ -22,7 +22,7 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fault_origin import FaultOrigin  # noqa: E402
-from helpers import ALGOS, NODE, Api  # noqa: E402
+from helpers import ALGOS, NODE, Api, Gpg  # noqa: E402
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -545,3 +545,12 @@ def shared_prox(shared_daemon):
 @pytest.fixture
 def algos():
     return list(ALGOS)
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "home")
+    debian = gpg.key("Test Debian CD signing key <debian@example.invalid>", "ed25519")
+    fedora = gpg.key("Test Fedora <fedora@example.invalid>", "rsa2048")
+    stranger = gpg.key("Somebody Else <else@example.invalid>", "ed25519")
+    return gpg, debian, fedora, stranger

@@ -1,6 +1,7 @@
 """Plain helpers shared by the end-to-end tests (no fixtures here: see conftest.py)."""
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -214,3 +215,39 @@ def blocking(prox, upid, timeout=90):
 def post_download(prox, storage="local", **params):
     # proxmoxer drops None values; the dash-named keys need a dict
     return prox.nodes(NODE).storage(storage)("download-url").post(**params)
+
+
+class Gpg:
+    """A throwaway GnuPG home with keys made here: nothing of the machine's own."""
+
+    def __init__(self, home):
+        self.home = home
+        home.mkdir(mode=0o700)
+
+    def run(self, *args, data=None):
+        out = subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode",
+                              "loopback", "--passphrase", "", *args], input=data, capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr.decode()
+        return out.stdout
+
+    def key(self, uid, algo):
+        self.run("--quick-gen-key", uid, algo, "sign", "never")
+        listing = self.run("--with-colons", "--list-keys", uid).decode()
+        return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+
+    def export(self, fpr, armor):
+        return self.run(*(["--armor"] if armor else []), "--export", fpr)
+
+    def sign(self, fpr, path, how):
+        args = {"detached": ["--detach-sign"], "armored": ["--armor", "--detach-sign"],
+                "clear": ["--clearsign"]}[how]
+        self.run("--local-user", fpr, *args, "--output", str(path) + {"detached": ".sign", "armored": ".gpg",
+                                                                       "clear": ".clear"}[how], str(path))
+        return str(path) + {"detached": ".sign", "armored": ".gpg", "clear": ".clear"}[how]
+
+
+def install_keyring(state_dir, gpg, name, fprs, armor):
+    """The daemon's keyring `name` (its default `keyrings` directory) with the keys `fprs`."""
+    d = Path(state_dir) / "keyrings"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / (name + ".pgp")).write_bytes(b"".join(gpg.export(f, armor) for f in fprs))

@@ -3,8 +3,9 @@ node that downloads, in the dialects distributions publish, failing closed befor
 
 import hashlib
 import json
+import os
 
-from helpers import assert_nothing_new, assert_only_new, assert_param_error, record_rel, tree
+from helpers import assert_nothing_new, assert_only_new, assert_param_error, install_keyring, record_rel, tree
 
 
 def publish(origin, name, text):
@@ -92,54 +93,9 @@ def test_refusals_fail_closed_before_a_byte_is_kept(daemon, origin):
 
 # --- signatures ------------------------------------------------------------------------------
 
-import os  # noqa: E402
-import subprocess  # noqa: E402
-
-import pytest  # noqa: E402
-
-
-class Gpg:
-    """A throwaway GnuPG home with keys made here: nothing of the machine's own."""
-
-    def __init__(self, home):
-        self.home = home
-        home.mkdir(mode=0o700)
-
-    def run(self, *args, data=None):
-        out = subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode",
-                              "loopback", "--passphrase", "", *args], input=data, capture_output=True, timeout=120)
-        assert out.returncode == 0, out.stderr.decode()
-        return out.stdout
-
-    def key(self, uid, algo):
-        self.run("--quick-gen-key", uid, algo, "sign", "never")
-        listing = self.run("--with-colons", "--list-keys", uid).decode()
-        return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-
-    def export(self, fpr, armor):
-        return self.run(*(["--armor"] if armor else []), "--export", fpr)
-
-    def sign(self, fpr, path, how):
-        args = {"detached": ["--detach-sign"], "armored": ["--armor", "--detach-sign"],
-                "clear": ["--clearsign"]}[how]
-        self.run("--local-user", fpr, *args, "--output", str(path) + {"detached": ".sign", "armored": ".gpg",
-                                                                       "clear": ".clear"}[how], str(path))
-        return str(path) + {"detached": ".sign", "armored": ".gpg", "clear": ".clear"}[how]
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "home")
-    debian = gpg.key("Test Debian CD signing key <debian@example.invalid>", "ed25519")
-    fedora = gpg.key("Test Fedora <fedora@example.invalid>", "rsa2048")
-    stranger = gpg.key("Somebody Else <else@example.invalid>", "ed25519")
-    return gpg, debian, fedora, stranger
-
 
 def keyring(daemon, gpg, name, fprs, armor):
-    d = daemon.base / "state" / "keyrings"
-    d.mkdir(exist_ok=True)
-    (d / (name + ".pgp")).write_bytes(b"".join(gpg.export(f, armor) for f in fprs))
+    install_keyring(daemon.base / "state", gpg, name, fprs, armor)
 
 
 def test_signed_checksum_files_from_keys_in_the_keyring(daemon, origin, keys):
