@@ -162,6 +162,8 @@ pub struct VolumeInfo {
     pub template: Option<catalog::TemplateInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<catalog::Verification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<catalog::VolumeAccess>,
 }
 
 impl VolumeInfo {
@@ -175,6 +177,7 @@ impl VolumeInfo {
         self.image = record.image;
         self.template = record.template;
         self.verification = record.verification;
+        self.access = Some(record.access);
         self
     }
 }

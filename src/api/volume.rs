@@ -12,7 +12,7 @@ use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
-use crate::catalog::{self, Lookup, Record};
+use crate::catalog::{self, Lookup, Record, VolumeAccess};
 use crate::pve::ids::parse_volume_id;
 use crate::schema::{ObjectSchema, Schema};
 use crate::storage::{StorageError, parse_volname};
@@ -53,6 +53,7 @@ pub static INFO: ApiMethod = ApiMethod {
         "image",
         "template",
         "verification",
+        "access",
     ]),
     access: READ_ACCESS,
     allow_token: true,
@@ -135,6 +136,15 @@ params!(UPDATE_PARAMS => UpdateArgs {
         "Protection status. Currently only supported for backups.",
         &types::BOOLEAN
     ),
+    "access" access: Option<String> = optional(
+        "isolib: who may fetch the volume over HTTP (/files/): public, or private (the API's credentials with Datastore.Audit, or its owner). The owner or Datastore.Allocate changes it.",
+        &ACCESS
+    ),
+});
+
+static ACCESS: Schema = Schema::String(crate::schema::StringSchema {
+    enumeration: Some(&["public", "private"]),
+    ..crate::schema::StringSchema::new()
 });
 
 pub static UPDATE: ApiMethod = ApiMethod {
@@ -168,26 +178,46 @@ async fn update(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
                 "only backups support attribute 'protected'",
             ));
         }
+    }
+    let access = args.access.as_deref().and_then(VolumeAccess::parse);
+    if args.notes.is_none() && args.protected.is_none() && access.is_none() {
         return Ok(Reply::Data(Value::Null));
     }
-    blocking(move || -> std::io::Result<()> {
-        std::fs::metadata(&path)?;
+    let caller = ctx.auth()?.to_string();
+    let may_allocate = ctx.has(
+        &format!("/storage/{storage_id}"),
+        &["Datastore.Allocate"],
+        false,
+    );
+    blocking(move || -> Result<(), ApiError> {
+        let failed = |e: std::io::Error| {
+            ApiError::server(format!("unable to update attributes of '{volname}': {e}"))
+        };
+        std::fs::metadata(&path).map_err(failed)?;
         // A volume not hashed yet gets a record that is stale from the start: the
         // attributes wait in it for the rebuild, which keeps them.
-        let mut record = match catalog::store::load(&path)? {
+        let mut record = match catalog::store::load(&path).map_err(failed)? {
             Lookup::Fresh(r) | Lookup::Stale(r) => r,
             Lookup::Missing => Record::default(),
         };
+        if let Some(access) = access {
+            let owner = record.source.user.as_deref() == Some(caller.as_str());
+            if !owner && !may_allocate {
+                return Err(ApiError::permission(Some(&format!(
+                    "/storage/{storage_id}, Datastore.Allocate"
+                ))));
+            }
+            record.access = access;
+        }
         if let Some(notes) = args.notes {
             record.notes = Some(notes).filter(|n| !n.is_empty());
         }
         if let Some(protected) = args.protected {
             record.protected = protected;
         }
-        catalog::store::save(&path, &record)
+        catalog::store::save(&path, &record).map_err(failed)
     })
-    .await?
-    .map_err(|e| ApiError::server(format!("unable to update attributes of '{volname}': {e}")))?;
+    .await??;
     Ok(Reply::Data(Value::Null))
 }
 

@@ -19,7 +19,7 @@ use std::path::Path;
 pub use observe::{Observed, Observer};
 pub use record::{
     Facts, ImageInfo, Origin, Record, Source, Stamp, TemplateInfo, UserChecksum, Verification,
-    VerifyState,
+    VerifyState, VolumeAccess,
 };
 pub use store::Lookup;
 

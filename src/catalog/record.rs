@@ -27,6 +27,9 @@ pub struct Record {
     pub notes: Option<String>,
     #[serde(default)]
     pub protected: bool,
+    /// Who may fetch it over HTTP (`/files/`); new volumes are private.
+    #[serde(default)]
+    pub access: VolumeAccess,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iso: Option<IsoInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +114,27 @@ pub struct Source {
     pub user: Option<String>,
     /// Unix time the record was made.
     pub time: i64,
+}
+
+/// Who may fetch a volume over HTTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeAccess {
+    /// Anyone: installers and iPXE fetch it without credentials.
+    Public,
+    /// The API's credentials with Datastore.Audit on the storage, or the owner.
+    #[default]
+    Private,
+}
+
+impl VolumeAccess {
+    pub fn parse(text: &str) -> Option<VolumeAccess> {
+        match text {
+            "public" => Some(VolumeAccess::Public),
+            "private" => Some(VolumeAccess::Private),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,6 +41,8 @@ pub enum ConfigError {
 pub struct Config {
     pub node: String,
     pub listen: SocketAddr,
+    /// The plain-HTTP listener for public volumes.
+    pub http_listen: Option<SocketAddr>,
     pub tls: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -199,6 +201,13 @@ impl Config {
         let listen = listen_text
             .parse()
             .map_err(|_| invalid("listen", &listen_text, "expected ADDRESS:PORT"))?;
+        let http_listen = match &raw.http_listen {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| invalid("http-listen", text, "expected ADDRESS:PORT"))?,
+            ),
+            None => None,
+        };
         let delay = raw.auth_fail_delay.unwrap_or(3.0);
         if !(0.0..=60.0).contains(&delay) {
             return Err(invalid(
@@ -405,6 +414,7 @@ impl Config {
         Ok(Config {
             node,
             listen,
+            http_listen,
             tls: raw.tls.unwrap_or(true),
             tls_cert: raw.tls_cert,
             tls_key: raw.tls_key,

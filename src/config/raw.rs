@@ -35,6 +35,9 @@ layered! {
         /// Address to listen on [default: 127.0.0.1:8016]
         #[arg(long)]
         pub listen: Option<String>,
+        /// Address of a plain-HTTP listener that serves public volumes (/files/) only, for installers and iPXE builds without a CA store [default: none]
+        #[arg(long)]
+        pub http_listen: Option<String>,
         /// Serve HTTPS [default: true]
         #[arg(long)]
         pub tls: Option<bool>,

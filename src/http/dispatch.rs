@@ -38,6 +38,14 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         return resp;
     }
     let raw_path = req.uri().path();
+    // The plain-HTTP listener serves public volumes and nothing else.
+    let plain = super::files::on_plain_listener(req);
+    if raw_path.starts_with("/files/") {
+        return super::files::serve(req, &state, plain).await;
+    }
+    if plain {
+        return format::plain_error(404, "not found");
+    }
     let Some(rest) = raw_path.strip_prefix("/api2/") else {
         return format::plain_error(501, "no such uri");
     };
@@ -240,7 +248,7 @@ fn check_header_limits(req: &HttpRequest, limits: HeaderLimits) -> Option<HttpRe
 /// ticket from `Authorization`, else an API token (spec §6.1). A ticket also needs its CSRF
 /// token on everything but GET (§6.4); a token needs none.
 /// `csrf`: whether a ticket needs its token; PVE's upload does without one.
-fn authenticate(
+pub(super) fn authenticate(
     req: &HttpRequest,
     state: &AppState,
     access: &AccessConfig,

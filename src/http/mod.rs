@@ -3,6 +3,7 @@
 
 mod conn_limit;
 mod dispatch;
+mod files;
 pub mod format;
 mod local_socket;
 mod tls;
@@ -44,6 +45,7 @@ pub async fn serve(
     let cfg = state.config().clone();
     let data = web::Data::new(state.clone());
     let conn_limits = conn_limit::ConnLimits::new(cfg.clients);
+    let plain = cfg.http_listen;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -52,6 +54,7 @@ pub async fn serve(
     .on_connect(move |io, ext| {
         local_socket::on_connect(io, ext);
         conn_limits.on_connect(io, ext);
+        files::on_connect(io, ext, plain);
     })
     .client_request_timeout(cfg.clients.timeout)
     .shutdown_timeout(5);
@@ -74,6 +77,16 @@ pub async fn serve(
     for addr in server.addrs() {
         tracing::info!("listening on {scheme}://{addr}/api2/json");
     }
+    let server = match cfg.http_listen {
+        Some(addr) => {
+            let server = server
+                .bind(addr)
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            tracing::info!("listening on http://{addr}/files/ (public volumes)");
+            server
+        }
+        None => server,
+    };
     let server = server
         .listen_uds(local_socket::bind(&cfg.socket)?)
         .map_err(|source| SocketError::Bind {

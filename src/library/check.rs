@@ -89,6 +89,7 @@ fn rebuilt(facts: catalog::Facts, old: Option<Record>, now: i64) -> Record {
     }
     record.notes = old.notes;
     record.protected = old.protected;
+    record.access = old.access;
     record
 }
 
