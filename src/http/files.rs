@@ -14,13 +14,12 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::stream;
 use percent_encoding::percent_decode_str;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::dispatch::authenticate;
 use crate::catalog::{self, Lookup, Record, VolumeAccess};
 use crate::state::AppState;
 
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 2 << 20;
 
 /// Marks a connection that came in on the plain-HTTP listener (`http-listen`).
 #[derive(Clone, Copy)]
@@ -121,7 +120,7 @@ fn allowed(
 }
 
 async fn send(req: &HttpRequest, path: PathBuf, record: &Record) -> Result<HttpResponse, Refusal> {
-    let mut file = tokio::fs::File::open(&path)
+    let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| (404, e.to_string()))?;
     let meta = file.metadata().await.map_err(|e| (500, e.to_string()))?;
@@ -162,25 +161,37 @@ async fn send(req: &HttpRequest, path: PathBuf, record: &Record) -> Result<HttpR
         // The length of the body a GET would get; actix sends no body for HEAD.
         return Ok(resp.streaming(stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
     }
-    file.seek(SeekFrom::Start(start))
-        .await
-        .map_err(|e| (500, e.to_string()))?;
-    let body = stream::unfold((file, len), |(mut file, left)| async move {
-        if left == 0 {
-            return None;
+    // One blocking reader per response, a few chunks ahead of the connection: a read per
+    // chunk through tokio's file would hop threads every time.
+    let mut file = file.into_std().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
         }
-        let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((
-                    Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
-                    (file, left - n as u64),
-                ))
+        let mut left = len;
+        while left > 0 {
+            let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
+            match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    left -= n as u64;
+                    if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
             }
-            Err(e) => Some((Err(e), (file, 0))),
         }
+    });
+    let body = stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     });
     Ok(resp.streaming(body))
 }

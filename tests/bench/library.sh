@@ -8,7 +8,9 @@
 #    the way; request -> TASK OK) against PVE's path: the body spooled to a temp file with an MD5
 #    on the way (as pve-http-server does), `cp` to the storage, then a second SHA-256 pass;
 #  - adopting a file copied in by hand (the daemon's first scan reads and records it) against
-#    `sha256sum` of the same file.
+#    `sha256sum` of the same file;
+#  - serving the volume (`GET /files/...` on the plain-HTTP listener, read with `curl -o
+#    /dev/null`) against nginx serving the same file.
 # Defaults: 2048 MiB, 3 runs, reported as median and range.
 set -euo pipefail
 
@@ -77,12 +79,14 @@ printf 'user:root@pam:1:0:::root@localhost:::\ntoken:root@pam!bench:0:0::\n' > "
 printf '%s %s\n' "$BENCH_TOKEN" "$BENCH_SECRET" > "$TMP/token.cfg"
 chmod 600 "$TMP/token.cfg"
 D_PORT=$(free_port)
+H_PORT=$(free_port)
 D_PID=
 start_daemon() {
     "$BIN" serve --node "$BENCH_NODE" --listen "127.0.0.1:$D_PORT" --tls false \
         --state-dir "$TMP/state" --storage-cfg "$TMP/storage.cfg" --user-cfg "$TMP/user.cfg" \
         --token-cfg "$TMP/token.cfg" --auth-fail-delay 0 --pve-dir none \
-        --background-bwlimit 0 --catalog-scan-interval 3600 >>"$TMP/daemon.log" 2>&1 </dev/null &
+        --background-bwlimit 0 --catalog-scan-interval 3600 --http-listen "127.0.0.1:$H_PORT" \
+        >>"$TMP/daemon.log" 2>&1 </dev/null &
     D_PID=$!
     PIDS+=("$D_PID")
 }
@@ -123,6 +127,52 @@ for run in $(seq 1 "$RUNS"); do
 done
 read -r T_UP T_UP_MIN T_UP_MAX < <(stats "${T_UP_ALL[@]}")
 read -r T_PVE T_PVE_MIN T_PVE_MAX < <(stats "${T_PVE_ALL[@]}")
+
+log "serving the uploaded volume: isolib's /files/ against nginx"
+settle
+r=$("$PY" "$HERE/helper.py" upload "$D_PORT" "$FILE" up.iso "$D_PID")
+[ "$(json "$r" status)" = OK ] || { echo "upload failed: $r" >&2; exit 1; }
+curl -s -o /dev/null -X PUT -H "Authorization: PVEAPIToken=$BENCH_TOKEN=$BENCH_SECRET" \
+    --data access=public "http://127.0.0.1:$D_PORT/api2/json/nodes/$BENCH_NODE/storage/local/content/local:iso%2Fup.iso"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+N_PORT=$(free_port)
+mkdir -p "$TMP/nginx"
+user_line=""
+[ "$(id -u)" -eq 0 ] && user_line="user root $(id -gn root);"
+cat > "$TMP/nginx/nginx.conf" <<NGINX
+$user_line
+worker_processes auto;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    sendfile on;
+    server { listen 127.0.0.1:$N_PORT; location / { root $STORE/template/iso; } }
+}
+NGINX
+"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" </dev/null >/dev/null 2>&1 &
+N_PID=$!
+PIDS+=("$N_PID")
+wait_port "$N_PORT" "$N_PID" nginx
+T_SRV_ALL=()
+T_NGX_ALL=()
+for run in $(seq 1 "$RUNS"); do
+    s=$EPOCHREALTIME
+    curl -sf -o /dev/null "http://127.0.0.1:$H_PORT/files/local/iso/up.iso" || { echo "isolib did not serve" >&2; exit 1; }
+    T_SRV_ALL+=("$(since "$s")")
+    s=$EPOCHREALTIME
+    curl -sf -o /dev/null "http://127.0.0.1:$N_PORT/up.iso" || { echo "nginx did not serve" >&2; exit 1; }
+    T_NGX_ALL+=("$(since "$s")")
+done
+read -r T_SRV T_SRV_MIN T_SRV_MAX < <(stats "${T_SRV_ALL[@]}")
+read -r T_NGX T_NGX_MIN T_NGX_MAX < <(stats "${T_NGX_ALL[@]}")
 stop_daemon
 
 T_AD_ALL=()
@@ -169,5 +219,7 @@ File: $SIZE_MIB MiB of random data; $RUNS runs each, median (range). Page cache 
 | isolib peak RSS during the upload | ${RSS_MIB} MiB | | bounded (< 64 MiB) |
 | adoption: daemon start → record of a copied-in file | ${T_AD} s (${T_AD_MIN}–${T_AD_MAX}) | $(calc "$T_AD / $T_SUM")x \`sha256sum\` | ≤ 1.2x |
 | \`sha256sum\` of the same file (anchor) | ${T_SUM} s (${T_SUM_MIN}–${T_SUM_MAX}) | 1.00 | — |
+| isolib serving the volume (\`GET /files/...\`, plain HTTP, read by curl) | ${T_SRV} s (${T_SRV_MIN}–${T_SRV_MAX}) | $(calc "$T_NGX / $T_SRV")x nginx's speed | ≥ 0.9x |
+| nginx (sendfile) serving the same file (anchor) | ${T_NGX} s (${T_NGX_MIN}–${T_NGX_MAX}) | 1.00 | — |
 | \`openssl dgst -sha256\` of the same file (the fastest hash at hand) | ${T_SSL} s (${T_SSL_MIN}–${T_SSL_MAX}) | adoption at $(calc "$T_AD / $T_SSL")x | (reported) |
 EOF
