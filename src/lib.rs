@@ -13,8 +13,14 @@
 //! - [`schema`]: the parameter-schema engine with PVE's validation texts.
 //! - [`storage`]: storage.cfg, the PVE directory layout, content listing and volume ids.
 //! - [`tasks`]: UPIDs, task logs, the registry that runs, stops and lists tasks.
+//! - [`library`]: the work over the catalog: verification, the background upkeep (adoption,
+//!   scheduled verification), uploads and local files (`intake`, `add`), the inventory.
+//! - [`upstream`]: what distributions publish beside images: checksum files, their OpenPGP
+//!   signatures, PVE's appliance index.
 //! - [`download`]: the engine: fetch, one pass of hash + decompress + write, content check,
 //!   fsync and atomic publication. It knows neither actix nor the API.
+//! - [`catalog`]: a volume's record (sha256, provenance, ISO and OS facts), kept beside it, and
+//!   the facts read from the bytes as any writer streams them.
 //! - [`pve`]: PVE's grammars (IDs, content types, compressions) and the Perl semantics PVE
 //!   relies on, each once; every module above takes them from here.
 //! - [`config`], [`state`], [`file_cache`]: settings and the shared handle; [`fsutil`]: the one
@@ -25,7 +31,8 @@
 //!
 //! - [`daemon`]: start-up, background loops and listeners of `isolib serve`.
 //! - [`cli`]: the `isolib` command line; `cli::remote` holds `download`, `ls`, `tasks`, `rm`,
-//!   a client of a running daemon over its Unix socket or HTTPS.
+//!   `show`, `verify` and `inventory`, a client of a running daemon over its Unix socket or
+//!   HTTPS; `add` works on the storage itself.
 
 pub mod api;
 pub mod auth;
