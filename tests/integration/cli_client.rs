@@ -193,6 +193,24 @@ fn show_prints_the_record_and_verify_finds_a_corrupted_volume() {
             .any(|l| l.starts_with("local:iso/test.iso") && l.ends_with("FAILED")),
         "{r:?}"
     );
+
+    // The origin still serves the recorded bytes: a repair fetches them into place.
+    let r = run(client(&d, &["verify", "local:iso/test.iso", "--repair"]));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l == "local:iso/test.iso: repaired"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read(&path).expect("repaired file"), body());
+    let r = run(client(&d, &["ls"]));
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("local:iso/test.iso") && l.ends_with(" ok")),
+        "{r:?}"
+    );
 }
 
 #[test]
