@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_AUDIT};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
@@ -35,11 +35,7 @@ pub static LIST: ApiMethod = ApiMethod {
         "os",
         "verification",
     ]),
-    access: Access::Perm {
-        path: "/storage/{storage}",
-        privs: &["Datastore.Audit", "Datastore.AllocateSpace"],
-        any: true,
-    },
+    access: STORAGE_AUDIT,
     allow_token: true,
     upload: false,
     handler: |ctx, p| Box::pin(list(ctx, p)),

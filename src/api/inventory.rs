@@ -9,9 +9,9 @@ use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::catalog::{self, Lookup};
-use crate::download::{self, ContentCheck, DownloadPlan};
+use crate::download::{self, DownloadPlan};
 use crate::library::inventory::{Entry, FORMAT_VERSION, Inventory, Step, decide, to_csv};
-use crate::library::volumes;
+use crate::library::{Refetch, volumes};
 use crate::schema::{ObjectSchema, Schema, StringSchema};
 
 static FORMAT: Schema = Schema::String(StringSchema {
@@ -51,7 +51,7 @@ async fn export(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         .filter(|s| {
             ctx.has(
                 &format!("/storage/{}", s.id),
-                &["Datastore.Audit", "Datastore.AllocateSpace"],
+                super::router::STORAGE_AUDIT_PRIVS,
                 true,
             )
         })
@@ -207,8 +207,7 @@ async fn import(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     Ok(Reply::Data(Value::String(upid.to_string())))
 }
 
-/// The download of a missing volume: download-url's plan, with the stored bytes required to
-/// have the inventory's sha256.
+/// The download of a missing volume, its stored bytes required to have the inventory's sha256.
 fn plan(
     entry: &Entry,
     url: String,
@@ -220,28 +219,16 @@ fn plan(
     let storage = cfg.storage(&entry.storage)?;
     let dest = storage.volume_path(entry.volname())?;
     std::fs::create_dir_all(storage.get_subdir(&entry.content)?).ok();
-    let import_ext = (entry.content == "import")
-        .then(|| dest.extension().and_then(|e| e.to_str()))
-        .flatten();
-    Ok(DownloadPlan {
-        url,
-        staging_dir: storage
-            .staging_dir(&entry.content)
-            .ok_or(crate::storage::StorageError::NoPath)?,
-        content: entry.content.clone(),
-        checksum: None,
-        checksum_required: false,
-        compression: entry.source.as_ref().and_then(|s| s.compression.clone()),
-        verify_certificates: true,
-        check: ContentCheck::for_download(&entry.content, import_ext),
-        task_tag: download::new_tag(node),
-        retry: retry.clone(),
-        user: user.to_owned(),
-        expect_sha256: entry.sha256.clone(),
-        replace: false,
-        checksum_source: None,
+    Refetch {
+        storage,
+        content: &entry.content,
         dest,
-    })
+        url,
+        compression: entry.source.as_ref().and_then(|s| s.compression.clone()),
+        sha256: entry.sha256.clone().unwrap_or_default(),
+        replace: false,
+    }
+    .plan(node, retry, user)
 }
 
 /// The notes and protection the inventory carries, onto the new volume's record.

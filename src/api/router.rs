@@ -125,6 +125,24 @@ impl Access {
     }
 }
 
+/// The privileges that let a user see a storage and what it holds (pve-storage's index and
+/// listing methods, `any`).
+pub const STORAGE_AUDIT_PRIVS: &[&str] = &["Datastore.Audit", "Datastore.AllocateSpace"];
+
+/// Seeing a storage and what it holds.
+pub const STORAGE_AUDIT: Access = Access::Perm {
+    path: "/storage/{storage}",
+    privs: STORAGE_AUDIT_PRIVS,
+    any: true,
+};
+
+/// Changing what a storage holds or how it is configured.
+pub const STORAGE_ALLOCATE: Access = Access::Perm {
+    path: "/storage/{storage}",
+    privs: &["Datastore.Allocate"],
+    any: false,
+};
+
 /// PVE's rule for reaching the network from a node (download-url, query-url-metadata): both
 /// `Sys.Audit` and `Sys.Modify` on `/` (no `any`), or `Sys.AccessNetwork` on the node
 /// (spec/pve-api.md §1.2).

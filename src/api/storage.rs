@@ -4,7 +4,9 @@
 use serde_json::Value;
 
 use super::replies::StorageStatus;
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{
+    Access, ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_AUDIT, STORAGE_AUDIT_PRIVS,
+};
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::pve::perl::split_list;
@@ -21,12 +23,6 @@ pub fn enabled_storage<'a>(
     storage.check_enabled(node)?;
     Ok(storage)
 }
-
-const AUDIT: Access = Access::Perm {
-    path: "/storage/{storage}",
-    privs: &["Datastore.Audit", "Datastore.AllocateSpace"],
-    any: true,
-};
 
 params!(LIST_PARAMS => ListArgs {
     "node" node: String = NODE_PROP,
@@ -96,13 +92,7 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         .iter()
         .filter(|s| s.nodes.as_ref().is_none_or(|n| n.contains(ctx.node())))
         .filter(|s| args.storage.as_ref().is_none_or(|id| *id == s.id))
-        .filter(|s| {
-            ctx.has(
-                &format!("/storage/{}", s.id),
-                &["Datastore.Audit", "Datastore.AllocateSpace"],
-                true,
-            )
-        })
+        .filter(|s| ctx.has(&format!("/storage/{}", s.id), STORAGE_AUDIT_PRIVS, true))
         .filter(|s| !(args.enabled == Some(true) && s.disabled))
         .filter(|s| {
             wanted
@@ -132,7 +122,7 @@ pub static INDEX: ApiMethod = ApiMethod {
     description: "Directory index.",
     parameters: &ITEM_SCHEMA,
     returns: Returns::ArrayOf(&["subdir"]),
-    access: AUDIT,
+    access: STORAGE_AUDIT,
     allow_token: true,
     upload: false,
     handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "subdir")) }),
@@ -146,7 +136,7 @@ pub static STATUS: ApiMethod = ApiMethod {
     returns: Returns::Object(&[
         "type", "content", "enabled", "active", "shared", "total", "used", "avail",
     ]),
-    access: AUDIT,
+    access: STORAGE_AUDIT,
     allow_token: true,
     upload: false,
     handler: |ctx, p| Box::pin(status(ctx, p)),

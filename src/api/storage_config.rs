@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{
+    Access, ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_ALLOCATE, STORAGE_AUDIT_PRIVS,
+};
 use super::types::{STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::schema::{ObjectSchema, Schema, StringSchema};
@@ -44,13 +46,7 @@ async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     storages.sort_by(|a, b| a.id.cmp(&b.id));
     let items: Vec<Value> = storages
         .into_iter()
-        .filter(|s| {
-            ctx.has(
-                &format!("/storage/{}", s.id),
-                &["Datastore.Audit", "Datastore.AllocateSpace"],
-                true,
-            )
-        })
+        .filter(|s| ctx.has(&format!("/storage/{}", s.id), STORAGE_AUDIT_PRIVS, true))
         .filter(|s| args.kind.as_ref().is_none_or(|k| *k == s.kind))
         .map(|s| s.api_config(&cfg.digest))
         .collect();
@@ -70,11 +66,7 @@ pub static READ: ApiMethod = ApiMethod {
         additional_properties: false,
     },
     returns: Returns::Object(&[]),
-    access: Access::Perm {
-        path: "/storage/{storage}",
-        privs: &["Datastore.Allocate"],
-        any: false,
-    },
+    access: STORAGE_ALLOCATE,
     allow_token: true,
     upload: false,
     handler: |ctx, p| Box::pin(read(ctx, p)),

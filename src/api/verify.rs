@@ -3,18 +3,16 @@
 //! `repair`, a failed volume is fetched again from its recorded source when that still yields
 //! the recorded bytes, and replaced atomically.
 
-use std::path::Path;
-
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_AUDIT};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::catalog::{self, Lookup};
-use crate::download::{self, ContentCheck, DownloadPlan, Engine, LogSink};
+use crate::download::{self, Engine, LogSink};
 use crate::library::check::{Reading, Verdict, check};
-use crate::library::{Volume, volumes};
+use crate::library::{Refetch, Volume, volumes};
 use crate::schema::ObjectSchema;
 use crate::storage::{Storage, parse_volname};
 use crate::tasks::TaskLog;
@@ -39,11 +37,7 @@ pub static METHOD: ApiMethod = ApiMethod {
         additional_properties: false,
     },
     returns: Returns::String("UPID"),
-    access: Access::Perm {
-        path: "/storage/{storage}",
-        privs: &["Datastore.Audit", "Datastore.AllocateSpace"],
-        any: true,
-    },
+    access: STORAGE_AUDIT,
     allow_token: true,
     upload: false,
     handler: |ctx, p| Box::pin(verify(ctx, p)),
@@ -64,16 +58,7 @@ async fn verify(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     storage.activate()?;
     let only = match &args.volume {
         Some(v) => {
-            let volname = match v.split_once(':') {
-                Some((sid, name)) if sid == storage.id => name.to_owned(),
-                Some((sid, _)) => {
-                    return Err(ApiError::param(
-                        "volume",
-                        format!("storage ID mismatch ({sid} != {})\n", storage.id),
-                    ));
-                }
-                None => v.clone(),
-            };
+            let (_, volname) = super::volume::real_volume_id(Some(&storage.id), v)?;
             let vol = parse_volname(&volname)?;
             Some(Volume {
                 volid: format!("{}:{volname}", storage.id),
@@ -222,30 +207,17 @@ impl Job {
             return Err("the record names no source to fetch it from".into());
         };
         log.line(&format!("repairing {} from {url}", volume.volid));
-        let import_ext = (volume.content == "import")
-            .then(|| Path::new(&volume.path).extension())
-            .flatten()
-            .and_then(|e| e.to_str());
-        let plan = DownloadPlan {
-            url,
+        let plan = Refetch {
+            storage: &self.storage,
+            content: &volume.content,
             dest: volume.path.clone(),
-            staging_dir: self
-                .storage
-                .staging_dir(&volume.content)
-                .ok_or("the storage has no path")?,
-            content: volume.content.clone(),
-            checksum: None,
-            checksum_required: false,
+            url,
             compression: record.source.compression.clone(),
-            verify_certificates: true,
-            check: ContentCheck::for_download(&volume.content, import_ext),
-            task_tag: download::new_tag(&self.node),
-            retry: self.retry.clone(),
-            user: self.user.clone(),
-            expect_sha256: Some(record.sha256.clone()),
+            sha256: record.sha256.clone(),
             replace: true,
-            checksum_source: None,
-        };
+        }
+        .plan(&self.node, &self.retry, &self.user)
+        .map_err(|e| e.to_string())?;
         self.engine
             .run(&plan, upid, log, cancel)
             .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::replies::VolumeInfo;
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_ALLOCATE};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
@@ -247,11 +247,7 @@ pub static DELETE: ApiMethod = ApiMethod {
         additional_properties: false,
     },
     returns: Returns::OrNull(&Returns::String("UPID")),
-    access: Access::Perm {
-        path: "/storage/{storage}",
-        privs: &["Datastore.Allocate"],
-        any: false,
-    },
+    access: STORAGE_ALLOCATE,
     allow_token: true,
     upload: false,
     handler: |ctx, p| Box::pin(delete(ctx, p)),
@@ -324,7 +320,10 @@ async fn is_protected(path: PathBuf) -> bool {
 
 /// Content.pm's `real_volume_id`: a full volid (whose storage must be the path's) or a
 /// volume name on the path's storage; bpg's provider sends both (clients-and-plugin.md §C.3).
-fn real_volume_id(storage: Option<&str>, volume: &str) -> Result<(String, String), ApiError> {
+pub(super) fn real_volume_id(
+    storage: Option<&str>,
+    volume: &str,
+) -> Result<(String, String), ApiError> {
     if volume.contains(':') {
         let (sid, name) = parse_volume_id(volume).ok_or_else(|| {
             ApiError::param(

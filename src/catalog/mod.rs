@@ -62,21 +62,10 @@ pub fn read_facts(
     osinfo_dir: &Path,
     mut pace: impl FnMut(u64),
 ) -> io::Result<Facts> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path)?;
     let stamp = Stamp::of(&file.metadata()?);
     let mut observer = Observer::new(content == "iso");
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        observer.update(&buf[..n]);
-        pace(n as u64);
-    }
+    observer.feed(&file, |chunk| pace(chunk.len() as u64))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -62,8 +62,9 @@ impl Observer {
         }
     }
 
-    /// Feeds everything `reader` yields; returns how many bytes that was. Blocking.
-    pub fn feed(&mut self, mut reader: impl Read) -> io::Result<u64> {
+    /// Feeds everything `reader` yields, handing each chunk to `also` as well (another hash, a
+    /// pace); returns how many bytes that was. Blocking.
+    pub fn feed(&mut self, mut reader: impl Read, mut also: impl FnMut(&[u8])) -> io::Result<u64> {
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0;
         loop {
@@ -74,6 +75,7 @@ impl Observer {
                 Err(e) => return Err(e),
             };
             self.update(&buf[..n]);
+            also(&buf[..n]);
             total += n as u64;
         }
     }
@@ -88,7 +90,7 @@ mod tests {
         let mut whole = Observer::new(false);
         whole.update(b"abc");
         let mut parts = Observer::new(true);
-        parts.feed(&b"abc"[..]).expect("feed");
+        parts.feed(&b"abc"[..], |_| {}).expect("feed");
         let (a, b) = (whole.finish(), parts.finish());
         assert_eq!(
             a.sha256,

@@ -156,7 +156,7 @@ impl Output {
                     return Err(io::Error::other(reason));
                 }
                 file.seek(io::SeekFrom::Start(observer.len()))?;
-                observer.feed(&mut file)?;
+                observer.feed(&mut file, |_| {})?;
                 Ok((file, observer.finish()))
             }
         }

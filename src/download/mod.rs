@@ -38,7 +38,7 @@ pub use checksum::{Algorithm, Checksum, Hasher};
 pub use content_check::ContentCheck;
 pub use error::{DownloadError, describe_reqwest};
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
-pub use pipeline::{Finished, Sink, SinkError};
+pub use pipeline::{Finished, Sink, SinkError, user_hasher};
 pub use progress::human_bytes;
 pub use retry::RetryPolicy;
 pub use staging::new_tag;

@@ -3,7 +3,6 @@
 //! directory, hashed in the same pass, checked as a download is, recorded and renamed into
 //! place. An existing volume is never overwritten.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
@@ -11,7 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use super::intake::{ADD_MARK, Intake, IntakeError};
 use crate::catalog::{Observer, Origin, Source};
-use crate::download::{self, Checksum, Finished, Hasher, Sink};
+use crate::download::{self, Checksum, Finished, Sink};
 use crate::storage::{Storage, StorageError, check_download_filename, normalize_content_filename};
 
 pub struct AddRequest<'a> {
@@ -148,23 +147,14 @@ fn hash_in_place(
     algorithm: Option<download::Algorithm>,
     iso: bool,
 ) -> std::io::Result<Finished> {
-    let mut file = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path)?;
     let mut observer = Observer::new(iso);
-    // The sha256 the catalog computes anyway is the user's, if that is what they gave.
-    let mut hasher = algorithm
-        .filter(|a| *a != download::Algorithm::Sha256)
-        .map(Hasher::new);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        observer.update(&buf[..n]);
+    let mut hasher = download::user_hasher(algorithm, None);
+    observer.feed(&file, |chunk| {
         if let Some(h) = hasher.as_mut() {
-            h.update(&buf[..n]);
+            h.update(chunk);
         }
-    }
+    })?;
     let observed = observer.finish();
     let digest = match hasher {
         Some(h) => Some(h.finish_hex()),

@@ -45,3 +45,52 @@ pub fn volumes(storage: &Storage, content: Option<&str>) -> Vec<Volume> {
         })
         .collect()
 }
+
+/// A volume fetched again from where it came from (a repair, an inventory import).
+pub struct Refetch<'a> {
+    pub storage: &'a Storage,
+    pub content: &'a str,
+    pub dest: PathBuf,
+    pub url: String,
+    /// The download's `compression`, from the record.
+    pub compression: Option<String>,
+    /// What the stored bytes must hash to: the recorded sha256.
+    pub sha256: String,
+    /// Over the volume there (a repair), instead of meeting it as a download does.
+    pub replace: bool,
+}
+
+impl Refetch<'_> {
+    /// download-url's plan for the volume's content, with the recorded sha256 required.
+    pub fn plan(
+        self,
+        node: &str,
+        retry: &crate::download::RetryPolicy,
+        user: &str,
+    ) -> Result<crate::download::DownloadPlan, crate::storage::StorageError> {
+        use crate::download::{self, ContentCheck, DownloadPlan};
+        let import_ext = (self.content == "import")
+            .then(|| self.dest.extension().and_then(|e| e.to_str()))
+            .flatten();
+        Ok(DownloadPlan {
+            url: self.url,
+            staging_dir: self
+                .storage
+                .staging_dir(self.content)
+                .ok_or(crate::storage::StorageError::NoPath)?,
+            content: self.content.to_owned(),
+            checksum: None,
+            checksum_required: false,
+            compression: self.compression,
+            verify_certificates: true,
+            check: ContentCheck::for_download(self.content, import_ext),
+            task_tag: download::new_tag(node),
+            retry: retry.clone(),
+            user: user.to_owned(),
+            expect_sha256: Some(self.sha256),
+            replace: self.replace,
+            checksum_source: None,
+            dest: self.dest,
+        })
+    }
+}
