@@ -9,7 +9,7 @@ use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{BOOLEAN, STRING, optional, required};
 use super::{ApiError, from_params};
 use crate::auth::{AccessConfig, AuthId};
-use crate::schema::{ObjectSchema, Schema, StringSchema};
+use crate::schema::{Schema, StringSchema};
 
 static USERNAME: Schema = Schema::String(StringSchema {
     max_length: Some(64),
@@ -39,38 +39,27 @@ params!(TICKET_PROPS => TicketParams {
         &STRING
     ),
 });
-const TICKET_SCHEMA: ObjectSchema = ObjectSchema {
-    properties: &TICKET_PROPS,
-    additional_properties: false,
-};
-const NO_PARAMS: ObjectSchema = ObjectSchema {
-    properties: &[],
-    additional_properties: false,
-};
 
-pub static GET_TICKET: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/access/ticket",
-    description: "Dummy. Useful for formatters which want to provide a login page.",
-    parameters: &NO_PARAMS,
-    returns: Returns::Null,
-    access: Access::World,
-    allow_token: false,
-    upload: false,
-    handler: |_, _| Box::pin(async { Ok(Reply::Data(Value::Null)) }),
-};
+pub static GET_TICKET: ApiMethod = ApiMethod::get("/access/ticket", |_, _| {
+    Box::pin(async { Ok(Reply::Data(Value::Null)) })
+})
+.describe("Dummy. Useful for formatters which want to provide a login page.")
+.access(Access::World)
+.ticket_only();
 
-pub static CREATE_TICKET: ApiMethod = ApiMethod {
-    method: "POST",
-    path: "/access/ticket",
-    description: "Create or verify authentication ticket.",
-    parameters: &TICKET_SCHEMA,
-    returns: Returns::Object(&["username", "ticket", "CSRFPreventionToken", "cap"]),
-    access: Access::World,
-    allow_token: false,
-    upload: false,
-    handler: |ctx, params| Box::pin(create_ticket(ctx, params)),
-};
+pub static CREATE_TICKET: ApiMethod = ApiMethod::post("/access/ticket", |ctx, params| {
+    Box::pin(create_ticket(ctx, params))
+})
+.describe("Create or verify authentication ticket.")
+.params(&TICKET_PROPS)
+.returns(Returns::Object(&[
+    "username",
+    "ticket",
+    "CSRFPreventionToken",
+    "cap",
+]))
+.access(Access::World)
+.ticket_only();
 
 async fn create_ticket(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let started = Instant::now();

@@ -4,32 +4,23 @@
 
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, required};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
-use crate::schema::{ObjectSchema, Property, Schema, StringSchema};
+use crate::schema::{Property, Schema, StringSchema};
 use crate::upstream::aplinfo;
 
 params!(LIST_PARAMS => ListArgs {
     "node" node: String = NODE_PROP,
 });
 
-pub static LIST: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/aplinfo",
-    description: "Get list of appliances.",
-    parameters: &ObjectSchema {
-        properties: &LIST_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::ArrayOf(&[]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(list(ctx, p)),
-};
+pub static LIST: ApiMethod =
+    ApiMethod::get("/nodes/{node}/aplinfo", |ctx, p| Box::pin(list(ctx, p)))
+        .describe("Get list of appliances.")
+        .params(&LIST_PARAMS)
+        .returns(Returns::ArrayOf(&[]));
 
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let _: ListArgs = from_params(params)?;
@@ -53,21 +44,12 @@ params!(DOWNLOAD_PARAMS => DownloadArgs {
     "template" template: String = required("The template which will downloaded", &TEMPLATE),
 });
 
-pub static DOWNLOAD: ApiMethod = ApiMethod {
-    method: "POST",
-    path: "/nodes/{node}/aplinfo",
-    description: "Download appliance templates.",
-    parameters: &ObjectSchema {
-        properties: &DOWNLOAD_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::String("UPID"),
-    // PVE's check is on `/storage/{storage}` of the body's storage (below).
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(download(ctx, p)),
-};
+// PVE's check is on `/storage/{storage}` of the body's storage (below).
+pub static DOWNLOAD: ApiMethod =
+    ApiMethod::post("/nodes/{node}/aplinfo", |ctx, p| Box::pin(download(ctx, p)))
+        .describe("Download appliance templates.")
+        .params(&DOWNLOAD_PARAMS)
+        .returns(Returns::String("UPID"));
 
 async fn download(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: DownloadArgs = from_params(params)?;

@@ -7,7 +7,6 @@ use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_AUDI
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
-use crate::schema::ObjectSchema;
 
 params!(LIST_PARAMS => ListArgs {
     "node" node: String = NODE_PROP,
@@ -17,29 +16,22 @@ params!(LIST_PARAMS => ListArgs {
     "vmid" vmid: Option<i64> = optional("Only list images for this VM", &types::INTEGER),
 });
 
-pub static LIST: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/storage/{storage}/content",
-    description: "List storage content.",
-    parameters: &ObjectSchema {
-        properties: &LIST_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::ArrayOf(&[
-        "volid",
-        "format",
-        "size",
-        "ctime",
-        "content",
-        "sha256",
-        "os",
-        "verification",
-    ]),
-    access: STORAGE_AUDIT,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(list(ctx, p)),
-};
+pub static LIST: ApiMethod = ApiMethod::get("/nodes/{node}/storage/{storage}/content", |ctx, p| {
+    Box::pin(list(ctx, p))
+})
+.describe("List storage content.")
+.params(&LIST_PARAMS)
+.returns(Returns::ArrayOf(&[
+    "volid",
+    "format",
+    "size",
+    "ctime",
+    "content",
+    "sha256",
+    "os",
+    "verification",
+]))
+.access(STORAGE_AUDIT);
 
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;

@@ -8,7 +8,7 @@ use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Retur
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
-use crate::schema::{ObjectSchema, Property};
+use crate::schema::Property;
 use crate::storage::{
     DownloadTarget, StorageError, check_download_filename, normalize_content_filename,
 };
@@ -60,27 +60,17 @@ static KEYRING_NAME: crate::schema::Schema =
         ..crate::schema::StringSchema::new()
     });
 
-pub static METHOD: ApiMethod = ApiMethod {
-    method: "POST",
-    path: "/nodes/{node}/storage/{storage}/download-url",
-    description: "Download templates, ISO images, OVAs and VM images by using an URL.",
-    parameters: &ObjectSchema {
-        properties: &PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::String("UPID"),
-    access: Access::And(&[
-        Access::Perm {
-            path: "/storage/{storage}",
-            privs: &["Datastore.AllocateTemplate"],
-            any: false,
-        },
+pub static METHOD: ApiMethod =
+    ApiMethod::post("/nodes/{node}/storage/{storage}/download-url", |ctx, p| {
+        Box::pin(download_url(ctx, p))
+    })
+    .describe("Download templates, ISO images, OVAs and VM images by using an URL.")
+    .params(&PARAMS)
+    .returns(Returns::String("UPID"))
+    .access(Access::And(&[
+        Access::all("/storage/{storage}", &["Datastore.AllocateTemplate"]),
         NETWORK_ACCESS,
-    ]),
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(download_url(ctx, p)),
-};
+    ]));
 
 async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: Args = from_params(params)?;

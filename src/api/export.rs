@@ -143,7 +143,7 @@ pub fn api_description(routes: &[&ApiMethod]) -> Result<Value, ExportError> {
             "path": m.path,
             "method": m.method,
             "description": m.description,
-            "parameters": schema_export::object(m.parameters),
+            "parameters": schema_export::object(&m.parameters),
             "returns": returns(&m.returns),
             "permissions": permissions(&m.access),
             "allowtoken": u8::from(m.allow_token),

@@ -5,14 +5,14 @@
 
 use serde_json::Value;
 
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::catalog::{self, Lookup};
 use crate::download::{self, DownloadPlan};
 use crate::library::inventory::{Entry, FORMAT_VERSION, Inventory, Step, decide, to_csv};
 use crate::library::{Refetch, volumes};
-use crate::schema::{ObjectSchema, Schema, StringSchema};
+use crate::schema::{Schema, StringSchema};
 
 static FORMAT: Schema = Schema::String(StringSchema {
     enumeration: Some(&["json", "csv"]),
@@ -24,21 +24,17 @@ params!(EXPORT_PARAMS => ExportArgs {
     "format" format: Option<String> = optional("json (default) or csv.", &FORMAT),
 });
 
-pub static EXPORT: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/inventory",
-    description: "Every volume of every storage with its catalog record (isolib).",
-    parameters: &ObjectSchema {
-        properties: &EXPORT_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::Object(&["format-version", "node", "exported", "volumes"]),
-    // Each storage is listed only for who may audit it, as the storage index does.
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(export(ctx, p)),
-};
+// Each storage is listed only for who may audit it, as the storage index does.
+pub static EXPORT: ApiMethod =
+    ApiMethod::get("/nodes/{node}/inventory", |ctx, p| Box::pin(export(ctx, p)))
+        .describe("Every volume of every storage with its catalog record (isolib).")
+        .params(&EXPORT_PARAMS)
+        .returns(Returns::Object(&[
+            "format-version",
+            "node",
+            "exported",
+            "volumes",
+        ]));
 
 async fn export(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ExportArgs = from_params(params)?;
@@ -89,21 +85,12 @@ params!(IMPORT_PARAMS => ImportArgs {
         optional("Only say what would be done.", &types::BOOLEAN),
 });
 
-pub static IMPORT: ApiMethod = ApiMethod {
-    method: "POST",
-    path: "/nodes/{node}/inventory",
-    description: "Make the volumes of an inventory present here, with their sha256 (isolib).",
-    parameters: &ObjectSchema {
-        properties: &IMPORT_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::String("UPID"),
-    // Every storage it writes to is checked as download-url checks it.
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(import(ctx, p)),
-};
+// Every storage it writes to is checked as download-url checks it.
+pub static IMPORT: ApiMethod =
+    ApiMethod::post("/nodes/{node}/inventory", |ctx, p| Box::pin(import(ctx, p)))
+        .describe("Make the volumes of an inventory present here, with their sha256 (isolib).")
+        .params(&IMPORT_PARAMS)
+        .returns(Returns::String("UPID"));
 
 async fn import(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ImportArgs = from_params(params)?;

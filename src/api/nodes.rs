@@ -4,11 +4,11 @@
 
 use serde_json::{Value, json};
 
-use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns, Router};
+use super::router::{ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::metadata;
-use crate::schema::{ObjectSchema, Property};
+use crate::schema::Property;
 
 /// The PVE API level isolib speaks; clients parse it as major.minor.patch.
 const PVE_VERSION: &str = "9.2.0";
@@ -31,70 +31,38 @@ fn repoid() -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const NO_PARAMS: ObjectSchema = ObjectSchema {
-    properties: &[],
-    additional_properties: false,
-};
 static NODE_ONLY: [Property; 1] = [NODE_PROP];
-const NODE_SCHEMA: ObjectSchema = ObjectSchema {
-    properties: &NODE_ONLY,
-    additional_properties: false,
-};
 
-pub static VERSION: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/version",
-    description: "API version details.",
-    parameters: &NO_PARAMS,
-    returns: Returns::Object(&["version", "release", "repoid"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
-};
+pub static VERSION: ApiMethod = ApiMethod::get("/version", |_, _| {
+    Box::pin(async { Ok(Reply::Data(version_data())) })
+})
+.describe("API version details.")
+.returns(Returns::Object(&["version", "release", "repoid"]));
 
-pub static NODE_VERSION: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/version",
-    description: "API version details.",
-    parameters: &NODE_SCHEMA,
-    returns: Returns::Object(&["version", "release", "repoid"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |_, _| Box::pin(async { Ok(Reply::Data(version_data())) }),
-};
+pub static NODE_VERSION: ApiMethod = ApiMethod::get("/nodes/{node}/version", |_, _| {
+    Box::pin(async { Ok(Reply::Data(version_data())) })
+})
+.describe("API version details.")
+.params(&NODE_ONLY)
+.returns(Returns::Object(&["version", "release", "repoid"]));
 
-pub static LIST: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes",
-    description: "Cluster node index.",
-    parameters: &NO_PARAMS,
-    returns: Returns::ArrayOf(&["node", "status", "type", "id"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, _| {
-        Box::pin(async move {
-            let node = ctx.node();
-            Ok(Reply::Data(json!([{
-                "node": node, "status": "online", "type": "node", "id": format!("node/{node}"),
-            }])))
-        })
-    },
-};
+pub static LIST: ApiMethod = ApiMethod::get("/nodes", |ctx, _| {
+    Box::pin(async move {
+        let node = ctx.node();
+        Ok(Reply::Data(json!([{
+            "node": node, "status": "online", "type": "node", "id": format!("node/{node}"),
+        }])))
+    })
+})
+.describe("Cluster node index.")
+.returns(Returns::ArrayOf(&["node", "status", "type", "id"]));
 
-pub static INDEX: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}",
-    description: "Node index.",
-    parameters: &NODE_SCHEMA,
-    returns: Returns::ArrayOf(&["name"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) }),
-};
+pub static INDEX: ApiMethod = ApiMethod::get("/nodes/{node}", |_, _| {
+    Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) })
+})
+.describe("Node index.")
+.params(&NODE_ONLY)
+.returns(Returns::ArrayOf(&["name"]));
 
 params!(METADATA_PARAMS => MetadataArgs {
     "node" node: String = NODE_PROP,
@@ -105,20 +73,14 @@ params!(METADATA_PARAMS => MetadataArgs {
     ),
 });
 
-pub static QUERY_URL_METADATA: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/query-url-metadata",
-    description: "Query metadata of an URL: file size, file name and mime type.",
-    parameters: &ObjectSchema {
-        properties: &METADATA_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::Object(&["filename", "size", "mimetype"]),
-    access: NETWORK_ACCESS,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(query_url_metadata(ctx, p)),
-};
+pub static QUERY_URL_METADATA: ApiMethod =
+    ApiMethod::get("/nodes/{node}/query-url-metadata", |ctx, p| {
+        Box::pin(query_url_metadata(ctx, p))
+    })
+    .describe("Query metadata of an URL: file size, file name and mime type.")
+    .params(&METADATA_PARAMS)
+    .returns(Returns::Object(&["filename", "size", "mimetype"]))
+    .access(NETWORK_ACCESS);
 
 async fn query_url_metadata(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: MetadataArgs = from_params(params)?;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::ApiError;
 use crate::auth::{AccessConfig, AuthId};
-use crate::schema::ObjectSchema;
+use crate::schema::{ObjectSchema, Property};
 use crate::state::AppState;
 use crate::tasks::Upid;
 
@@ -83,6 +83,15 @@ pub enum Access {
 }
 
 impl Access {
+    /// Every one of `privs` on `path`.
+    pub const fn all(path: &'static str, privs: &'static [&'static str]) -> Access {
+        Access::Perm {
+            path,
+            privs,
+            any: false,
+        }
+    }
+
     /// Checks the rule with PVE's failure texts: a failing leaf names its path and privilege,
     /// a failing `or` names nothing (spec/pve-api.md §1.2).
     pub fn check(
@@ -137,26 +146,14 @@ pub const STORAGE_AUDIT: Access = Access::Perm {
 };
 
 /// Changing what a storage holds or how it is configured.
-pub const STORAGE_ALLOCATE: Access = Access::Perm {
-    path: "/storage/{storage}",
-    privs: &["Datastore.Allocate"],
-    any: false,
-};
+pub const STORAGE_ALLOCATE: Access = Access::all("/storage/{storage}", &["Datastore.Allocate"]);
 
 /// PVE's rule for reaching the network from a node (download-url, query-url-metadata): both
 /// `Sys.Audit` and `Sys.Modify` on `/` (no `any`), or `Sys.AccessNetwork` on the node
 /// (spec/pve-api.md §1.2).
 pub const NETWORK_ACCESS: Access = Access::Or(&[
-    Access::Perm {
-        path: "/",
-        privs: &["Sys.Audit", "Sys.Modify"],
-        any: false,
-    },
-    Access::Perm {
-        path: "/nodes/{node}",
-        privs: &["Sys.AccessNetwork"],
-        any: false,
-    },
+    Access::all("/", &["Sys.Audit", "Sys.Modify"]),
+    Access::all("/nodes/{node}", &["Sys.AccessNetwork"]),
 ]);
 
 fn substitute(template: &str, params: &BTreeMap<String, String>) -> String {
@@ -186,7 +183,7 @@ pub struct ApiMethod {
     /// the path, slashes included, as PVE's `fragmentDelimiter => ''` does.
     pub path: &'static str,
     pub description: &'static str,
-    pub parameters: &'static ObjectSchema,
+    pub parameters: ObjectSchema,
     /// The return shape, for the exported schema.
     pub returns: Returns,
     pub access: Access,
@@ -196,6 +193,74 @@ pub struct ApiMethod {
     /// CSRF token needed and the permission checked before the body is read.
     pub upload: bool,
     pub handler: Handler,
+}
+
+/// Declarations state only what differs from the common case: any authenticated user, tokens
+/// allowed, no parameters, returning null, not an upload.
+impl ApiMethod {
+    const fn new(method: &'static str, path: &'static str, handler: Handler) -> ApiMethod {
+        ApiMethod {
+            method,
+            path,
+            description: "",
+            parameters: ObjectSchema {
+                properties: &[],
+                additional_properties: false,
+            },
+            returns: Returns::Null,
+            access: Access::Authenticated,
+            allow_token: true,
+            upload: false,
+            handler,
+        }
+    }
+
+    pub const fn get(path: &'static str, handler: Handler) -> ApiMethod {
+        ApiMethod::new("GET", path, handler)
+    }
+
+    pub const fn post(path: &'static str, handler: Handler) -> ApiMethod {
+        ApiMethod::new("POST", path, handler)
+    }
+
+    pub const fn put(path: &'static str, handler: Handler) -> ApiMethod {
+        ApiMethod::new("PUT", path, handler)
+    }
+
+    pub const fn delete(path: &'static str, handler: Handler) -> ApiMethod {
+        ApiMethod::new("DELETE", path, handler)
+    }
+
+    pub const fn describe(mut self, description: &'static str) -> ApiMethod {
+        self.description = description;
+        self
+    }
+
+    pub const fn params(mut self, properties: &'static [Property]) -> ApiMethod {
+        self.parameters.properties = properties;
+        self
+    }
+
+    pub const fn returns(mut self, returns: Returns) -> ApiMethod {
+        self.returns = returns;
+        self
+    }
+
+    pub const fn access(mut self, access: Access) -> ApiMethod {
+        self.access = access;
+        self
+    }
+
+    /// PVE's `allowtoken => 0`: the ticket endpoints.
+    pub const fn ticket_only(mut self) -> ApiMethod {
+        self.allow_token = false;
+        self
+    }
+
+    pub const fn upload(mut self) -> ApiMethod {
+        self.upload = true;
+        self
+    }
 }
 
 /// One level of the URL tree, as proxmox-router's `Router`: the methods at this path, the

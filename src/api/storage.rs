@@ -5,12 +5,11 @@ use serde_json::Value;
 
 use super::replies::StorageStatus;
 use super::router::{
-    Access, ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_AUDIT, STORAGE_AUDIT_PRIVS,
+    ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_AUDIT, STORAGE_AUDIT_PRIVS,
 };
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional};
 use super::{ApiError, from_params};
 use crate::pve::perl::split_list;
-use crate::schema::ObjectSchema;
 use crate::storage::{Storage, StorageConfig};
 
 /// The storage with `id`, enabled and available on `node` (PVE's storage_check_enabled).
@@ -36,31 +35,22 @@ params!(LIST_PARAMS => ListArgs {
         optional("Include information about formats.", &types::BOOLEAN),
 });
 
-pub static LIST: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/storage",
-    description: "Get status for all datastores.",
-    parameters: &ObjectSchema {
-        properties: &LIST_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::ArrayOf(&[
-        "storage",
-        "type",
-        "content",
-        "enabled",
-        "active",
-        "shared",
-        "total",
-        "used",
-        "avail",
-        "used_fraction",
-    ]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(list(ctx, p)),
-};
+pub static LIST: ApiMethod =
+    ApiMethod::get("/nodes/{node}/storage", |ctx, p| Box::pin(list(ctx, p)))
+        .describe("Get status for all datastores.")
+        .params(&LIST_PARAMS)
+        .returns(Returns::ArrayOf(&[
+            "storage",
+            "type",
+            "content",
+            "enabled",
+            "active",
+            "shared",
+            "total",
+            "used",
+            "avail",
+            "used_fraction",
+        ]));
 
 fn status_item(s: &Storage, with_id: bool) -> Value {
     let enabled = !s.disabled;
@@ -111,36 +101,25 @@ params!(ITEM_PARAMS => ItemArgs {
     "node" node: String = NODE_PROP,
     "storage" storage: String = STORAGE_PROP,
 });
-const ITEM_SCHEMA: ObjectSchema = ObjectSchema {
-    properties: &ITEM_PARAMS,
-    additional_properties: false,
-};
 
-pub static INDEX: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/storage/{storage}",
-    description: "Directory index.",
-    parameters: &ITEM_SCHEMA,
-    returns: Returns::ArrayOf(&["subdir"]),
-    access: STORAGE_AUDIT,
-    allow_token: true,
-    upload: false,
-    handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "subdir")) }),
-};
+pub static INDEX: ApiMethod = ApiMethod::get("/nodes/{node}/storage/{storage}", |_, _| {
+    Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "subdir")) })
+})
+.describe("Directory index.")
+.params(&ITEM_PARAMS)
+.returns(Returns::ArrayOf(&["subdir"]))
+.access(STORAGE_AUDIT);
 
-pub static STATUS: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/storage/{storage}/status",
-    description: "Read storage status.",
-    parameters: &ITEM_SCHEMA,
-    returns: Returns::Object(&[
+pub static STATUS: ApiMethod =
+    ApiMethod::get("/nodes/{node}/storage/{storage}/status", |ctx, p| {
+        Box::pin(status(ctx, p))
+    })
+    .describe("Read storage status.")
+    .params(&ITEM_PARAMS)
+    .returns(Returns::Object(&[
         "type", "content", "enabled", "active", "shared", "total", "used", "avail",
-    ]),
-    access: STORAGE_AUDIT,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(status(ctx, p)),
-};
+    ]))
+    .access(STORAGE_AUDIT);
 
 async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ItemArgs = from_params(params)?;

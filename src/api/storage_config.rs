@@ -5,11 +5,11 @@
 use serde_json::Value;
 
 use super::router::{
-    Access, ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_ALLOCATE, STORAGE_AUDIT_PRIVS,
+    ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_ALLOCATE, STORAGE_AUDIT_PRIVS,
 };
 use super::types::{STORAGE_PROP, optional};
 use super::{ApiError, from_params};
-use crate::schema::{ObjectSchema, Schema, StringSchema};
+use crate::schema::{Schema, StringSchema};
 use crate::storage::TYPE_NAMES;
 
 static STORAGE_TYPE: Schema = Schema::String(StringSchema {
@@ -22,21 +22,11 @@ params!(LIST_PARAMS => ListArgs {
         optional("Only list storage of specific type", &STORAGE_TYPE),
 });
 
-pub static LIST: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/storage",
-    description: "Storage index.",
-    parameters: &ObjectSchema {
-        properties: &LIST_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::ArrayOf(&["storage"]),
-    // PVE's `user => 'all'`: each entry is filtered by the caller's privileges.
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(list(ctx, p)),
-};
+// PVE's `user => 'all'`: each entry is filtered by the caller's privileges.
+pub static LIST: ApiMethod = ApiMethod::get("/storage", |ctx, p| Box::pin(list(ctx, p)))
+    .describe("Storage index.")
+    .params(&LIST_PARAMS)
+    .returns(Returns::ArrayOf(&["storage"]));
 
 async fn list(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ListArgs = from_params(params)?;
@@ -57,20 +47,11 @@ params!(READ_PARAMS => ReadArgs {
     "storage" storage: String = STORAGE_PROP,
 });
 
-pub static READ: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/storage/{storage}",
-    description: "Read storage configuration.",
-    parameters: &ObjectSchema {
-        properties: &READ_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::Object(&[]),
-    access: STORAGE_ALLOCATE,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(read(ctx, p)),
-};
+pub static READ: ApiMethod = ApiMethod::get("/storage/{storage}", |ctx, p| Box::pin(read(ctx, p)))
+    .describe("Read storage configuration.")
+    .params(&READ_PARAMS)
+    .returns(Returns::Object(&[]))
+    .access(STORAGE_ALLOCATE);
 
 async fn read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ReadArgs = from_params(params)?;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::replies::{TaskFields, TaskListItem, TaskStatus};
-use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
+use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
-use crate::schema::{ObjectSchema, Schema, StringSchema};
+use crate::schema::{Schema, StringSchema};
 use crate::tasks::{TaskEntry, Upid};
 
 /// The fields of [`TaskFields`], then `$extra` (a test in `api` keeps them equal to what
@@ -56,20 +56,10 @@ params!(LIST_PARAMS => ListArgs {
     ),
 });
 
-pub static LIST: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/tasks",
-    description: "Read task list for one node (finished tasks).",
-    parameters: &ObjectSchema {
-        properties: &LIST_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::ArrayOf(upid_fields!["endtime", "status", "saved"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(list(ctx, p)),
-};
+pub static LIST: ApiMethod = ApiMethod::get("/nodes/{node}/tasks", |ctx, p| Box::pin(list(ctx, p)))
+    .describe("Read task list for one node (finished tasks).")
+    .params(&LIST_PARAMS)
+    .returns(Returns::ArrayOf(upid_fields!["endtime", "status", "saved"]));
 
 /// PVE's status classes (`PVE::Tools::upid_normalize_status_type`).
 fn status_class(status: &str) -> &'static str {
@@ -147,10 +137,6 @@ params!(UPID_PARAMS => UpidArgs {
     "node" node: String = NODE_PROP,
     "upid" upid: String = required("The task's unique ID.", &types::UPID),
 });
-const UPID_SCHEMA: ObjectSchema = ObjectSchema {
-    properties: &UPID_PARAMS,
-    additional_properties: false,
-};
 
 /// Parses the UPID, checks the task exists and that the caller may see it: its owner, or
 /// `priv` on `/nodes/<node>`.
@@ -177,29 +163,19 @@ fn may_see(ctx: &Ctx, upid: &Upid, privilege: &str) -> Result<(), ApiError> {
     }
 }
 
-pub static INDEX: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/tasks/{upid}",
-    description: "Task index.",
-    parameters: &UPID_SCHEMA,
-    returns: Returns::ArrayOf(&["name"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |_, _| Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) }),
-};
+pub static INDEX: ApiMethod = ApiMethod::get("/nodes/{node}/tasks/{upid}", |_, _| {
+    Box::pin(async { Ok(super::ROUTER.index(INDEX.path, "name")) })
+})
+.describe("Task index.")
+.params(&UPID_PARAMS)
+.returns(Returns::ArrayOf(&["name"]));
 
-pub static STATUS: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/tasks/{upid}/status",
-    description: "Read task status.",
-    parameters: &UPID_SCHEMA,
-    returns: Returns::Object(upid_fields!["status", "exitstatus"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(status(ctx, p)),
-};
+pub static STATUS: ApiMethod = ApiMethod::get("/nodes/{node}/tasks/{upid}/status", |ctx, p| {
+    Box::pin(status(ctx, p))
+})
+.describe("Read task status.")
+.params(&UPID_PARAMS)
+.returns(Returns::Object(upid_fields!["status", "exitstatus"]));
 
 async fn status(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: UpidArgs = from_params(params)?;
@@ -236,20 +212,12 @@ params!(LOG_PARAMS => LogArgs {
     ),
 });
 
-pub static LOG: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/tasks/{upid}/log",
-    description: "Read task log.",
-    parameters: &ObjectSchema {
-        properties: &LOG_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::ArrayOf(&["n", "t"]),
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(log(ctx, p)),
-};
+pub static LOG: ApiMethod = ApiMethod::get("/nodes/{node}/tasks/{upid}/log", |ctx, p| {
+    Box::pin(log(ctx, p))
+})
+.describe("Read task log.")
+.params(&LOG_PARAMS)
+.returns(Returns::ArrayOf(&["n", "t"]));
 
 async fn log(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: LogArgs = from_params(params)?;
@@ -327,17 +295,11 @@ fn download_log(upid: &Upid, path: &std::path::Path) -> Result<Reply, ApiError> 
     })
 }
 
-pub static STOP: ApiMethod = ApiMethod {
-    method: "DELETE",
-    path: "/nodes/{node}/tasks/{upid}",
-    description: "Stop a task.",
-    parameters: &UPID_SCHEMA,
-    returns: Returns::Null,
-    access: Access::Authenticated,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(stop(ctx, p)),
-};
+pub static STOP: ApiMethod = ApiMethod::delete("/nodes/{node}/tasks/{upid}", |ctx, p| {
+    Box::pin(stop(ctx, p))
+})
+.describe("Stop a task.")
+.params(&UPID_PARAMS);
 
 async fn stop(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: UpidArgs = from_params(params)?;

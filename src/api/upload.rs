@@ -14,7 +14,7 @@ use super::{ApiError, from_params};
 use crate::catalog::{Origin, Source};
 use crate::download::{self, Algorithm, Checksum, Finished};
 use crate::library::intake::Intake;
-use crate::schema::{ObjectSchema, Pattern, Schema, StringSchema};
+use crate::schema::{Pattern, Schema, StringSchema};
 use crate::storage::{check_download_filename, normalize_content_filename};
 
 static TMPFILENAME_RE: Pattern = Pattern::new("^/var/tmp/pveupload-[0-9a-f]+$");
@@ -36,24 +36,17 @@ params!(PARAMS => Args {
     ),
 });
 
-pub static METHOD: ApiMethod = ApiMethod {
-    method: "POST",
-    path: "/nodes/{node}/storage/{storage}/upload",
-    description: "Upload templates, ISO images, OVAs and VM images.",
-    parameters: &ObjectSchema {
-        properties: &PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::String("UPID"),
-    access: Access::Perm {
-        path: "/storage/{storage}",
-        privs: &["Datastore.AllocateTemplate"],
-        any: false,
-    },
-    allow_token: true,
-    upload: true,
-    handler: |_, p| Box::pin(without_file(p)),
-};
+pub static METHOD: ApiMethod = ApiMethod::post("/nodes/{node}/storage/{storage}/upload", |_, p| {
+    Box::pin(without_file(p))
+})
+.describe("Upload templates, ISO images, OVAs and VM images.")
+.params(&PARAMS)
+.returns(Returns::String("UPID"))
+.access(Access::all(
+    "/storage/{storage}",
+    &["Datastore.AllocateTemplate"],
+))
+.upload();
 
 /// A request that brought no file part: PVE's handler finds no temporary file.
 async fn without_file(params: Params) -> Result<Reply, ApiError> {

@@ -13,7 +13,6 @@ use crate::catalog::{self, Lookup};
 use crate::download::{self, Engine, LogSink};
 use crate::library::check::{Reading, Verdict, check};
 use crate::library::{Refetch, Volume, volumes};
-use crate::schema::ObjectSchema;
 use crate::storage::{Storage, parse_volname};
 use crate::tasks::TaskLog;
 
@@ -28,20 +27,14 @@ params!(PARAMS => Args {
     ),
 });
 
-pub static METHOD: ApiMethod = ApiMethod {
-    method: "POST",
-    path: "/nodes/{node}/storage/{storage}/verify",
-    description: "Verify volumes against their catalog records (isolib).",
-    parameters: &ObjectSchema {
-        properties: &PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::String("UPID"),
-    access: STORAGE_AUDIT,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(verify(ctx, p)),
-};
+pub static METHOD: ApiMethod =
+    ApiMethod::post("/nodes/{node}/storage/{storage}/verify", |ctx, p| {
+        Box::pin(verify(ctx, p))
+    })
+    .describe("Verify volumes against their catalog records (isolib).")
+    .params(&PARAMS)
+    .returns(Returns::String("UPID"))
+    .access(STORAGE_AUDIT);
 
 async fn verify(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: Args = from_params(params)?;

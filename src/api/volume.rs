@@ -14,7 +14,7 @@ use super::types::{self, NODE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::catalog::{self, Lookup, Record, VolumeAccess};
 use crate::pve::ids::parse_volume_id;
-use crate::schema::{ObjectSchema, Schema};
+use crate::schema::Schema;
 use crate::storage::{StorageError, parse_volname};
 
 /// PVE's check_volume_access for iso, vztmpl and import volumes: read access to the storage.
@@ -30,36 +30,30 @@ params!(INFO_PARAMS => InfoArgs {
     "volume" volume: String = required("Volume identifier", &types::STRING),
 });
 
-pub static INFO: ApiMethod = ApiMethod {
-    method: "GET",
-    path: "/nodes/{node}/storage/{storage}/content/{volume}",
-    description: "Get volume attributes",
-    parameters: &ObjectSchema {
-        properties: &INFO_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::Object(&[
-        "path",
-        "size",
-        "used",
-        "format",
-        "notes",
-        "protected",
-        "sha256",
-        "checksum",
-        "source",
-        "iso",
-        "os",
-        "image",
-        "template",
-        "verification",
-        "access",
-    ]),
-    access: READ_ACCESS,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(info(ctx, p)),
-};
+pub static INFO: ApiMethod = ApiMethod::get(
+    "/nodes/{node}/storage/{storage}/content/{volume}",
+    |ctx, p| Box::pin(info(ctx, p)),
+)
+.describe("Get volume attributes")
+.params(&INFO_PARAMS)
+.returns(Returns::Object(&[
+    "path",
+    "size",
+    "used",
+    "format",
+    "notes",
+    "protected",
+    "sha256",
+    "checksum",
+    "source",
+    "iso",
+    "os",
+    "image",
+    "template",
+    "verification",
+    "access",
+]))
+.access(READ_ACCESS);
 
 async fn info(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: InfoArgs = from_params(params)?;
@@ -147,20 +141,13 @@ static ACCESS: Schema = Schema::String(crate::schema::StringSchema {
     ..crate::schema::StringSchema::new()
 });
 
-pub static UPDATE: ApiMethod = ApiMethod {
-    method: "PUT",
-    path: "/nodes/{node}/storage/{storage}/content/{volume}",
-    description: "Update volume attributes",
-    parameters: &ObjectSchema {
-        properties: &UPDATE_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::Null,
-    access: READ_ACCESS,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(update(ctx, p)),
-};
+pub static UPDATE: ApiMethod = ApiMethod::put(
+    "/nodes/{node}/storage/{storage}/content/{volume}",
+    |ctx, p| Box::pin(update(ctx, p)),
+)
+.describe("Update volume attributes")
+.params(&UPDATE_PARAMS)
+.access(READ_ACCESS);
 
 async fn update(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: UpdateArgs = from_params(params)?;
@@ -238,20 +225,14 @@ params!(DELETE_PARAMS => DeleteArgs {
     ),
 });
 
-pub static DELETE: ApiMethod = ApiMethod {
-    method: "DELETE",
-    path: "/nodes/{node}/storage/{storage}/content/{volume}",
-    description: "Delete volume",
-    parameters: &ObjectSchema {
-        properties: &DELETE_PARAMS,
-        additional_properties: false,
-    },
-    returns: Returns::OrNull(&Returns::String("UPID")),
-    access: STORAGE_ALLOCATE,
-    allow_token: true,
-    upload: false,
-    handler: |ctx, p| Box::pin(delete(ctx, p)),
-};
+pub static DELETE: ApiMethod = ApiMethod::delete(
+    "/nodes/{node}/storage/{storage}/content/{volume}",
+    |ctx, p| Box::pin(delete(ctx, p)),
+)
+.describe("Delete volume")
+.params(&DELETE_PARAMS)
+.returns(Returns::OrNull(&Returns::String("UPID")))
+.access(STORAGE_ALLOCATE);
 
 async fn delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: DeleteArgs = from_params(params)?;

@@ -207,7 +207,7 @@ async fn run(
 ) -> Result<HttpResponse, ApiError> {
     let params = merge_params(req, body, &path_params)?;
     let ctx = authorize(api_method, &path_params, state, caller)?;
-    let validated = validate(api_method.parameters, &params).map_err(ApiError::params)?;
+    let validated = validate(&api_method.parameters, &params).map_err(ApiError::params)?;
     Ok(format::reply(
         fmt,
         (api_method.handler)(ctx, validated).await?,

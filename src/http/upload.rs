@@ -155,7 +155,7 @@ async fn parse(
     loop {
         let Some(mut field) = body.next_field().await.map_err(broken)? else {
             // No file part: PVE's handler has no file to import.
-            let validated = validate(method.parameters, &with_path(params, path_params)?)
+            let validated = validate(&method.parameters, &with_path(params, path_params)?)
                 .map_err(ApiError::params)?;
             return Ok((method.handler)(ctx, validated).await?);
         };
@@ -174,7 +174,7 @@ async fn parse(
             ));
         }
         params.insert("filename".into(), RawValue::Str(filename));
-        let validated = validate(method.parameters, &with_path(params, path_params)?)
+        let validated = validate(&method.parameters, &with_path(params, path_params)?)
             .map_err(ApiError::params)?;
         let (prepared, file) = upload::prepare(&ctx, validated)?;
         let iso = prepared.intake.content == "iso";
