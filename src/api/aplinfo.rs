@@ -8,7 +8,7 @@ use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, required};
 use super::{ApiError, from_params};
-use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
+use crate::download::{Algorithm, Checksum, DownloadPlan};
 use crate::schema::{Property, Schema, StringSchema};
 use crate::upstream::aplinfo;
 
@@ -95,24 +95,21 @@ async fn download(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
                 expected: hex.clone(),
             })
         });
+    let staging_dir = storage
+        .staging_dir("vztmpl")
+        .ok_or(crate::storage::StorageError::NoPath)?;
     let plan = DownloadPlan {
-        url: appliance["location"].clone(),
-        dest: dir.join(&args.template),
-        staging_dir: storage
-            .staging_dir("vztmpl")
-            .ok_or(crate::storage::StorageError::NoPath)?,
-        content: "vztmpl".into(),
         checksum,
         checksum_required: true,
-        compression: None,
-        verify_certificates: true,
-        check: ContentCheck::None,
-        task_tag: download::new_tag(ctx.node()),
         retry: ctx.state.config().retry.clone(),
-        user: ctx.task_user()?,
-        expect_sha256: None,
-        replace: false,
-        checksum_source: None,
+        ..DownloadPlan::new(
+            appliance["location"].clone(),
+            dir.join(&args.template),
+            staging_dir,
+            "vztmpl",
+            ctx.node(),
+            ctx.task_user()?,
+        )
     };
     let engine = ctx.state.engine().clone();
     let upid = ctx

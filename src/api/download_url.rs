@@ -112,24 +112,24 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         }),
         _ => None,
     };
+    let staging_dir = storage
+        .staging_dir(&args.content)
+        .ok_or(StorageError::NoPath)?;
     let mut plan = DownloadPlan {
-        url: args.url,
-        dest: dir.join(&filename),
-        staging_dir: storage
-            .staging_dir(&args.content)
-            .ok_or(StorageError::NoPath)?,
-        content: args.content,
         checksum,
         checksum_required,
         compression: args.compression,
         verify_certificates: args.verify_certificates,
         check,
-        task_tag: download::new_tag(ctx.node()),
         retry: ctx.state.config().retry.clone(),
-        user: ctx.task_user()?,
-        expect_sha256: None,
-        replace: false,
-        checksum_source: None,
+        ..DownloadPlan::new(
+            args.url,
+            dir.join(&filename),
+            staging_dir,
+            &args.content,
+            ctx.node(),
+            ctx.task_user()?,
+        )
     };
 
     let engine = ctx.state.engine().clone();

@@ -208,14 +208,12 @@ impl Config {
             ),
             None => None,
         };
-        let delay = raw.auth_fail_delay.unwrap_or(3.0);
-        if !(0.0..=60.0).contains(&delay) {
-            return Err(invalid(
-                "auth-fail-delay",
-                &delay.to_string(),
-                "expected 0 to 60 seconds",
-            ));
-        }
+        let delay = within(
+            "auth-fail-delay",
+            raw.auth_fail_delay.unwrap_or(3.0),
+            0.0..=60.0,
+            " seconds",
+        )?;
         if raw.tls_cert.is_some() != raw.tls_key.is_some() {
             return Err(invalid("tls-cert", "", "tls-cert and tls-key go together"));
         }
@@ -228,19 +226,17 @@ impl Config {
                 "expected http://[user:pass@]host:port/",
             ));
         }
-        let stall = raw.stall_timeout.unwrap_or(60);
-        if stall == 0 {
-            return Err(invalid("stall-timeout", "0", "expected at least 1 second"));
-        }
+        let stall = at_least_one("stall-timeout", raw.stall_timeout.unwrap_or(60), " second")?;
         let retry = RetryPolicy {
             retries: raw.download_retries.unwrap_or(5),
             stall_timeout: Duration::from_secs(stall),
             ..RetryPolicy::default()
         };
-        let max_transfers = raw.max_transfers.unwrap_or(Limits::default().max_transfers);
-        if max_transfers == 0 {
-            return Err(invalid("max-transfers", "0", "expected at least 1"));
-        }
+        let max_transfers = at_least_one(
+            "max-transfers",
+            raw.max_transfers.unwrap_or(Limits::default().max_transfers),
+            "",
+        )?;
         let kib = |v: Option<u64>| v.filter(|k| *k > 0).map(|k| k.saturating_mul(1024));
         let limits = Limits {
             max_transfers,
@@ -273,64 +269,50 @@ impl Config {
             max_size: raw.max_header_size.unwrap_or(default_headers.max_size),
             max_count: raw.max_header_count.unwrap_or(default_headers.max_count),
         };
-        if !(1024..=MAX_HEADER_SIZE_CEILING).contains(&headers.max_size) {
-            return Err(invalid(
-                "max-header-size",
-                &headers.max_size.to_string(),
-                &format!("expected 1024 to {MAX_HEADER_SIZE_CEILING} bytes"),
-            ));
-        }
-        if !(8..=MAX_HEADER_COUNT_CEILING).contains(&headers.max_count) {
-            return Err(invalid(
-                "max-header-count",
-                &headers.max_count.to_string(),
-                &format!("expected 8 to {MAX_HEADER_COUNT_CEILING}"),
-            ));
-        }
-        let max_body_size = raw.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE);
-        if !(1024..=MAX_BODY_SIZE_CEILING).contains(&max_body_size) {
-            return Err(invalid(
-                "max-body-size",
-                &max_body_size.to_string(),
-                &format!("expected 1024 to {MAX_BODY_SIZE_CEILING} bytes"),
-            ));
-        }
-        let keep_hours = raw.partial_keep_hours.unwrap_or(24.0);
-        if !(0.0..=100_000.0).contains(&keep_hours) {
-            return Err(invalid(
-                "partial-keep-hours",
-                &keep_hours.to_string(),
-                "expected 0 to 100000 hours",
-            ));
-        }
-        let collect_every = raw.partial_collect_interval.unwrap_or(3600);
-        if collect_every == 0 {
-            return Err(invalid(
-                "partial-collect-interval",
-                "0",
-                "expected at least 1 second",
-            ));
-        }
+        within(
+            "max-header-size",
+            headers.max_size,
+            1024..=MAX_HEADER_SIZE_CEILING,
+            " bytes",
+        )?;
+        within(
+            "max-header-count",
+            headers.max_count,
+            8..=MAX_HEADER_COUNT_CEILING,
+            "",
+        )?;
+        let max_body_size = within(
+            "max-body-size",
+            raw.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
+            1024..=MAX_BODY_SIZE_CEILING,
+            " bytes",
+        )?;
+        let keep_hours = within(
+            "partial-keep-hours",
+            raw.partial_keep_hours.unwrap_or(24.0),
+            0.0..=100_000.0,
+            " hours",
+        )?;
+        let collect_every = at_least_one(
+            "partial-collect-interval",
+            raw.partial_collect_interval.unwrap_or(3600),
+            " second",
+        )?;
         let partials = Partials {
             keep: Duration::from_secs_f64(keep_hours * 3600.0),
             collect_every: Duration::from_secs(collect_every),
         };
-        let verify_days = raw.verify_after_days.unwrap_or(30.0);
-        if !(0.0..=100_000.0).contains(&verify_days) {
-            return Err(invalid(
-                "verify-after-days",
-                &verify_days.to_string(),
-                "expected 0 to 100000 days",
-            ));
-        }
-        let scan_every = raw.catalog_scan_interval.unwrap_or(300);
-        if scan_every == 0 {
-            return Err(invalid(
-                "catalog-scan-interval",
-                "0",
-                "expected at least 1 second",
-            ));
-        }
+        let verify_days = within(
+            "verify-after-days",
+            raw.verify_after_days.unwrap_or(30.0),
+            0.0..=100_000.0,
+            " days",
+        )?;
+        let scan_every = at_least_one(
+            "catalog-scan-interval",
+            raw.catalog_scan_interval.unwrap_or(300),
+            " second",
+        )?;
         let min_name = raw
             .min_checksum_algorithm
             .unwrap_or_else(|| "sha256".to_owned());
@@ -483,31 +465,54 @@ fn invalid(key: &'static str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
+/// `value` inside `range`, else an error naming both.
+fn within<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(invalid(
+        key,
+        &value.to_string(),
+        &format!("expected {} to {}{unit}", range.start(), range.end()),
+    ))
+}
+
+/// A count or an interval that must not be zero.
+fn at_least_one<T: PartialEq + Default + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    if value == T::default() {
+        return Err(invalid(key, "0", &format!("expected at least 1{unit}")));
+    }
+    Ok(value)
+}
+
 fn client_limits(raw: &RawConfig) -> Result<ClientLimits, ConfigError> {
-    let timeout = raw.client_timeout.unwrap_or(10.0);
-    if !(0.5..=3600.0).contains(&timeout) {
-        return Err(invalid(
-            "client-timeout",
-            &timeout.to_string(),
-            "expected 0.5 to 3600 seconds",
-        ));
-    }
-    let max_connections = raw.max_connections.unwrap_or(800);
-    if !(1..=1_000_000).contains(&max_connections) {
-        return Err(invalid(
-            "max-connections",
-            &max_connections.to_string(),
-            "expected 1 to 1000000",
-        ));
-    }
-    let max_per_address = raw.max_connections_per_address.unwrap_or(64);
-    if !(1..=max_connections).contains(&max_per_address) {
-        return Err(invalid(
-            "max-connections-per-address",
-            &max_per_address.to_string(),
-            &format!("expected 1 to max-connections ({max_connections})"),
-        ));
-    }
+    let timeout = within(
+        "client-timeout",
+        raw.client_timeout.unwrap_or(10.0),
+        0.5..=3600.0,
+        " seconds",
+    )?;
+    let max_connections = within(
+        "max-connections",
+        raw.max_connections.unwrap_or(800),
+        1..=1_000_000,
+        "",
+    )?;
+    let max_per_address = within(
+        "max-connections-per-address",
+        raw.max_connections_per_address.unwrap_or(64),
+        1..=max_connections,
+        " ({max_connections})",
+    )?;
     Ok(ClientLimits {
         timeout: Duration::from_secs_f64(timeout),
         max_connections,

@@ -79,25 +79,19 @@ impl Lines {
 
 fn plan(dir: &Path, port: u16) -> DownloadPlan {
     DownloadPlan {
-        url: format!("http://127.0.0.1:{port}/t.tar.gz"),
-        dest: dir.join("t.tar.gz"),
-        staging_dir: dir.join(".isolib-partial"),
-        content: "vztmpl".into(),
-        checksum: None,
-        checksum_required: false,
-        compression: None,
-        verify_certificates: true,
-        check: ContentCheck::None,
-        task_tag: new_tag("n1"),
         retry: RetryPolicy {
             retries: 3,
             stall_timeout: Duration::from_secs(60),
             backoff: Duration::from_secs(1),
         },
-        user: "root@pam".into(),
-        expect_sha256: None,
-        replace: false,
-        checksum_source: None,
+        ..DownloadPlan::new(
+            format!("http://127.0.0.1:{port}/t.tar.gz"),
+            dir.join("t.tar.gz"),
+            dir.join(".isolib-partial"),
+            "vztmpl",
+            "n1",
+            "root@pam".into(),
+        )
     }
 }
 

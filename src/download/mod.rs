@@ -83,6 +83,38 @@ pub struct DownloadPlan {
     pub checksum_source: Option<crate::upstream::ChecksumSource>,
 }
 
+impl DownloadPlan {
+    /// A plan as PVE's download-url makes one without optional parameters: no checksum, no
+    /// decompression, certificates verified, no content check, an existing file met rather
+    /// than replaced; the temp file tagged for `node`.
+    pub fn new(
+        url: String,
+        dest: PathBuf,
+        staging_dir: PathBuf,
+        content: &str,
+        node: &str,
+        user: String,
+    ) -> DownloadPlan {
+        DownloadPlan {
+            url,
+            dest,
+            staging_dir,
+            content: content.to_owned(),
+            checksum: None,
+            checksum_required: false,
+            compression: None,
+            verify_certificates: true,
+            check: ContentCheck::None,
+            task_tag: new_tag(node),
+            retry: RetryPolicy::default(),
+            user,
+            expect_sha256: None,
+            replace: false,
+            checksum_source: None,
+        }
+    }
+}
+
 /// Operator limits that hold for every download.
 #[derive(Clone, Debug)]
 pub struct Limits {

@@ -284,29 +284,24 @@ pub fn collect(
 #[cfg(test)]
 mod tests {
     use super::super::inflight::{Entry, RequestKey};
-    use super::super::{Algorithm, ContentCheck, RetryPolicy, new_tag};
+    use super::super::{Algorithm, ContentCheck, new_tag};
     use super::*;
 
     fn plan(dir: &Path, url: &str, sum: Option<&str>) -> DownloadPlan {
         DownloadPlan {
-            url: url.into(),
-            dest: dir.join("x.iso"),
-            staging_dir: dir.join(".isolib-partial"),
-            content: "iso".into(),
             checksum: sum.map(|s| Checksum {
                 algorithm: Algorithm::Sha256,
                 expected: s.into(),
             }),
-            checksum_required: false,
-            compression: None,
-            verify_certificates: true,
             check: ContentCheck::for_download("iso", None),
-            task_tag: new_tag("n1"),
-            retry: RetryPolicy::default(),
-            user: "root@pam".into(),
-            expect_sha256: None,
-            replace: false,
-            checksum_source: None,
+            ..DownloadPlan::new(
+                url.into(),
+                dir.join("x.iso"),
+                dir.join(".isolib-partial"),
+                "iso",
+                "n1",
+                "root@pam".into(),
+            )
         }
     }
 

@@ -44,6 +44,26 @@ pub struct Finished {
     pub file: File,
 }
 
+impl Finished {
+    /// The user's digest is the file's sha256 when `user_hasher` gave no hasher of its own.
+    pub fn new(
+        hasher: Option<Hasher>,
+        algorithm: Option<Algorithm>,
+        observed: Observed,
+        file: File,
+    ) -> Finished {
+        let digest = match hasher {
+            Some(h) => Some(h.finish_hex()),
+            None => algorithm.map(|_| observed.sha256.clone()),
+        };
+        Finished {
+            digest,
+            observed,
+            file,
+        }
+    }
+}
+
 /// The digest the user asked for, as a hasher of its own, unless the file's sha256 (always
 /// computed) is that digest already: one hash pass where PVE makes two, never three.
 pub fn user_hasher(
@@ -137,15 +157,7 @@ impl Sink {
                 if !abandon.load(Ordering::Acquire) {
                     file.sync_all().map_err(SinkError::Write)?;
                 }
-                let digest = match hasher {
-                    Some(h) => Some(h.finish_hex()),
-                    None => algorithm.map(|_| observed.sha256.clone()),
-                };
-                Ok(Finished {
-                    digest,
-                    observed,
-                    file,
-                })
+                Ok(Finished::new(hasher, algorithm, observed, file))
             })?;
         Ok(Sink {
             tx,

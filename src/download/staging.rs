@@ -151,26 +151,20 @@ impl Drop for Staged {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ContentCheck, DownloadPlan, RetryPolicy};
+    use super::super::{ContentCheck, DownloadPlan};
     use super::*;
 
     fn state(dest: &Path) -> PartialState {
         PartialState::new(&DownloadPlan {
-            url: "http://o/x.iso".into(),
-            dest: dest.to_path_buf(),
-            staging_dir: PathBuf::new(),
-            content: "iso".into(),
-            checksum: None,
-            checksum_required: false,
-            compression: None,
-            verify_certificates: true,
             check: ContentCheck::for_download("iso", None),
-            task_tag: String::new(),
-            retry: RetryPolicy::default(),
-            user: "root@pam".into(),
-            expect_sha256: None,
-            replace: false,
-            checksum_source: None,
+            ..DownloadPlan::new(
+                "http://o/x.iso".into(),
+                dest.to_path_buf(),
+                PathBuf::new(),
+                "iso",
+                "n1",
+                "root@pam".into(),
+            )
         })
     }
 

@@ -155,16 +155,7 @@ fn hash_in_place(
             h.update(chunk);
         }
     })?;
-    let observed = observer.finish();
-    let digest = match hasher {
-        Some(h) => Some(h.finish_hex()),
-        None => algorithm.map(|_| observed.sha256.clone()),
-    };
-    Ok(Finished {
-        digest,
-        observed,
-        file,
-    })
+    Ok(Finished::new(hasher, algorithm, observer.finish(), file))
 }
 
 /// Copies `from` into `into` through the download sink: one read, hashed and written.

@@ -68,29 +68,28 @@ impl Refetch<'_> {
         retry: &crate::download::RetryPolicy,
         user: &str,
     ) -> Result<crate::download::DownloadPlan, crate::storage::StorageError> {
-        use crate::download::{self, ContentCheck, DownloadPlan};
+        use crate::download::{ContentCheck, DownloadPlan};
         let import_ext = (self.content == "import")
             .then(|| self.dest.extension().and_then(|e| e.to_str()))
             .flatten();
+        let staging_dir = self
+            .storage
+            .staging_dir(self.content)
+            .ok_or(crate::storage::StorageError::NoPath)?;
         Ok(DownloadPlan {
-            url: self.url,
-            staging_dir: self
-                .storage
-                .staging_dir(self.content)
-                .ok_or(crate::storage::StorageError::NoPath)?,
-            content: self.content.to_owned(),
-            checksum: None,
-            checksum_required: false,
             compression: self.compression,
-            verify_certificates: true,
             check: ContentCheck::for_download(self.content, import_ext),
-            task_tag: download::new_tag(node),
             retry: retry.clone(),
-            user: user.to_owned(),
             expect_sha256: Some(self.sha256),
             replace: self.replace,
-            checksum_source: None,
-            dest: self.dest,
+            ..DownloadPlan::new(
+                self.url,
+                self.dest,
+                staging_dir,
+                self.content,
+                node,
+                user.to_owned(),
+            )
         })
     }
 }
