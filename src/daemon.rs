@@ -68,6 +68,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     tokio::spawn(prune_periodically(state.clone()));
     tokio::spawn(crate::library::upkeep::run(state.clone()));
     tokio::spawn(crate::upstream::aplinfo::run(state.clone()));
+    tokio::spawn(crate::upstream::track::poll::run(state.clone()));
     http::serve(state, shutdown).await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ struct Inner {
     tasks: TaskRegistry,
     engine: Engine,
     tickets: Arc<Tickets>,
+    tracker: crate::upstream::track::poll::Tracker,
 }
 
 #[derive(Clone)]
@@ -39,6 +40,7 @@ impl AppState {
             tasks,
             engine,
             tickets: Arc::new(tickets),
+            tracker: Default::default(),
         }))
     }
 
@@ -60,6 +62,11 @@ impl AppState {
 
     pub fn storage_config(&self) -> Result<Arc<StorageConfig>, ApiError> {
         self.0.storage.get().map_err(ApiError::server)
+    }
+
+    /// Which tracks are being polled.
+    pub fn tracker(&self) -> &crate::upstream::track::poll::Tracker {
+        &self.0.tracker
     }
 
     pub fn access(&self) -> Result<Arc<AccessConfig>, AuthError> {

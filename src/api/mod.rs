@@ -33,6 +33,7 @@ pub mod router;
 mod storage;
 mod storage_config;
 mod tasks;
+mod tracks;
 pub mod types;
 pub mod upload;
 mod verify;
@@ -47,10 +48,22 @@ use serde::de::DeserializeOwned;
 pub static ROUTER: Router = Router {
     subdirs: &[
         ("access", &access::ROUTER),
+        ("cluster", &CLUSTER_ROUTER),
         ("nodes", &nodes::ROUTER),
         ("storage", &storage_config::ROUTER),
         ("version", &nodes::VERSION_ROUTER),
     ],
+    ..Router::new()
+};
+
+/// `/cluster`: what isolib keeps for the whole cluster, under its own name.
+static CLUSTER_ROUTER: Router = Router {
+    subdirs: &[("isolib", &ISOLIB_ROUTER)],
+    ..Router::new()
+};
+
+static ISOLIB_ROUTER: Router = Router {
+    subdirs: &[("tracks", &tracks::ROUTER)],
     ..Router::new()
 };
 

@@ -8,6 +8,7 @@ pub mod check;
 pub mod intake;
 pub mod inventory;
 mod pace;
+pub mod retention;
 pub mod upkeep;
 
 use std::path::PathBuf;

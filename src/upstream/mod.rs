@@ -5,6 +5,7 @@
 pub mod aplinfo;
 pub mod openpgp;
 pub mod sums;
+pub mod track;
 
 use sha2::Digest;
 
@@ -129,17 +130,66 @@ async fn fetch_small(
     verify_certificates: bool,
     url: &str,
 ) -> Result<(Vec<u8>, String), UpstreamError> {
+    match fetch_if_changed(fetcher, verify_certificates, url, &Validators::default()).await? {
+        Fetched::Body {
+            body, final_url, ..
+        } => {
+            let name = file_name(final_url.split(['?', '#']).next().unwrap_or_default());
+            Ok((body, name.to_owned()))
+        }
+        // No validators were sent, so no origin may answer 304.
+        Fetched::NotModified => Err(UpstreamError::Fetch {
+            url: url.to_owned(),
+            reason: "HTTP 304 without a conditional request".into(),
+        }),
+    }
+}
+
+/// What identifies the version of a file an origin sent: sent back, they make a request
+/// conditional (RFC 9110 §13.1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+pub enum Fetched {
+    NotModified,
+    Body {
+        body: Vec<u8>,
+        final_url: String,
+        validators: Validators,
+    },
+}
+
+/// A small file, unless the origin says it has not changed since `known`.
+pub async fn fetch_if_changed(
+    fetcher: &Fetcher,
+    verify_certificates: bool,
+    url: &str,
+    known: &Validators,
+) -> Result<Fetched, UpstreamError> {
+    use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
     let fetch_err = |reason: String| UpstreamError::Fetch {
         url: url.to_owned(),
         reason,
     };
-    let req = fetcher
+    let mut req = fetcher
         .download(verify_certificates, url)
         .map_err(|e| fetch_err(e.to_string()))?;
+    if let Some(etag) = &known.etag {
+        req = req.header(IF_NONE_MATCH, etag);
+    }
+    if let Some(date) = &known.last_modified {
+        req = req.header(IF_MODIFIED_SINCE, date);
+    }
     let mut resp = req
         .send()
         .await
         .map_err(|e| fetch_err(crate::download::describe_reqwest(&e)))?;
+    if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(Fetched::NotModified);
+    }
     if !resp.status().is_success() {
         return Err(fetch_err(format!(
             "HTTP {} {}",
@@ -147,7 +197,17 @@ async fn fetch_small(
             resp.status().canonical_reason().unwrap_or("")
         )));
     }
-    let final_name = file_name(resp.url().path()).to_owned();
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let validators = Validators {
+        etag: header(ETAG),
+        last_modified: header(LAST_MODIFIED),
+    };
+    let final_url = resp.url().to_string();
     let mut body = Vec::new();
     while let Some(chunk) = resp
         .chunk()
@@ -162,7 +222,11 @@ async fn fetch_small(
             )));
         }
     }
-    Ok((body, final_name))
+    Ok(Fetched::Body {
+        body,
+        final_url,
+        validators,
+    })
 }
 
 /// The last segment of a URL path.

@@ -71,6 +71,11 @@ const VALID: &[(&str, &str)] = &[
     ),
     ("notes", "a note"),
     ("tmpfilename", "/var/tmp/pveupload-0123abcd"),
+    ("name", "debian-13"),
+    ("pattern", r"debian-([0-9.]+)-amd64-netinst\.iso"),
+    ("feed", "fcos"),
+    ("keep", "2"),
+    ("interval", "3600"),
 ];
 
 /// Per named format: values it accepts (also used to violate an enum without tripping the

@@ -187,6 +187,7 @@ http {{
         server_name localhost;
         root {docroot};
         location /files/ {{ }}
+        location /mirror/ {{ autoindex on; }}
         location ~ ^/redirect/(.+)$ {{ return 302 /files/$1; }}
         location ~ ^/rename-redirect/ {{ return 302 /files/small.iso; }}
         location /disposition/ {{

@@ -1,5 +1,5 @@
-//! The client side of `isolib`: `download`, `ls`, `tasks`, `rm`, `show`, `verify` and
-//! `inventory` talk to a running daemon
+//! The client side of `isolib`: `download`, `ls`, `tasks`, `rm`, `show`, `verify`,
+//! `inventory` and `track` talk to a running daemon
 //! over its PVE API, on the local Unix socket or on `--url` with an API token.
 //!
 //! # Layout
@@ -25,6 +25,7 @@ pub mod rm;
 pub mod show;
 pub mod table;
 pub mod tasks;
+pub mod track;
 pub mod verify;
 
 pub use conn::ConnectArgs;
@@ -35,6 +36,7 @@ pub use ls::LsArgs;
 pub use rm::RmArgs;
 pub use show::ShowArgs;
 pub use tasks::TasksArgs;
+pub use track::TrackArgs;
 pub use verify::VerifyArgs;
 
 /// The client subcommands; flattened into the `isolib` command enum.
@@ -54,6 +56,8 @@ pub enum ClientCommand {
     Inventory(InventoryArgs),
     /// Verify volumes against their catalog records (and repair them)
     Verify(VerifyArgs),
+    /// Tracked releases: add, ls, show, check, rm
+    Track(TrackArgs),
 }
 
 /// Runs one client command. Output goes to stdout, the progress bar and notices to stderr;
@@ -67,6 +71,7 @@ pub async fn run(cmd: ClientCommand) -> Result<(), ClientError> {
         ClientCommand::Show(args) => show::run(args).await,
         ClientCommand::Inventory(args) => inventory::run(args).await,
         ClientCommand::Verify(args) => verify::run(args).await,
+        ClientCommand::Track(args) => track::run(args).await,
     }
 }
 
