@@ -36,6 +36,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod boot;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -9,6 +9,21 @@ PROXMOXER_VERSION=2.3.0
 REQUESTS_VERSION=2.34.2
 PYTEST_VERSION=9.2.0
 
+# --- QEMU and iPXE, for the network boot test ---------------------------------------------
+# First: Debian 12's qemu-system-x86 may take the place of a newer qemu-utils, which the check
+# below then installs again, as Debian 12's.
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || [ ! -e /usr/lib/ipxe/ipxe.iso ] ||
+   [ ! -e /usr/lib/ipxe/qemu/efi-virtio.rom ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install qemu-system-x86, ipxe-qemu and ipxe" >&2
+    exit 1
+  fi
+  echo "setup: installing: qemu-system-x86 ipxe-qemu ipxe"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends qemu-system-x86 ipxe-qemu ipxe iproute2 >/dev/null
+fi
+
 # --- Debian packages (command -> package) --------------------------------------------------
 declare -A NEED=(
   [nginx]=nginx-light

@@ -22,6 +22,7 @@ macro_rules! params {
 
 mod access;
 mod aplinfo;
+mod boot;
 mod content;
 mod download_url;
 mod error;
@@ -63,9 +64,18 @@ static CLUSTER_ROUTER: Router = Router {
 };
 
 static ISOLIB_ROUTER: Router = Router {
-    subdirs: &[("tracks", &tracks::ROUTER)],
+    subdirs: &[("boot", &boot::ROUTER), ("tracks", &tracks::ROUTER)],
     ..Router::new()
 };
+
+/// Blocking file work, off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::server)
+}
 
 /// Validated parameters into a handler's typed arguments. Validation already checked every
 /// value, so a failure here is a bug between a schema and its struct.
@@ -189,6 +199,7 @@ mod tests {
                 time: 0,
                 upid: None,
             }),
+            boot_configs: vec!["ks".into()],
             ..Default::default()
         };
         let info = replies::VolumeInfo {

@@ -164,6 +164,12 @@ pub struct VolumeInfo {
     pub verification: Option<catalog::Verification>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<catalog::VolumeAccess>,
+    #[serde(
+        rename = "boot-configs",
+        skip_serializing_if = "Vec::is_empty",
+        default
+    )]
+    pub boot_configs: Vec<String>,
 }
 
 impl VolumeInfo {
@@ -178,6 +184,7 @@ impl VolumeInfo {
         self.template = record.template;
         self.verification = record.verification;
         self.access = Some(record.access);
+        self.boot_configs = record.boot_configs;
         self
     }
 }

@@ -11,7 +11,7 @@ use super::replies::VolumeInfo;
 use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_ALLOCATE};
 use super::storage::enabled_storage;
 use super::types::{self, NODE_PROP, optional, required};
-use super::{ApiError, from_params};
+use super::{ApiError, blocking, from_params};
 use crate::catalog::{self, Lookup, Record, VolumeAccess};
 use crate::pve::ids::parse_volume_id;
 use crate::schema::Schema;
@@ -52,6 +52,7 @@ pub static INFO: ApiMethod = ApiMethod::get(
     "template",
     "verification",
     "access",
+    "boot-configs",
 ]))
 .access(READ_ACCESS);
 
@@ -134,6 +135,10 @@ params!(UPDATE_PARAMS => UpdateArgs {
         "isolib: who may fetch the volume over HTTP (/files/): public, or private (the API's credentials with Datastore.Audit, or its owner). The owner or Datastore.Allocate changes it.",
         &ACCESS
     ),
+    "boot-configs" boot_configs: Option<String> = optional(
+        "isolib: the network boot configs that fit this image (a list; empty: none). The owner or Datastore.Allocate changes it.",
+        &types::STRING
+    ),
 });
 
 static ACCESS: Schema = Schema::String(crate::schema::StringSchema {
@@ -167,7 +172,22 @@ async fn update(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         }
     }
     let access = args.access.as_deref().and_then(VolumeAccess::parse);
-    if args.notes.is_none() && args.protected.is_none() && access.is_none() {
+    let boot_configs: Option<Vec<String>> = args.boot_configs.as_deref().map(|list| {
+        crate::pve::perl::split_list(list)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    });
+    if let Some(names) = &boot_configs {
+        let book = super::boot::load(&ctx).await?;
+        crate::boot::validate::boot_configs(&book, names)
+            .map_err(|e| ApiError::param(e.field, e.text))?;
+    }
+    if args.notes.is_none()
+        && args.protected.is_none()
+        && access.is_none()
+        && boot_configs.is_none()
+    {
         return Ok(Reply::Data(Value::Null));
     }
     let caller = ctx.auth()?.to_string();
@@ -187,14 +207,19 @@ async fn update(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
             Lookup::Fresh(r) | Lookup::Stale(r) => r,
             Lookup::Missing => Record::default(),
         };
-        if let Some(access) = access {
+        if access.is_some() || boot_configs.is_some() {
             let owner = record.source.user.as_deref() == Some(caller.as_str());
             if !owner && !may_allocate {
                 return Err(ApiError::permission(Some(&format!(
                     "/storage/{storage_id}, Datastore.Allocate"
                 ))));
             }
+        }
+        if let Some(access) = access {
             record.access = access;
+        }
+        if let Some(names) = boot_configs {
+            record.boot_configs = names;
         }
         if let Some(notes) = args.notes {
             record.notes = Some(notes).filter(|n| !n.is_empty());
@@ -332,13 +357,5 @@ pub(super) fn real_volume_id(
 }
 
 /// Runs file work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::server)
-}
-
 /// `/nodes/{node}/storage/{storage}/content/{volume}`.
 pub static ROUTER: Router = Router::leaf(&[&INFO, &UPDATE, &DELETE]);

@@ -30,6 +30,9 @@ pub struct Record {
     /// Who may fetch it over HTTP (`/files/`); new volumes are private.
     #[serde(default)]
     pub access: VolumeAccess,
+    /// The network boot configs that fit this image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_configs: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iso: Option<IsoInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +186,14 @@ impl Record {
             template: facts.template,
             ..Record::default()
         }
+    }
+
+    /// What the user set on a volume stays when its record is made again.
+    pub fn keep_attributes(&mut self, old: Record) {
+        self.notes = old.notes;
+        self.protected = old.protected;
+        self.access = old.access;
+        self.boot_configs = old.boot_configs;
     }
 
     pub fn failed(&self) -> bool {

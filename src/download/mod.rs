@@ -406,8 +406,7 @@ impl Engine {
             record.verification = repaired;
             // What the user set on the volume this one replaces (a repair) stays.
             if let Ok(Lookup::Fresh(old) | Lookup::Stale(old)) = catalog::store::load(&dest) {
-                record.notes = old.notes;
-                record.protected = old.protected;
+                record.keep_attributes(old);
             }
             catalog::store::save(&dest, &record)
         })

@@ -29,7 +29,26 @@ pub async fn handle(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let resp = dispatch(&req, payload, state.get_ref().clone()).await;
-    tracing::debug!(method = %req.method(), path = %req.path(), status = resp.status().as_u16());
+    let path = req.path();
+    if path.starts_with("/files/") || path.starts_with("/boot/") {
+        // What a booting machine asked for, in order: the trail to follow when one does not boot.
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            "{} {} {} range {range} from {}: {}",
+            req.method(),
+            path,
+            req.query_string(),
+            req.peer_addr()
+                .map_or_else(|| "-".into(), |a| a.ip().to_string()),
+            resp.status().as_u16()
+        );
+    } else {
+        tracing::debug!(method = %req.method(), path = %path, status = resp.status().as_u16());
+    }
     resp
 }
 
@@ -38,10 +57,13 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         return resp;
     }
     let raw_path = req.uri().path();
-    // The plain-HTTP listener serves public volumes and nothing else.
+    // The plain-HTTP listener serves public volumes and the boot endpoints, nothing else.
     let plain = super::files::on_plain_listener(req);
     if raw_path.starts_with("/files/") {
         return super::files::serve(req, &state, plain).await;
+    }
+    if raw_path.starts_with("/boot/") {
+        return super::boot::serve(req, &state, plain).await;
     }
     if plain {
         return format::plain_error(404, "not found");

@@ -1,6 +1,7 @@
 //! actix glue: one catch-all service that hands every request to [`dispatch`], the listener
 //! with TLS, and a graceful stop that lets running tasks write their final line.
 
+mod boot;
 mod conn_limit;
 mod dispatch;
 mod files;

@@ -83,13 +83,18 @@ fn rebuilt(facts: catalog::Facts, old: Option<Record>, now: i64) -> Record {
         return Record::new(facts, fresh_source);
     };
     let same_bytes = old.sha256 == facts.sha256;
-    let mut record = Record::new(facts, if same_bytes { old.source } else { fresh_source });
+    let mut record = Record::new(
+        facts,
+        if same_bytes {
+            old.source.clone()
+        } else {
+            fresh_source
+        },
+    );
     if same_bytes {
-        record.checksum = old.checksum;
+        record.checksum = old.checksum.clone();
     }
-    record.notes = old.notes;
-    record.protected = old.protected;
-    record.access = old.access;
+    record.keep_attributes(old);
     record
 }
 

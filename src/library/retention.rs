@@ -1,18 +1,26 @@
-//! Whether a volume may go: retention never removes one that is protected or that a guest
-//! still refers to. On a PVE node the guests are the VM and container configurations under
+//! Whether a volume may go: retention never removes one that is protected, that a host boots
+//! over the network (the boot book), or that a guest still refers to. On a PVE node the guests are the VM and container configurations under
 //! `<pve-dir>/nodes/*/qemu-server/*.conf` and `lxc/*.conf`, snapshots included: a CD-ROM
 //! (`ide2: local:iso/x.iso,media=cdrom`), an `import-from=` source, a container mount point.
 
 use std::path::Path;
 
 /// Why a volume stays, in words for the task log; `None`: nothing holds it.
-pub fn held_by(volid: &str, path: &Path, pve_dir: Option<&Path>) -> Option<String> {
+pub fn held_by(
+    volid: &str,
+    path: &Path,
+    pve_dir: Option<&Path>,
+    boot: &crate::boot::book::Book,
+) -> Option<String> {
     if crate::catalog::store::load(path)
         .ok()
         .and_then(|l| l.fresh())
         .is_some_and(|r| r.protected)
     {
         return Some("protected".into());
+    }
+    if let Some(host) = boot.hosts_of(volid).first() {
+        return Some(format!("booted by host '{host}'"));
     }
     let pve_dir = pve_dir?;
     let nodes = std::fs::read_dir(pve_dir.join("nodes")).ok()?;
@@ -63,6 +71,7 @@ fn refers_to(config: &str, volid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot::book::{Book, Host};
 
     const VM: &str = "boot: order=scsi0;ide2
 ide2: local:iso/debian-12.9.0-amd64-netinst.iso,media=cdrom,size=632M
@@ -94,9 +103,28 @@ ide2: local:iso/debian-12.8.0-amd64-netinst.iso,media=cdrom
         std::fs::create_dir_all(&qm).expect("dirs");
         std::fs::write(qm.join("101.conf"), VM).expect("conf");
         let vol = d.path().join("x.iso");
-        let why = held_by("local:import/noble.qcow2", &vol, Some(d.path())).expect("held");
+        let none = Book::default();
+        let why = held_by("local:import/noble.qcow2", &vol, Some(d.path()), &none).expect("held");
         assert!(why.starts_with("used by VM 101 ("), "{why}");
-        assert_eq!(held_by("local:iso/other.iso", &vol, Some(d.path())), None);
-        assert_eq!(held_by("local:import/noble.qcow2", &vol, None), None);
+        assert_eq!(
+            held_by("local:iso/other.iso", &vol, Some(d.path()), &none),
+            None
+        );
+        assert_eq!(held_by("local:import/noble.qcow2", &vol, None, &none), None);
+        let mut boot = Book::default();
+        boot.hosts.insert(
+            "web1".into(),
+            Host {
+                mac: "52:54:00:00:00:01".into(),
+                ip: None,
+                image: Some("local:iso/other.iso".into()),
+                config: None,
+                firmware: None,
+            },
+        );
+        assert_eq!(
+            held_by("local:iso/other.iso", &vol, None, &boot).as_deref(),
+            Some("booted by host 'web1'")
+        );
     }
 }

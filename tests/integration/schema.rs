@@ -76,6 +76,9 @@ const VALID: &[(&str, &str)] = &[
     ("feed", "fcos"),
     ("keep", "2"),
     ("interval", "3600"),
+    ("format", "kickstart"),
+    ("files", r#"{"ks.cfg":"text\n"}"#),
+    ("mac", "52:54:00:12:34:56"),
 ];
 
 /// Per named format: values it accepts (also used to violate an enum without tripping the

@@ -272,19 +272,38 @@ impl Connection {
         path: &str,
         form: &[(&str, String)],
     ) -> Result<Envelope<T>, ClientError> {
+        self.send_form(reqwest::Method::POST, path, form).await
+    }
+
+    /// PUT with a form body, as POST.
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<Envelope<T>, ClientError> {
+        self.send_form(reqwest::Method::PUT, path, form).await
+    }
+
+    async fn send_form<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<Envelope<T>, ClientError> {
+        let name = method.as_str().to_owned();
         let body = serde_urlencoded::to_string(form).map_err(|e| ClientError::Encode {
-            what: format!("POST {path}"),
+            what: format!("{name} {path}"),
             reason: e.to_string(),
         })?;
         let req = self
             .http
-            .post(self.url(path))
+            .request(method, self.url(path))
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
             .body(body);
-        self.send(req, "POST", path).await
+        self.send(req, &name, path).await
     }
 
     pub async fn delete<T: DeserializeOwned>(

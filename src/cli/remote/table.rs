@@ -46,6 +46,20 @@ pub fn render(headers: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Prints the API's objects as a table, one row each.
+pub fn print_rows(
+    headers: &[(&str, Align)],
+    items: &[serde_json::Value],
+    row: impl Fn(&serde_json::Value) -> Vec<String>,
+) -> Result<(), ClientError> {
+    print(&render(headers, &items.iter().map(row).collect::<Vec<_>>()))
+}
+
+/// A text field of an API object, `-` when it has none.
+pub fn field(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or("-").to_owned()
+}
+
 pub fn print(text: &str) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

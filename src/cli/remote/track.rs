@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::conn::{ConnectArgs, Connection, segment};
 use super::error::ClientError;
 use super::follow::{self, is_success};
-use super::table::{self, Align};
+use super::table::{self, Align, field};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrackArgs {
@@ -138,17 +138,15 @@ pub async fn run(args: TrackArgs) -> Result<(), ClientError> {
         TrackCommand::Ls { conn } => {
             let conn = Connection::open(&conn)?;
             let list: Vec<Value> = conn.get(TRACKS, &[]).await?.data;
-            table::print(&table::render(
-                &[
-                    ("NAME", Align::Left),
-                    ("STORAGE", Align::Left),
-                    ("CURRENT", Align::Left),
-                    ("LATEST", Align::Left),
-                    ("LAST POLL", Align::Left),
-                    ("ERROR", Align::Left),
-                ],
-                &list.iter().map(row).collect::<Vec<_>>(),
-            ))
+            let headers = [
+                ("NAME", Align::Left),
+                ("STORAGE", Align::Left),
+                ("CURRENT", Align::Left),
+                ("LATEST", Align::Left),
+                ("LAST POLL", Align::Left),
+                ("ERROR", Align::Left),
+            ];
+            table::print_rows(&headers, &list, row)
         }
         TrackCommand::Show(a) => {
             let conn = Connection::open(&a.conn)?;
@@ -180,12 +178,11 @@ pub async fn run(args: TrackArgs) -> Result<(), ClientError> {
 }
 
 fn row(t: &Value) -> Vec<String> {
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
     vec![
-        s(&t["name"]),
-        s(&t["storage"]),
-        s(&t["current"]["version"]),
-        s(&t["latest"]["version"]),
+        field(&t["name"]),
+        field(&t["storage"]),
+        field(&t["current"]["version"]),
+        field(&t["latest"]["version"]),
         t["last-poll"]
             .as_u64()
             .map_or_else(|| "-".into(), table::local_time),

@@ -377,6 +377,8 @@ fn hold(entry: &mut Entry, held: Held) {
 fn retain(state: &AppState, entry: &mut Entry, keep: usize, log: &TaskLog) -> Result<(), String> {
     let cfg = state.storage_config().map_err(|e| e.message)?;
     let pve_dir = state.config().pve_dir.as_deref();
+    let boot = crate::boot::book::load(&crate::boot::book::path(state.config()))
+        .map_err(|e| e.to_string())?;
     let mut still = Vec::new();
     let mut failed = None;
     for (i, held) in std::mem::take(&mut entry.state.held)
@@ -393,7 +395,7 @@ fn retain(state: &AppState, entry: &mut Entry, keep: usize, log: &TaskLog) -> Re
             log.line(&format!("{} is gone already", held.volid));
             continue;
         };
-        if let Some(why) = crate::library::retention::held_by(&held.volid, &path, pve_dir) {
+        if let Some(why) = crate::library::retention::held_by(&held.volid, &path, pve_dir, &boot) {
             log.line(&format!("keeping {} ({why})", held.volid));
             still.push(held);
             continue;
