@@ -34,6 +34,12 @@ static FIRMWARE: Schema = Schema::String(StringSchema {
 });
 
 const NAME_PROP: crate::schema::Property = required("Its name.", &NAME);
+const CONFIG_FIELDS: &[&str] = &["name", "format", "files", "description"];
+const HOST_FIELDS: &[&str] = &["name", "mac", "ip", "image", "config", "firmware"];
+
+params!(ITEM_PARAMS => ItemArgs {
+    "name" name: String = NAME_PROP,
+});
 
 // --- configs ---------------------------------------------------------------------------------
 
@@ -41,12 +47,7 @@ pub static CONFIG_LIST: ApiMethod = ApiMethod::get("/cluster/isolib/boot/configs
     Box::pin(config_list(ctx, p))
 })
 .describe("Boot configs (isolib).")
-.returns(Returns::ArrayOf(&[
-    "name",
-    "format",
-    "files",
-    "description",
-]))
+.returns(Returns::ArrayOf(CONFIG_FIELDS))
 .access(AUDIT);
 
 async fn config_list(ctx: Ctx, _: Params) -> Result<Reply, ApiError> {
@@ -96,21 +97,17 @@ async fn config_create(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     .await
 }
 
-params!(CONFIG_ITEM_PARAMS => ConfigItemArgs {
-    "name" name: String = NAME_PROP,
-});
-
 pub static CONFIG_READ: ApiMethod =
     ApiMethod::get("/cluster/isolib/boot/configs/{name}", |ctx, p| {
         Box::pin(config_read(ctx, p))
     })
     .describe("A boot config (isolib).")
-    .params(&CONFIG_ITEM_PARAMS)
-    .returns(Returns::Object(&["name", "format", "files", "description"]))
+    .params(&ITEM_PARAMS)
+    .returns(Returns::Object(CONFIG_FIELDS))
     .access(AUDIT);
 
 async fn config_read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
-    let args: ConfigItemArgs = from_params(params)?;
+    let args: ItemArgs = from_params(params)?;
     let book = load(&ctx).await?;
     let config = book
         .configs
@@ -164,11 +161,11 @@ pub static CONFIG_DELETE: ApiMethod =
         Box::pin(config_delete(ctx, p))
     })
     .describe("Delete a boot config no host uses (isolib).")
-    .params(&CONFIG_ITEM_PARAMS)
+    .params(&ITEM_PARAMS)
     .access(MODIFY);
 
 async fn config_delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
-    let args: ConfigItemArgs = from_params(params)?;
+    let args: ItemArgs = from_params(params)?;
     change(&ctx, move |book| {
         if !book.configs.contains_key(&args.name) {
             return Err(no_config(&args.name));
@@ -216,9 +213,7 @@ pub static HOST_LIST: ApiMethod = ApiMethod::get("/cluster/isolib/boot/hosts", |
     Box::pin(host_list(ctx, p))
 })
 .describe("Hosts that boot over the network: host, MAC, image, config (isolib).")
-.returns(Returns::ArrayOf(&[
-    "name", "mac", "ip", "image", "config", "firmware",
-]))
+.returns(Returns::ArrayOf(HOST_FIELDS))
 .access(AUDIT);
 
 async fn host_list(ctx: Ctx, _: Params) -> Result<Reply, ApiError> {
@@ -275,22 +270,16 @@ async fn host_create(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     .await
 }
 
-params!(HOST_ITEM_PARAMS => HostItemArgs {
-    "name" name: String = NAME_PROP,
-});
-
 pub static HOST_READ: ApiMethod = ApiMethod::get("/cluster/isolib/boot/hosts/{name}", |ctx, p| {
     Box::pin(host_read(ctx, p))
 })
 .describe("A host (isolib).")
-.params(&HOST_ITEM_PARAMS)
-.returns(Returns::Object(&[
-    "name", "mac", "ip", "image", "config", "firmware",
-]))
+.params(&ITEM_PARAMS)
+.returns(Returns::Object(HOST_FIELDS))
 .access(AUDIT);
 
 async fn host_read(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
-    let args: HostItemArgs = from_params(params)?;
+    let args: ItemArgs = from_params(params)?;
     let book = load(&ctx).await?;
     let host = book
         .hosts
@@ -360,11 +349,11 @@ pub static HOST_DELETE: ApiMethod =
         Box::pin(host_delete(ctx, p))
     })
     .describe("Remove a host (isolib).")
-    .params(&HOST_ITEM_PARAMS)
+    .params(&ITEM_PARAMS)
     .access(MODIFY);
 
 async fn host_delete(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
-    let args: HostItemArgs = from_params(params)?;
+    let args: ItemArgs = from_params(params)?;
     change(&ctx, move |book| {
         book.hosts
             .remove(&args.name)

@@ -156,6 +156,7 @@ impl Sink {
                 let (file, observed) = out.finish().map_err(classify)?;
                 if !abandon.load(Ordering::Acquire) {
                     file.sync_all().map_err(SinkError::Write)?;
+                    release_cache(&file, 0, 0);
                 }
                 Ok(Finished::new(hasher, algorithm, observed, file))
             })?;
@@ -226,6 +227,10 @@ impl Syncer {
                     return;
                 };
                 let mut kicked = written.load(Ordering::Acquire);
+                // The window started last tick: written back by now, or soon, and then
+                // dropped from the page cache, so a download holds at most two windows of
+                // dirty pages and leaves the cache the VMs use as it found it.
+                let mut in_flight: Option<(u64, u64)> = None;
                 let mut last_sync = Instant::now();
                 // Ends when the writer drops the sender (or sends): the final sync is its own.
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
@@ -239,9 +244,16 @@ impl Syncer {
                             return;
                         }
                         synced.store(upto, Ordering::Release);
+                        release_cache(&file, 0, upto);
+                        in_flight = None;
                         last_sync = Instant::now();
                     } else if upto > kicked {
                         start_writeback(&file, kicked, upto - kicked);
+                        if let Some((offset, len)) = in_flight {
+                            finish_writeback(&file, offset, len);
+                            release_cache(&file, offset, len);
+                        }
+                        in_flight = Some((kicked, upto - kicked));
                     }
                     kicked = upto;
                 }
@@ -259,16 +271,47 @@ impl Syncer {
 /// waiting for it. Only a hint: when it fails, the checkpoints and the final fsync still write
 /// everything.
 fn start_writeback(file: &File, offset: u64, len: u64) {
+    sync_range(file, offset, len, libc::SYNC_FILE_RANGE_WRITE);
+}
+
+/// Waits until `len` bytes at `offset` are written back (not durable: no metadata, no flush of
+/// the disk's cache; the fsyncs see to that), so their pages are clean and can be dropped.
+fn finish_writeback(file: &File, offset: u64, len: u64) {
+    sync_range(
+        file,
+        offset,
+        len,
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+    );
+}
+
+fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
     };
     // SAFETY: the descriptor is owned by `file`, which outlives the call; the call only reads
     // its arguments.
-    let rc = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
     if rc != 0 {
         tracing::debug!("sync_file_range failed: {}", io::Error::last_os_error());
+    }
+}
+
+/// Drops the clean pages of `len` bytes at `offset` (0: up to the end) from the page cache: a
+/// download is written once and read rarely, and on a PVE node the cache belongs to the VMs.
+/// Dirty pages stay (the kernel skips them); only a hint.
+pub fn release_cache(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: as in `sync_range`.
+    let rc =
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        tracing::debug!("posix_fadvise failed: {}", io::Error::from_raw_os_error(rc));
     }
 }

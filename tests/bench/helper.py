@@ -77,15 +77,25 @@ def proc_kib(pid, key):
     return 0
 
 
+def meminfo_kib(key):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def cmd_one(port, url, name, sha, pid):
     pid = int(pid)
     peak = [proc_kib(pid, "VmRSS")]
+    dirty = [meminfo_kib("Dirty")]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
             peak[0] = max(peak[0], proc_kib(pid, "VmRSS"))
-            done.wait(0.1)
+            dirty[0] = max(dirty[0], meminfo_kib("Dirty"))
+            done.wait(0.05)
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
@@ -96,7 +106,7 @@ def cmd_one(port, url, name, sha, pid):
     done.set()
     t.join()
     return {"seconds": secs, "status": status, "rss_peak_kib": peak[0],
-            "hwm_kib": proc_kib(pid, "VmHWM")}
+            "hwm_kib": proc_kib(pid, "VmHWM"), "dirty_peak_kib": dirty[0]}
 
 
 def _parallel(fn, args):

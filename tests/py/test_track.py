@@ -50,7 +50,8 @@ class Mirror:
 
     def __init__(self, origin):
         self.origin = origin
-        self.name = "m-" + uuid.uuid4().hex[:8]
+        # Debian's layout: the release's checksum file beside its images.
+        self.name = "m-%s/12.7.0/amd64/iso-cd" % uuid.uuid4().hex[:8]
         self.dir = origin.docroot / "mirror" / self.name
         self.dir.mkdir(parents=True)
 
@@ -79,11 +80,11 @@ class Mirror:
     def gets(self, name):
         """How many times the origin sent `name` in full."""
         log = (self.origin.tmp / "nginx-access.log").read_text()
-        return len(re.findall(r'"GET /mirror/%s/%s HTTP/1\.1" 200 ' % (self.name, re.escape(name)), log))
+        return len(re.findall(r'"GET /mirror/%s/%s HTTP/1\.1" 200 ' % (re.escape(self.name), re.escape(name)), log))
 
     def not_modified(self, name):
         log = (self.origin.tmp / "nginx-access.log").read_text()
-        return len(re.findall(r'"GET /mirror/%s/%s HTTP/1\.1" 304 ' % (self.name, re.escape(name)), log))
+        return len(re.findall(r'"GET /mirror/%s/%s HTTP/1\.1" 304 ' % (re.escape(self.name), re.escape(name)), log))
 
 
 def test_a_signed_release_series_bumped_retired_and_kept_when_in_use(tracked, origin, keys):
