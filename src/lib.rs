@@ -39,6 +39,7 @@ pub mod auth;
 pub mod boot;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod download;

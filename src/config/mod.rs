@@ -46,6 +46,9 @@ pub struct Config {
     pub tls: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Other nodes' daemons (standalone; on a PVE node, its member list).
+    pub peers: Vec<crate::cluster::peers::Peer>,
+    pub peer_port: u16,
     pub state_dir: PathBuf,
     pub storage_cfg: PathBuf,
     pub user_cfg: PathBuf,
@@ -186,6 +189,17 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8016";
 pub const DEFAULT_STATE_DIR: &str = "isolib-data";
 
 impl Config {
+    /// How to reach `node`'s daemon, if it is another node this one knows.
+    pub fn peer(
+        &self,
+        node: &str,
+    ) -> Result<Option<crate::cluster::peers::Peer>, crate::cluster::peers::PeerError> {
+        match &self.pve_dir {
+            Some(pve) => crate::cluster::peers::from_pve(pve, node, self.peer_port),
+            None => Ok(self.peers.iter().find(|p| p.name == node).cloned()),
+        }
+    }
+
     pub fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         let socket = absolute(&raw.socket_path())?;
         let clients = client_limits(&raw)?;
@@ -367,6 +381,28 @@ impl Config {
             dir: state_dir.join("aplinfo"),
         };
         let pve_dir = resolve_pve_dir(raw.pve_dir.as_deref())?;
+        let peers = raw
+            .peers
+            .iter()
+            .flatten()
+            .map(|p| {
+                crate::cluster::peers::parse_peer(p)
+                    .map_err(|e| invalid("peers", p, &e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // On a PVE node the daemon presents the node's own certificate, the one its peers pin.
+        let (tls_cert, tls_key) = match (&raw.tls_cert, &pve_dir) {
+            (None, Some(pve)) => {
+                let dir = pve.join("nodes").join(&node);
+                let (cert, key) = (dir.join("pve-ssl.pem"), dir.join("pve-ssl.key"));
+                if cert.exists() && key.exists() {
+                    (Some(cert), Some(key))
+                } else {
+                    (None, None)
+                }
+            }
+            _ => (raw.tls_cert.clone(), raw.tls_key.clone()),
+        };
         // A PVE file is the default for each setting it covers; an explicit setting still wins.
         let pve_file = |name: &str| pve_dir.as_ref().map(|d| d.join(name));
         let embedded_access =
@@ -398,8 +434,10 @@ impl Config {
             listen,
             http_listen,
             tls: raw.tls.unwrap_or(true),
-            tls_cert: raw.tls_cert,
-            tls_key: raw.tls_key,
+            tls_cert,
+            tls_key,
+            peers,
+            peer_port: raw.peer_port.unwrap_or(listen.port()),
             storage_cfg,
             user_cfg,
             token_cfg,

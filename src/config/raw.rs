@@ -168,6 +168,12 @@ layered! {
         /// Seconds between two updates of the appliance index, as pveam's daily update [default: 86400; 0: never]
         #[arg(long)]
         pub aplinfo_interval: Option<u64>,
+        /// Another node's daemon, for requests to /nodes/NAME/...: "NAME HOST:PORT SHA256-FINGERPRINT" (repeatable; on a PVE node the cluster's members are the peers)
+        #[arg(long = "peer", value_name = "PEER")]
+        pub peers: Option<Vec<String>>,
+        /// The port every node's daemon listens on, for peers found in PVE's member list [default: the listen port]
+        #[arg(long)]
+        pub peer_port: Option<u16>,
     }
 }
 

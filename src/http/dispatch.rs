@@ -156,6 +156,13 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
     if matches!(method, "GET" | "DELETE") && !body.is_empty() {
         return format::plain_error(501, &format!("Unexpected content for method '{method}'"));
     }
+    // Another node's request, authenticated here, judged there (pveproxy's proxyto).
+    if let Some(node) = path_params.get("node")
+        && !is_local(node, &state.config().node)
+        && let Some(answer) = super::proxy::to_peer(req, &state, node, &body).await
+    {
+        return answer.unwrap_or_else(|e| format::error(fmt, &e));
+    }
     match run(req, fmt, api_method, path_params, &body, state, caller).await {
         Ok(resp) => resp,
         Err(e) => format::error(fmt, &e),
@@ -489,9 +496,13 @@ fn add_form(params: &mut RawParams, data: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// This daemon serves one node; PVE would proxy other names and fail on unknown ones.
+fn is_local(node: &str, local: &str) -> bool {
+    node == local || node == "localhost"
+}
+
+/// A node that is neither this one nor a known peer: PVE fails the name lookup.
 fn check_node(node: &str, local: &str) -> Result<(), ApiError> {
-    if node == local || node == "localhost" {
+    if is_local(node, local) {
         return Ok(());
     }
     Err(ApiError::server(format!(

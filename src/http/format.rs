@@ -131,7 +131,7 @@ fn pve_headers(b: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
 }
 
 /// PVE closes the connection after every error response.
-fn set_reason(resp: &mut HttpResponse, message: &str) {
+pub(super) fn set_reason(resp: &mut HttpResponse, message: &str) {
     if resp.status().as_u16() >= 400 {
         resp.head_mut()
             .set_connection_type(actix_web::http::ConnectionType::Close);

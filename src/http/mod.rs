@@ -7,6 +7,7 @@ mod dispatch;
 mod files;
 pub mod format;
 mod local_socket;
+mod proxy;
 mod tls;
 mod upload;
 

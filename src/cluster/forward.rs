@@ -1,0 +1,185 @@
+//! A request for another node, passed on to that node's daemon as pveproxy passes it
+//! (pve-http-server's `proxy_request`): the caller's credentials as they came, `PVEDisableProxy`
+//! so the peer never passes it on again, `PVEClientIP`, over TLS that accepts nothing but the
+//! peer's own certificate (by its SHA-256 fingerprint, as PVE pins a node's), 30 s for the
+//! answer. The answer goes back as the peer gave it.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+
+use super::peers::Peer;
+
+/// PVE's proxy timeout.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Answers of the API are small; a bigger one is not passed on.
+const MAX_ANSWER: usize = 64 << 20;
+
+/// The header that marks a forwarded request (PVE's name).
+pub const DISABLE_PROXY: &str = "PVEDisableProxy";
+pub const CLIENT_IP: &str = "PVEClientIP";
+
+pub struct Request {
+    pub method: String,
+    /// Path and query, as the caller sent them.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// PVE puts its error text in the reason phrase.
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("unable to connect to node '{node}' ({addr}): {reason}")]
+    Connect {
+        node: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("node '{0}' presented another certificate than its own")]
+    Certificate(String),
+    #[error("node '{node}' answered badly: {reason}")]
+    Answer { node: String, reason: String },
+}
+
+/// Sends `req` to `peer` and reads its whole answer (blocking: run it off the runtime).
+pub fn forward(peer: &Peer, req: &Request) -> Result<Answer, ForwardError> {
+    let connect_err = |reason: String| ForwardError::Connect {
+        node: peer.name.clone(),
+        addr: peer.addr.clone(),
+        reason,
+    };
+    let addr = peer
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| connect_err(e.to_string()))?
+        .next()
+        .ok_or_else(|| connect_err("no address".into()))?;
+    let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| connect_err(e.to_string()))?;
+    tcp.set_read_timeout(Some(TIMEOUT))
+        .and_then(|()| tcp.set_write_timeout(Some(TIMEOUT)))
+        .map_err(|e| connect_err(e.to_string()))?;
+
+    let pinned = peer.fingerprint;
+    let mut builder =
+        SslConnector::builder(SslMethod::tls_client()).map_err(|e| connect_err(e.to_string()))?;
+    // The chain above the node's certificate (PVE's cluster CA) is not judged: the node's own
+    // certificate, by its fingerprint, is the trust.
+    builder.set_verify_callback(SslVerifyMode::PEER, move |_, chain| {
+        if chain.error_depth() != 0 {
+            return true;
+        }
+        chain
+            .current_cert()
+            .and_then(|c| c.digest(openssl::hash::MessageDigest::sha256()).ok())
+            .is_some_and(|d| d.as_ref() == pinned)
+    });
+    let mut config = builder
+        .build()
+        .configure()
+        .map_err(|e| connect_err(e.to_string()))?;
+    config.set_verify_hostname(false);
+    config.set_use_server_name_indication(false);
+    let mut tls = config.connect("", tcp).map_err(|e| match e {
+        openssl::ssl::HandshakeError::Failure(m)
+            if m.ssl().verify_result() != openssl::x509::X509VerifyResult::OK =>
+        {
+            ForwardError::Certificate(peer.name.clone())
+        }
+        other => connect_err(other.to_string()),
+    })?;
+
+    // HTTP/1.0 with `Connection: close`: the answer ends with the connection, never chunked.
+    let mut head = format!(
+        "{} {} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        req.method,
+        req.target,
+        peer.addr,
+        req.body.len()
+    );
+    for (k, v) in &req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let answer_err = |reason: String| ForwardError::Answer {
+        node: peer.name.clone(),
+        reason,
+    };
+    tls.write_all(head.as_bytes())
+        .and_then(|()| tls.write_all(&req.body))
+        .and_then(|()| tls.flush())
+        .map_err(|e| connect_err(e.to_string()))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() > MAX_ANSWER {
+                    return Err(answer_err("too large".into()));
+                }
+            }
+            // A peer that closes without TLS's close_notify has still said all it had.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(answer_err(e.to_string())),
+        }
+    }
+    parse_answer(&raw).map_err(answer_err)
+}
+
+fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of head")?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "a head that is not text")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let status = parts
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line '{status_line}'"))?;
+    let reason = parts.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Ok(Answer {
+        status,
+        reason,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_sent() {
+        let a =
+            parse_answer(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"data\":1}")
+                .expect("answer");
+        assert_eq!((a.status, a.reason.as_str()), (200, "OK"));
+        assert_eq!(
+            a.headers,
+            [("Content-Type".to_owned(), "application/json".to_owned())]
+        );
+        assert_eq!(a.body, b"{\"data\":1}");
+        assert!(parse_answer(b"HTTP/1.0 200 OK\r\n").is_err());
+        assert!(parse_answer(b"garbage\r\n\r\n").is_err());
+    }
+}
