@@ -38,6 +38,21 @@ pub static EXPORT: ApiMethod =
 
 async fn export(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let args: ExportArgs = from_params(params)?;
+    let inventory = local(&ctx).await?;
+    if args.format.as_deref() == Some("csv") {
+        return Ok(Reply::Raw {
+            content_type: "text/csv; charset=utf-8",
+            headers: Vec::new(),
+            body: to_csv(&inventory).into_bytes(),
+        });
+    }
+    Ok(Reply::Data(
+        serde_json::to_value(inventory).map_err(ApiError::server)?,
+    ))
+}
+
+/// This node's volumes on the storages the caller may audit.
+pub(super) async fn local(ctx: &Ctx) -> Result<Inventory, ApiError> {
     let cfg = ctx.state.storage_config()?;
     let node = ctx.node().to_owned();
     let visible: Vec<_> = cfg
@@ -53,7 +68,7 @@ async fn export(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         })
         .cloned()
         .collect();
-    let inventory = tokio::task::spawn_blocking(move || Inventory {
+    super::blocking(move || Inventory {
         format_version: FORMAT_VERSION,
         node,
         exported: chrono::Utc::now().timestamp(),
@@ -64,17 +79,6 @@ async fn export(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
             .collect(),
     })
     .await
-    .map_err(ApiError::server)?;
-    if args.format.as_deref() == Some("csv") {
-        return Ok(Reply::Raw {
-            content_type: "text/csv; charset=utf-8",
-            headers: Vec::new(),
-            body: to_csv(&inventory).into_bytes(),
-        });
-    }
-    Ok(Reply::Data(
-        serde_json::to_value(inventory).map_err(ApiError::server)?,
-    ))
 }
 
 params!(IMPORT_PARAMS => ImportArgs {

@@ -23,6 +23,7 @@ macro_rules! params {
 mod access;
 mod aplinfo;
 mod boot;
+mod cluster_inventory;
 mod content;
 mod download_url;
 mod error;
@@ -64,9 +65,15 @@ static CLUSTER_ROUTER: Router = Router {
 };
 
 static ISOLIB_ROUTER: Router = Router {
-    subdirs: &[("boot", &boot::ROUTER), ("tracks", &tracks::ROUTER)],
+    subdirs: &[
+        ("boot", &boot::ROUTER),
+        ("inventory", &CLUSTER_INVENTORY),
+        ("tracks", &tracks::ROUTER),
+    ],
     ..Router::new()
 };
+
+static CLUSTER_INVENTORY: Router = Router::leaf(&[&cluster_inventory::METHOD]);
 
 /// Blocking file work, off the async runtime.
 async fn blocking<T: Send + 'static>(

@@ -22,6 +22,9 @@ pub struct Ctx {
     pub access: Arc<AccessConfig>,
     /// The PVE task this request is made for, when the shim makes it from inside one.
     pub pve_task: Option<Upid>,
+    /// The caller's credentials as its request carried them (token header, ticket cookie,
+    /// CSRF token), for what this request asks of other nodes.
+    pub credentials: Vec<(String, String)>,
 }
 
 impl Ctx {

@@ -77,6 +77,29 @@ struct Member {
     ip: Option<String>,
 }
 
+/// The other members of the PVE cluster, online or not.
+pub fn pve_members(pve_dir: &Path, local: &str) -> Result<Vec<String>, PeerError> {
+    let path = pve_dir.join(".members");
+    match std::fs::read(&path) {
+        Ok(text) => {
+            let members: Members = serde_json::from_slice(&text).map_err(|e| PeerError::Read {
+                what: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Ok(members
+                .nodelist
+                .into_keys()
+                .filter(|n| n != local)
+                .collect())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(PeerError::Read {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// `node` as a PVE cluster knows it; `None` when it is not a member.
 pub fn from_pve(pve_dir: &Path, node: &str, port: u16) -> Result<Option<Peer>, PeerError> {
     let read = |what: &Path| {
@@ -194,5 +217,9 @@ mod tests {
             Err(PeerError::Offline("n3".into()))
         );
         assert_eq!(from_pve(d.path(), "n9", 8016), Ok(None));
+        assert_eq!(
+            pve_members(d.path(), "n1"),
+            Ok(vec!["n2".into(), "n3".into()])
+        );
     }
 }

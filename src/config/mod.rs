@@ -200,6 +200,14 @@ impl Config {
         }
     }
 
+    /// Every other node this one knows.
+    pub fn peer_names(&self) -> Result<Vec<String>, crate::cluster::peers::PeerError> {
+        match &self.pve_dir {
+            Some(pve) => crate::cluster::peers::pve_members(pve, &self.node),
+            None => Ok(self.peers.iter().map(|p| p.name.clone()).collect()),
+        }
+    }
+
     pub fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         let socket = absolute(&raw.socket_path())?;
         let clients = client_limits(&raw)?;

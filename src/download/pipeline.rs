@@ -2,11 +2,13 @@
 //! asked, and writes it, while the network task goes on reading. A bounded channel between them
 //! keeps memory flat whatever the file size (architecture invariants 3 and 4).
 //!
-//! Beside the writer, a syncer thread keeps the disk busy from the first bytes on: every `KICK`
-//! it starts writeback of what was written since (without waiting for it), so the final fsync
-//! has little left to do instead of the whole file. Every `CHECKPOINT` it fdatasyncs an
-//! undecoded file and publishes how many bytes are on disk for good, which the resume state
-//! records (partial.rs): what a crash may not take. Neither ever stalls hashing and writing.
+//! Beside the writer, a syncer thread keeps the disk busy from the first bytes on: every
+//! `KICK_BYTES` (or `KICK`, whichever comes first) it starts writeback of what was written
+//! since, without waiting for it, so the final fsync has little left to do instead of the whole
+//! file; then it waits for the window before that one and drops it from the page cache. Every
+//! `CHECKPOINT` it fdatasyncs an undecoded file and publishes how many bytes are on disk for
+//! good, which the resume state records (partial.rs): what a crash may not take. Neither ever
+//! stalls hashing and writing.
 
 use std::fs::File;
 use std::io;
@@ -32,9 +34,17 @@ const CHANNEL_DEPTH: usize = 16;
 /// is noise next to the final one, which has to write everything anyway.
 const CHECKPOINT: Duration = Duration::from_secs(2);
 
-/// How often writeback of new bytes is started. The kernel alone would wait until a tenth of
-/// memory is dirty or the data is 30 s old, leaving the disk idle while the network is busy.
+/// How often writeback of new bytes is started at the latest. The kernel alone would wait until
+/// a tenth of memory is dirty or the data is 30 s old, leaving the disk idle while the network
+/// is busy.
 const KICK: Duration = Duration::from_millis(50);
+
+/// New bytes that start writeback sooner: two such windows are about all a fast download holds
+/// dirty, whatever the network's speed.
+const KICK_BYTES: u64 = 8 << 20;
+
+/// How often the syncer looks at the writer's count.
+const TICK: Duration = Duration::from_millis(5);
 
 pub struct Finished {
     /// Digest of the bytes as downloaded (before decoding), as PVE computes it.
@@ -227,14 +237,15 @@ impl Syncer {
                     return;
                 };
                 let mut kicked = written.load(Ordering::Acquire);
-                // The window started last tick: written back by now, or soon, and then
+                let mut last_kick = Instant::now();
+                // The window started last time: written back by now, or soon, and then
                 // dropped from the page cache, so a download holds at most two windows of
                 // dirty pages and leaves the cache the VMs use as it found it.
                 let mut in_flight: Option<(u64, u64)> = None;
                 let mut last_sync = Instant::now();
                 // Ends when the writer drops the sender (or sends): the final sync is its own.
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(KICK)
+                    stopped.recv_timeout(TICK)
                 {
                     // Loaded before the sync: every byte counted here was written already.
                     let upto = written.load(Ordering::Acquire);
@@ -247,15 +258,18 @@ impl Syncer {
                         release_cache(&file, 0, upto);
                         in_flight = None;
                         last_sync = Instant::now();
-                    } else if upto > kicked {
+                        (kicked, last_kick) = (upto, Instant::now());
+                    } else if upto >= kicked + KICK_BYTES
+                        || (upto > kicked && last_kick.elapsed() >= KICK)
+                    {
                         start_writeback(&file, kicked, upto - kicked);
                         if let Some((offset, len)) = in_flight {
                             finish_writeback(&file, offset, len);
                             release_cache(&file, offset, len);
                         }
                         in_flight = Some((kicked, upto - kicked));
+                        (kicked, last_kick) = (upto, Instant::now());
                     }
-                    kicked = upto;
                 }
             })?;
         Ok(Syncer { stop, thread })

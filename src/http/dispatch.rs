@@ -141,6 +141,7 @@ async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> 
         auth,
         pve_task,
         access,
+        credentials: super::proxy::credentials(req),
     };
     if upload && content_length(req).is_some_and(|n| n > 0) {
         return match receive_upload(req, payload, fmt, api_method, path_params, state, caller).await
@@ -196,6 +197,7 @@ fn authorize(
         auth,
         pve_task,
         access,
+        credentials,
     }: Caller,
 ) -> Result<Ctx, ApiError> {
     if let Some(auth) = &auth {
@@ -215,6 +217,7 @@ fn authorize(
         auth,
         access,
         pve_task,
+        credentials,
     })
 }
 
@@ -223,6 +226,7 @@ struct Caller {
     auth: Option<AuthId>,
     pve_task: Option<Upid>,
     access: std::sync::Arc<AccessConfig>,
+    credentials: Vec<(String, String)>,
 }
 
 async fn run(

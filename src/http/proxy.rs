@@ -9,7 +9,8 @@ use crate::api::ApiError;
 use crate::cluster::forward::{self, CLIENT_IP, DISABLE_PROXY, Request};
 use crate::state::AppState;
 
-/// The caller's headers the peer needs to judge the request as this node would.
+/// The caller's headers the peer needs to judge the request as this node would (and the
+/// content type of its body).
 const PASSED_ON: &[&str] = &[
     "authorization",
     "cookie",
@@ -18,6 +19,15 @@ const PASSED_ON: &[&str] = &[
     "accept",
     "x-isolib-pve-task",
 ];
+
+/// The caller's headers that go with a request passed on.
+pub fn credentials(req: &HttpRequest) -> Vec<(String, String)> {
+    req.headers()
+        .iter()
+        .filter(|(k, _)| PASSED_ON.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
 
 /// `None` when `node` is not a peer this daemon knows (the caller then answers as PVE does
 /// for an unknown node).
@@ -35,12 +45,7 @@ pub async fn to_peer(
         Ok(None) => return None,
         Err(e) => return Some(Err(ApiError::server(e))),
     };
-    let mut headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .filter(|(k, _)| PASSED_ON.contains(&k.as_str()))
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let mut headers = credentials(req);
     headers.push((DISABLE_PROXY.into(), "true".into()));
     if let Some(ip) = req.peer_addr().map(|a| a.ip().to_string()) {
         headers.push((CLIENT_IP.into(), ip));

@@ -102,3 +102,37 @@ def test_no_second_hop_and_only_the_pinned_certificate(request, pair):
         assert_error(r, 500, "node '%s' presented another certificate than its own" % PEER)
     finally:
         next(gen, None)
+
+
+def test_the_cluster_inventory_says_what_each_node_holds(pair, origin):
+    a, b = pair
+    api_a = a.api("root")
+
+    def fetch(node, name, src):
+        upid = api_a.ok_data(api_a.post("/nodes/%s/storage/local/download-url" % node, data={
+            "url": origin.file_url(src), "content": "iso", "filename": name}))
+        status = api_a.ok_data(api_a.get("/nodes/%s/tasks/%s/status" % (node, upid)))
+        while status["status"] == "running":
+            status = api_a.ok_data(api_a.get("/nodes/%s/tasks/%s/status" % (node, upid)))
+        assert status["exitstatus"] == "OK"
+
+    fetch(NODE, "both.iso", "small.iso")
+    fetch(PEER, "both.iso", "small.iso")
+    fetch(PEER, "far.iso", "other.iso")
+    fetch(NODE, "odd.iso", "small.iso")
+    fetch(PEER, "odd.iso", "other.iso")  # same name, other bytes
+    upid = api_a.ok_data(api_a.post("/nodes/%s/storage/local/verify" % NODE, data={"volume": "local:iso/both.iso"}))
+    assert api_a.wait(upid)["exitstatus"] == "OK"
+
+    rows = {r["volid"]: r for r in api_a.ok_data(api_a.get("/cluster/isolib/inventory"))}
+    assert rows["local:iso/both.iso"]["sha256"] == origin.digest("small.iso", "sha256")
+    assert rows["local:iso/both.iso"]["nodes"] == {NODE: "verified", PEER: "present"}
+    assert rows["local:iso/far.iso"]["nodes"] == {NODE: "missing", PEER: "present"}
+    assert rows["local:iso/far.iso"]["size"] == len(origin.data("other.iso"))
+    assert sorted(rows["local:iso/odd.iso"]["nodes"].values()) == ["different", "present"]
+
+    # A node that does not answer is reported, not left out.
+    b.stop()
+    rows = {r["volid"]: r for r in api_a.ok_data(api_a.get("/cluster/isolib/inventory"))}
+    assert rows["local:iso/both.iso"]["nodes"] == {NODE: "verified", PEER: "unknown"}
+    assert "local:iso/far.iso" not in rows
