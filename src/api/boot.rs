@@ -13,17 +13,11 @@ use super::{ApiError, from_params};
 use crate::boot::book::{self, Book, BootConfig, FORMATS, Firmware, Host};
 use crate::boot::{ipxe, validate};
 use crate::catalog::{self, Lookup, Record};
-use crate::schema::{Pattern, Schema, StringSchema};
+use crate::schema::{Schema, StringSchema};
 
 const AUDIT: Access = Access::all("/", &["Sys.Audit"]);
 const MODIFY: Access = Access::all("/", &["Sys.Modify"]);
 
-static NAME_RE: Pattern = Pattern::new(r"^[a-zA-Z0-9][a-zA-Z0-9\-_.]*$");
-static NAME: Schema = Schema::String(StringSchema {
-    pattern: Some(&NAME_RE),
-    max_length: Some(64),
-    ..StringSchema::new()
-});
 static FORMAT: Schema = Schema::String(StringSchema {
     enumeration: Some(FORMATS),
     ..StringSchema::new()
@@ -33,7 +27,7 @@ static FIRMWARE: Schema = Schema::String(StringSchema {
     ..StringSchema::new()
 });
 
-const NAME_PROP: crate::schema::Property = required("Its name.", &NAME);
+const NAME_PROP: crate::schema::Property = required("Its name.", &types::ITEM_NAME);
 const CONFIG_FIELDS: &[&str] = &["name", "format", "files", "description"];
 const HOST_FIELDS: &[&str] = &["name", "mac", "ip", "image", "config", "firmware"];
 

@@ -8,15 +8,9 @@ use serde_json::{Value, json};
 use super::router::{ApiMethod, Ctx, Params, Reply, Returns, Router, STORAGE_AUDIT_PRIVS};
 use super::types::{self, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
-use crate::schema::{Pattern, Schema, StringSchema};
+use crate::schema::{Schema, StringSchema};
 use crate::upstream::track::{self, Entry, Feed, Track, TrackError, discover, poll};
 
-static NAME_RE: Pattern = Pattern::new(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$");
-static NAME: Schema = Schema::String(StringSchema {
-    pattern: Some(&NAME_RE),
-    max_length: Some(64),
-    ..StringSchema::new()
-});
 static CONTENT: Schema = Schema::String(StringSchema {
     enumeration: Some(crate::pve::content::DOWNLOAD_CONTENT),
     default: Some("iso"),
@@ -44,7 +38,7 @@ const FIELDS: &[&str] = &[
     "task",
 ];
 
-const NAME_PROP: crate::schema::Property = required("The track's name.", &NAME);
+const NAME_PROP: crate::schema::Property = required("The track's name.", &types::ITEM_NAME);
 
 pub static LIST: ApiMethod =
     ApiMethod::get("/cluster/isolib/tracks", |ctx, p| Box::pin(list(ctx, p)))

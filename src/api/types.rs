@@ -65,6 +65,13 @@ pub static CHECKSUM_ALGORITHM: Schema = Schema::String(StringSchema {
     ..StringSchema::new()
 });
 pub static STRING: Schema = Schema::String(StringSchema::new());
+static ITEM_NAME_RE: Pattern = Pattern::new(r"^[a-zA-Z0-9][a-zA-Z0-9\-_.]*$");
+/// The name of something isolib keeps (a track, a boot config, a host): a file name too.
+pub static ITEM_NAME: Schema = Schema::String(StringSchema {
+    pattern: Some(&ITEM_NAME_RE),
+    max_length: Some(64),
+    ..StringSchema::new()
+});
 /// What download-url and upload put into a storage.
 pub static DOWNLOAD_CONTENT_TYPE: Schema = Schema::String(StringSchema {
     format: Some(&CONTENT_FORMAT),

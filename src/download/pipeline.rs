@@ -207,8 +207,8 @@ impl Sink {
     }
 }
 
-/// Starts writeback of the bytes written so far every `KICK` and, for an undecoded file, makes
-/// them durable every `CHECKPOINT`, through its own handle on the file.
+/// Starts writeback of the bytes written so far every `KICK_BYTES` or `KICK` and, for an
+/// undecoded file, makes them durable every `CHECKPOINT`, through its own handle on the file.
 struct Syncer {
     stop: std::sync::mpsc::Sender<()>,
     thread: JoinHandle<()>,
@@ -226,17 +226,13 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("isolib-syncer".into())
             .spawn(move || {
-                let Some(Checkpoints { written, synced }) = checkpoints else {
-                    // Decoded output: no count to go by; the kernel skips what is clean or
-                    // already being written, so the whole file is asked for each time.
-                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                        stopped.recv_timeout(KICK)
-                    {
-                        start_writeback(&file, 0, 0);
-                    }
-                    return;
+                // How far the file is written: the writer's count for an undecoded file; the
+                // file's own length for a decoded one (what its decoder has written so far).
+                let upto = |c: &Option<Checkpoints>| match c {
+                    Some(c) => c.written.load(Ordering::Acquire),
+                    None => file.metadata().map_or(0, |m| m.len()),
                 };
-                let mut kicked = written.load(Ordering::Acquire);
+                let mut kicked = upto(&checkpoints);
                 let mut last_kick = Instant::now();
                 // The window started last time: written back by now, or soon, and then
                 // dropped from the page cache, so a download holds at most two windows of
@@ -248,13 +244,18 @@ impl Syncer {
                     stopped.recv_timeout(TICK)
                 {
                     // Loaded before the sync: every byte counted here was written already.
-                    let upto = written.load(Ordering::Acquire);
-                    if last_sync.elapsed() >= CHECKPOINT {
+                    let upto = upto(&checkpoints);
+                    // A decoded file is never resumed (its decoder's state is gone), so it has
+                    // no checkpoints to make.
+                    if let Some(c) = checkpoints
+                        .as_ref()
+                        .filter(|_| last_sync.elapsed() >= CHECKPOINT)
+                    {
                         if let Err(e) = file.sync_data() {
                             tracing::warn!("periodic sync of a partial download failed: {e}");
                             return;
                         }
-                        synced.store(upto, Ordering::Release);
+                        c.synced.store(upto, Ordering::Release);
                         release_cache(&file, 0, upto);
                         in_flight = None;
                         last_sync = Instant::now();

@@ -48,11 +48,12 @@ def _req(port, method, path, body=None):
     return json.loads(data)["data"]
 
 
-def post(port, url, name, sha):
-    return _req(port, "POST", "/nodes/%s/storage/local/download-url" % NODE, {
-        "url": url, "content": "iso", "filename": name,
-        "checksum-algorithm": "sha256", "checksum": sha,
-    })
+def post(port, url, name, sha, compression=""):
+    params = {"url": url, "content": "iso", "filename": name,
+              "checksum-algorithm": "sha256", "checksum": sha}
+    if compression:
+        params["compression"] = compression
+    return _req(port, "POST", "/nodes/%s/storage/local/download-url" % NODE, params)
 
 
 def wait(port, upid, timeout=3600):
@@ -85,7 +86,7 @@ def meminfo_kib(key):
     return 0
 
 
-def cmd_one(port, url, name, sha, pid):
+def cmd_one(port, url, name, sha, pid, compression=""):
     pid = int(pid)
     peak = [proc_kib(pid, "VmRSS")]
     dirty = [meminfo_kib("Dirty")]
@@ -100,7 +101,7 @@ def cmd_one(port, url, name, sha, pid):
     t = threading.Thread(target=sample, daemon=True)
     t.start()
     start = time.monotonic()
-    upid = post(port, url, name, sha)
+    upid = post(port, url, name, sha, compression)
     status = wait(port, upid)
     secs = time.monotonic() - start
     done.set()

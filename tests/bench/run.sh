@@ -35,9 +35,9 @@ PY=python3
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # --- 1. tools ------------------------------------------------------------------------------------
-declare -A PKG=([nginx]=nginx-light [aria2c]=aria2 [curl]=curl [wget]=wget)
+declare -A PKG=([nginx]=nginx-light [aria2c]=aria2 [curl]=curl [wget]=wget [zstd]=zstd)
 missing=()
-for cmd in nginx aria2c curl wget; do
+for cmd in nginx aria2c curl wget zstd; do
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PKG[$cmd]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -140,6 +140,7 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         server_name localhost;
+        location = /image.iso.zst { alias $SRC/image.iso.zst; }
         location ~ ^/p[0-9]+\.iso\$ { alias $PER_FILE; }
         location ~ ^/[a-z0-9-]+\.iso\$ { alias $FILE; }
         location / { return 404; }
@@ -245,6 +246,34 @@ T_DISK=$(since "$s")
 T_PHYS=$(calc "($T_NET > $T_HASH) ? (($T_NET > $T_DISK) ? $T_NET : $T_DISK) : (($T_HASH > $T_DISK) ? $T_HASH : $T_DISK)" 3)
 
 settle
+# A decompressing download: text-like data (base64 of random bytes, about 4:3 for zstd), so the
+# decoder has work to do; against the slowest of fetching the compressed file, hashing it, and
+# the decompressor writing its output to a file on the same disk, then sync.
+log "a decompressing download (zstd): preparing $SIZE_MIB MiB of text"
+head -c $((SIZE * 3 / 4)) /dev/urandom | base64 -w 0 | head -c "$SIZE" | zstd -q -3 -T0 > "$SRC/image.iso.zst"
+ZSHA=$(sha256sum "$SRC/image.iso.zst" | cut -c1-64)
+settle
+log "a decompressing download (zstd): isolib"
+r=$(helper one "$D_PORT" "$BASE/image.iso.zst" zst.iso "$ZSHA" "$D_PID" zst)
+[ "$(json "$r" status)" = OK ] || { echo "isolib zst download failed: $r" >&2; exit 1; }
+T_ZST=$(json "$r" "'%.3f' % seconds")
+rm -f "$STORE/template/iso/zst.iso"
+s=$EPOCHREALTIME
+curl -s -o /dev/null "$BASE/image.iso.zst"
+T_ZNET=$(since "$s")
+s=$EPOCHREALTIME
+openssl dgst -sha256 "$SRC/image.iso.zst" >/dev/null
+T_ZHASH=$(since "$s")
+s=$EPOCHREALTIME
+zstd -q -d -c "$SRC/image.iso.zst" > "$OUT/unz.iso"
+sync
+T_UNZ=$(since "$s")
+rm -f "$OUT/unz.iso"
+T_ZLIM=$(printf '%s\n' "$T_ZNET" "$T_ZHASH" "$T_UNZ" | sort -g | tail -1)
+R_ZST=$(calc "$T_ZST / $T_ZLIM")
+rm -f "$SRC/image.iso.zst"
+
+settle
 log "8 concurrent different downloads, $PER_MIB MiB each: isolib"
 pairs=()
 for i in 1 2 3 4 5 6 7 8; do pairs+=("$BASE/p$i.iso=c$i.iso"); done
@@ -315,6 +344,8 @@ Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Outputs deleted and \`sync\` run between
 | aria2c --checksum=sha-256 -x1 | ${T_ARIA} s | isolib ${SP_ARIA}x faster | (reported) | — |
 | one pass: \`curl \| tee \| openssl dgst -sha256\`; sync | ${T_PIPE} s | isolib ${SP_PIPE}x faster | faster (> 1x) | $(yn "$SP_PIPE > 1") |
 | physical limit = slowest of the three below | ${T_PHYS} s | isolib at ${R_PHYS}x the limit | ≤ 1.3x | $(yn "$R_PHYS <= 1.3") |
+| isolib download-url with \`compression=zst\` (text-like data, sha256 of the .zst) | ${T_ZST} s | ${R_ZST}x the slowest below | ≤ 1.15x | $(yn "$R_ZST <= 1.15") |
+| · its limits: fetch the .zst ${T_ZNET} s, hash it ${T_ZHASH} s, \`zstd -d\` to a file then sync ${T_UNZ} s | ${T_ZLIM} s | | | |
 | · network: \`curl -s -o /dev/null\` | ${T_NET} s | | | |
 | · hash: \`openssl dgst -sha256 FILE\` | ${T_HASH} s | | | |
 | · disk: \`dd bs=4M conv=fsync\` | ${T_DISK} s | | | |
