@@ -283,6 +283,10 @@ for st in $(json "$r" "' '.join(statuses)"); do
 done
 T_ISO8=$(json "$r" "'%.3f' % seconds")
 AGG_ISO=$(calc "8 * $PER_MIB / $T_ISO8" 1)
+POLLS=$(json "$r" polls)
+P50=$(json "$r" "'%.1f' % p50_ms")
+P99=$(json "$r" "'%.1f' % p99_ms")
+PMAX=$(json "$r" "'%.1f' % max_ms")
 
 settle
 log "8 concurrent different downloads, $PER_MIB MiB each: curl -o (then sync)"
@@ -354,6 +358,7 @@ Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Outputs deleted and \`sync\` run between
 | peak \`Dirty\` in /proc/meminfo during the download (every 0.05 s, whole machine) | ${DIRTY_MIB} MiB | | ≤ 64 MiB | $(yn "$DIRTY_MIB <= 64") |
 | 8 concurrent different downloads, ${PER_MIB} MiB each: isolib with sha256 (\`max-transfers\` $MAX_TRANSFERS) | ${AGG_ISO} MiB/s (${T_ISO8} s) | ${R_CONC}x the 8 curls | (reported) | — |
 | 8 concurrent \`curl -s -o FILE\`, then sync (anchor; without sync: ${AGG_CURL_NOSYNC} MiB/s) | ${AGG_CURL} MiB/s (${T_CURL8} s) | 1.00 | — | — |
+| task status and log requests at 100/s during the 8 isolib downloads (${POLLS} requests) | p99 ${P99} ms (p50 ${P50}, max ${PMAX}) | | (reported) | — |
 | 10 identical concurrent requests: origin GETs | ${GETS} | | 1 | $(yn "$GETS == 1") |
 | transfer cut at 50%: bytes the origin sent / file size (task ${CUT_STATUS}, ${CUT_GETS} GETs, Range: ${CUT_RANGES}) | ${CUT_RATIO} | | ≤ 1.05 | $(yn "$CUT_RATIO <= 1.05 && \"$CUT_STATUS\" == \"OK\"") |
 
