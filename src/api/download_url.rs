@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::router::{Access, ApiMethod, Ctx, NETWORK_ACCESS, Params, Reply, Returns, Router};
 use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
-use crate::download::{self, Algorithm, Checksum, ContentCheck, DownloadPlan};
+use crate::download::{Algorithm, Checksum, ContentCheck, DownloadPlan};
 use crate::schema::Property;
 use crate::storage::{
     DownloadTarget, StorageError, check_download_filename, normalize_content_filename,
@@ -143,7 +143,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         }),
         None => None,
     };
-    let sums = args.checksum_url.map(|url| SumsRequest {
+    let sums = args.checksum_url.map(|url| crate::upstream::SumsRequest {
         url,
         signature,
         target: filename.clone(),
@@ -171,51 +171,6 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         )
         .map_err(ApiError::server)?;
     Ok(Reply::Data(Value::String(upid.to_string())))
-}
-
-/// `checksum-url`: the checksum is looked up in the task, before anything is downloaded.
-struct SumsRequest {
-    url: String,
-    signature: Option<crate::upstream::SignatureCheck>,
-    target: String,
-    min: Algorithm,
-}
-
-impl SumsRequest {
-    async fn apply(
-        self,
-        engine: &download::Engine,
-        plan: &mut DownloadPlan,
-        log: &dyn download::LogSink,
-    ) -> Result<(), String> {
-        log.line(&format!("fetching checksum file {}", self.url));
-        let fetcher = engine.fetcher().map_err(|e| e.to_string())?;
-        let path = plan.url.split(['?', '#']).next().unwrap_or_default();
-        let url_name = crate::upstream::file_name(path);
-        let (checksum, source) = crate::upstream::checksum_from(
-            &fetcher,
-            plan.verify_certificates,
-            &self.url,
-            self.signature.as_ref(),
-            &self.target,
-            url_name,
-            self.min,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        if let Some(signer) = &source.signer {
-            log.line(&format!("checksum file signed by {signer}: OK"));
-        }
-        log.line(&format!(
-            "checksum file lists {} {}",
-            checksum.algorithm.name(),
-            checksum.expected
-        ));
-        plan.checksum = Some(checksum);
-        plan.checksum_required = true;
-        plan.checksum_source = Some(source);
-        Ok(())
-    }
 }
 
 /// How the first line of a task made for a PVE task names it, so an operator can go from the

@@ -110,8 +110,7 @@ async fn import(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         ));
     }
     let node = ctx.node().to_owned();
-    let network = ctx.has("/", &["Sys.Audit", "Sys.Modify"], false)
-        || ctx.has(&format!("/nodes/{node}"), &["Sys.AccessNetwork"], false);
+    let network = ctx.has_network_access();
     for entry in &inventory.volumes {
         let path = format!("/storage/{}", entry.storage);
         if !ctx.has(&path, &["Datastore.AllocateTemplate"], false) || !network {

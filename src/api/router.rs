@@ -48,6 +48,17 @@ impl Ctx {
         }
     }
 
+    /// PVE's rule for reaching the network from this node ([`NETWORK_ACCESS`]), for methods
+    /// whose storage comes from the body.
+    pub fn has_network_access(&self) -> bool {
+        self.has("/", &["Sys.Audit", "Sys.Modify"], false)
+            || self.has(
+                &format!("/nodes/{}", self.node()),
+                &["Sys.AccessNetwork"],
+                false,
+            )
+    }
+
     pub fn has(&self, path: &str, privs: &[&str], any: bool) -> bool {
         self.auth
             .as_ref()

@@ -205,10 +205,7 @@ fn may_see(ctx: &Ctx, e: &Entry) -> bool {
 
 fn may_change(ctx: &Ctx, storage: &str) -> Result<(), ApiError> {
     let path = format!("/storage/{storage}");
-    let node = ctx.node();
-    let network = ctx.has("/", &["Sys.Audit", "Sys.Modify"], false)
-        || ctx.has(&format!("/nodes/{node}"), &["Sys.AccessNetwork"], false);
-    if !ctx.has(&path, &["Datastore.Allocate"], false) || !network {
+    if !ctx.has(&path, &["Datastore.Allocate"], false) || !ctx.has_network_access() {
         return Err(ApiError::permission(Some(&format!(
             "{path}, Datastore.Allocate and network access"
         ))));

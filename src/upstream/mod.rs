@@ -124,6 +124,55 @@ pub async fn checksum_from(
     ))
 }
 
+/// download-url's `checksum-url` and a track's checksum file: where the checksum of a download
+/// comes from, checked before anything is downloaded.
+pub struct SumsRequest {
+    pub url: String,
+    pub signature: Option<SignatureCheck>,
+    /// The file name the download is stored under.
+    pub target: String,
+    /// The weakest algorithm the file may give (`min-checksum-algorithm`).
+    pub min: Algorithm,
+}
+
+impl SumsRequest {
+    /// Looks the checksum up (in the task, before a byte of the image) and puts it in `plan`.
+    pub async fn apply(
+        self,
+        engine: &crate::download::Engine,
+        plan: &mut crate::download::DownloadPlan,
+        log: &dyn crate::download::LogSink,
+    ) -> Result<(), String> {
+        log.line(&format!("fetching checksum file {}", self.url));
+        let fetcher = engine.fetcher().map_err(|e| e.to_string())?;
+        let path = plan.url.split(['?', '#']).next().unwrap_or_default();
+        let url_name = file_name(path);
+        let (checksum, source) = checksum_from(
+            &fetcher,
+            plan.verify_certificates,
+            &self.url,
+            self.signature.as_ref(),
+            &self.target,
+            url_name,
+            self.min,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if let Some(signer) = &source.signer {
+            log.line(&format!("checksum file signed by {signer}: OK"));
+        }
+        log.line(&format!(
+            "checksum file lists {} {}",
+            checksum.algorithm.name(),
+            checksum.expected
+        ));
+        plan.checksum = Some(checksum);
+        plan.checksum_required = true;
+        plan.checksum_source = Some(source);
+        Ok(())
+    }
+}
+
 /// A small file (a checksum file, a signature) and the name it has after redirects.
 async fn fetch_small(
     fetcher: &Fetcher,

@@ -335,25 +335,14 @@ async fn fetch(
                 }),
                 None => None,
             };
-            log.line(&format!("fetching checksum file {}", track.url));
-            let fetcher = engine.fetcher().map_err(|e| e.to_string())?;
-            let (checksum, source) = upstream::checksum_from(
-                &fetcher,
-                true,
-                &track.url,
-                signature.as_ref(),
-                &found.release.name,
-                &found.release.name,
-                state.config().min_checksum_algorithm,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            if let Some(fp) = &source.signer {
-                log.line(&format!("checksum file signed by {fp}"));
+            upstream::SumsRequest {
+                url: track.url.clone(),
+                signature,
+                target: found.release.name.clone(),
+                min: state.config().min_checksum_algorithm,
             }
-            plan.checksum = Some(checksum);
-            plan.checksum_required = true;
-            plan.checksum_source = Some(source);
+            .apply(&engine, &mut plan, log)
+            .await?;
         }
     }
     engine
