@@ -30,8 +30,9 @@ my ($worker, $dest) = IsolibTest::DownloadUrl::prepare({
 });
 my $w = run_worker($env, 'stop', $worker);
 
-# The router copies the daemon's first line once the daemon task exists.
-wait_for('the first task log line', sub { (slurp($w->{log}) // '') =~ m/\n/ });
+# The router copies the daemon's lines once the daemon task exists; the stop comes after the
+# daemon's first line is there, so what is asserted below does not race the copy.
+wait_for("the daemon's first line", sub { (slurp($w->{log}) // '') =~ m/^downloading /m });
 my $task = find_task('slow.iso');
 ok($task, 'the daemon task exists') or BAIL_OUT('no daemon task');
 is($client->task_status($task->{upid})->{status}, 'running', 'and is running before the stop');
