@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::ApiError;
 use super::router::{ApiMethod, Ctx, Params, Reply, Returns};
 use crate::catalog::VerifyState;
-use crate::cluster::forward::{self, DISABLE_PROXY, Request};
+use crate::cluster::forward;
 use crate::library::inventory::{Entry, Inventory};
 
 pub static METHOD: ApiMethod = ApiMethod::get("/cluster/isolib/inventory", |ctx, p| {
@@ -24,35 +23,50 @@ pub static METHOD: ApiMethod = ApiMethod::get("/cluster/isolib/inventory", |ctx,
 
 /// One volume across the cluster.
 #[derive(Debug, Serialize, PartialEq)]
-struct Row {
-    volid: String,
-    content: String,
+pub(super) struct Row {
+    pub volid: String,
+    pub content: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    sha256: Option<String>,
+    pub sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<u64>,
+    pub size: Option<u64>,
     /// Node → `verified`, `present` (not verified yet), `failed`, `different` (other bytes
     /// than the other nodes'), `missing`, or `unknown` (the node did not answer).
-    nodes: BTreeMap<String, &'static str>,
+    pub nodes: BTreeMap<String, &'static str>,
+}
+
+impl Row {
+    /// The nodes that hold the volume's bytes, by their record.
+    pub fn holders(&self) -> impl Iterator<Item = &str> {
+        self.nodes
+            .iter()
+            .filter(|(_, s)| matches!(**s, "verified" | "present"))
+            .map(|(n, _)| n.as_str())
+    }
 }
 
 async fn inventory(ctx: Ctx, _: Params) -> Result<Reply, ApiError> {
+    let rows = rows(&ctx).await?;
+    Ok(Reply::Data(
+        serde_json::to_value(rows).map_err(ApiError::server)?,
+    ))
+}
+
+/// Every volume of every node, as the caller may see them.
+pub(super) async fn rows(ctx: &Ctx) -> Result<Vec<Row>, ApiError> {
     let mut all: Vec<(String, Result<Inventory, String>)> = vec![(
         ctx.node().to_owned(),
-        Ok(super::inventory::local(&ctx).await?),
+        Ok(super::inventory::local(ctx).await?),
     )];
     let names = ctx.state.config().peer_names().map_err(ApiError::server)?;
     for name in names {
-        let got = peer_inventory(&ctx, &name).await;
+        let got = peer_inventory(ctx, &name).await;
         if let Err(e) = &got {
             tracing::warn!("cluster inventory: node '{name}': {e}");
         }
         all.push((name, got));
     }
-    let rows = merge(&all);
-    Ok(Reply::Data(
-        serde_json::to_value(rows).map_err(ApiError::server)?,
-    ))
+    Ok(merge(&all))
 }
 
 async fn peer_inventory(ctx: &Ctx, name: &str) -> Result<Inventory, String> {
@@ -62,23 +76,15 @@ async fn peer_inventory(ctx: &Ctx, name: &str) -> Result<Inventory, String> {
         .peer(name)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("node '{name}' is not known"))?;
-    let mut headers = ctx.credentials.clone();
-    headers.push((DISABLE_PROXY.into(), "true".into()));
-    let req = Request {
-        method: "GET".into(),
-        target: format!("/api2/json/nodes/{name}/inventory"),
-        headers,
-        body: Vec::new(),
-    };
-    let answer = tokio::task::spawn_blocking(move || forward::forward(&peer, &req))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    if answer.status != 200 {
-        return Err(format!("HTTP {} {}", answer.status, answer.reason));
-    }
-    let mut v: Value = serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
-    serde_json::from_value(v["data"].take()).map_err(|e| e.to_string())
+    let data = forward::call(
+        peer,
+        &ctx.credentials,
+        "GET",
+        &format!("/nodes/{name}/inventory"),
+        None,
+    )
+    .await?;
+    serde_json::from_value(data).map_err(|e| e.to_string())
 }
 
 fn state_of(e: &Entry) -> &'static str {

@@ -49,6 +49,10 @@ params!(PARAMS => Args {
             &KEYRING_NAME
         )
     },
+    "nodes" nodes: Option<String> = optional(
+        "isolib: also make the file present on these nodes (a list, or 'all'), each copied from a node that holds it: one fetch from the origin for the whole cluster.",
+        &types::NODE_LIST
+    ),
 });
 
 static KEYRING_NAME_RE: crate::schema::Pattern =
@@ -132,6 +136,20 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         )
     };
 
+    let spread = match &args.nodes {
+        Some(text) => Some(super::ensure::Spread {
+            state: ctx.state.clone(),
+            credentials: ctx.credentials.clone(),
+            storage: storage.id.clone(),
+            volname: format!("{}/{filename}", args.content),
+            // Known once the file is in.
+            sha256: String::new(),
+            holders: vec![ctx.node().to_owned()],
+            targets: super::ensure::nodes(&ctx.state, text)?,
+            user: ctx.task_user()?,
+        }),
+        None => None,
+    };
     let engine = ctx.state.engine().clone();
     let pve_task = ctx.pve_task.as_ref().map(ToString::to_string);
     // A keyring that is not there fails the request, not the task.
@@ -166,7 +184,14 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
                 engine
                     .run(&plan, &upid.to_string(), &log, &cancel)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                let Some(mut spread) = spread else {
+                    return Ok(());
+                };
+                spread.sha256 = crate::download::volume_sha256(&plan.dest)
+                    .await
+                    .map_err(|e| format!("unable to read '{}': {e}", plan.dest.display()))?;
+                spread.run(&upid.to_string(), &log, &cancel).await
             },
         )
         .map_err(ApiError::server)?;
@@ -178,7 +203,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
 pub const PVE_TASK_LINE: &str = "PVE task: ";
 
 /// pve-common `encode_text`: the task id may not hold ':' and friends.
-fn encode_text(text: &str) -> String {
+pub(super) fn encode_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if !(0x20..0x7f).contains(&b) || b == b'%' || b == b':' {

@@ -26,10 +26,12 @@ mod boot;
 mod cluster_inventory;
 mod content;
 mod download_url;
+mod ensure;
 mod error;
 pub mod export;
 mod inventory;
 mod nodes;
+mod peer_copy;
 pub mod replies;
 pub mod router;
 mod storage;
@@ -67,12 +69,14 @@ static CLUSTER_ROUTER: Router = Router {
 static ISOLIB_ROUTER: Router = Router {
     subdirs: &[
         ("boot", &boot::ROUTER),
+        ("ensure", &ENSURE),
         ("inventory", &CLUSTER_INVENTORY),
         ("tracks", &tracks::ROUTER),
     ],
     ..Router::new()
 };
 
+static ENSURE: Router = Router::leaf(&[&ensure::METHOD]);
 static CLUSTER_INVENTORY: Router = Router::leaf(&[&cluster_inventory::METHOD]);
 
 /// Blocking file work, off the async runtime.

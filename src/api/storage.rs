@@ -139,6 +139,7 @@ static ITEM_ROUTER: Router = Router {
     subdirs: &[
         ("content", &super::content::ROUTER),
         ("download-url", &super::download_url::ROUTER),
+        ("peer-copy", &super::peer_copy::ROUTER),
         ("status", &STATUS_ROUTER),
         ("upload", &super::upload::ROUTER),
         ("verify", &super::verify::ROUTER),

@@ -42,6 +42,28 @@ pub static CONTENT_FORMAT: Format = Format {
     shape: Shape::Enum(CONTENT_TYPES),
 };
 
+/// pve-common's `pve-node-list`, plus isolib's `all` for every node of the cluster.
+pub static NODE_LIST_FORMAT: Format = Format {
+    name: "pve-node-list",
+    verify: |v| {
+        let nodes = crate::pve::perl::split_list(v);
+        if v == "all" || (!nodes.is_empty() && nodes.iter().all(|n| is_valid_node_name(n))) {
+            Ok(())
+        } else {
+            Err("value does not look like a valid node list\n".into())
+        }
+    },
+    shape: Shape::Pattern(
+        r"^(all|[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?([,; ]+[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)*)$",
+    ),
+};
+pub static NODE_LIST: Schema = Schema::String(StringSchema::format(&NODE_LIST_FORMAT));
+static SHA256_RE: Pattern = Pattern::new("^[0-9a-f]{64}$");
+pub static SHA256: Schema = Schema::String(StringSchema {
+    pattern: Some(&SHA256_RE),
+    ..StringSchema::new()
+});
+
 pub static URL_RE: Pattern = Pattern::new("^https?://.*$");
 
 pub static NODE: Schema = Schema::String(StringSchema::format(&NODE_FORMAT));

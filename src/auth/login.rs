@@ -112,6 +112,13 @@ impl Tickets {
         userid.parse()
     }
 
+    /// A `root@pam` ticket of this node, for its own requests to its peers: every member of
+    /// the cluster holds the key that signs it, so it is only ever sent to one of them.
+    pub fn node_ticket(&self) -> Result<String, AuthError> {
+        let key = self.private_key.get()?;
+        Ok(ticket::assemble(&key, "root@pam", now())?)
+    }
+
     pub fn verify_csrf(&self, token: &str, user: &AuthId) -> Result<(), AuthError> {
         let secret = self.csrf_secret.get()?;
         Ok(csrf::verify(&secret, token, &user.to_string(), now())?)

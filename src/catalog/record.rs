@@ -80,6 +80,8 @@ pub enum Origin {
     Upload,
     /// `isolib add`.
     Local,
+    /// Copied from another node that held it verified.
+    Copy,
     /// Found without a record and hashed in the background.
     #[default]
     Adopted,

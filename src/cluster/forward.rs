@@ -1,14 +1,12 @@
 //! A request for another node, passed on to that node's daemon as pveproxy passes it
 //! (pve-http-server's `proxy_request`): the caller's credentials as they came, `PVEDisableProxy`
 //! so the peer never passes it on again, `PVEClientIP`, over TLS that accepts nothing but the
-//! peer's own certificate (by its SHA-256 fingerprint, as PVE pins a node's), 30 s for the
-//! answer. The answer goes back as the peer gave it.
+//! peer's own certificate (pin.rs), 30 s for the answer. The answer goes back as the peer gave
+//! it.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
-
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
 use super::peers::Peer;
 
@@ -70,30 +68,9 @@ pub fn forward(peer: &Peer, req: &Request) -> Result<Answer, ForwardError> {
         .and_then(|()| tcp.set_write_timeout(Some(TIMEOUT)))
         .map_err(|e| connect_err(e.to_string()))?;
 
-    let pinned = peer.fingerprint;
-    let mut builder =
-        SslConnector::builder(SslMethod::tls_client()).map_err(|e| connect_err(e.to_string()))?;
-    // The chain above the node's certificate (PVE's cluster CA) is not judged: the node's own
-    // certificate, by its fingerprint, is the trust.
-    builder.set_verify_callback(SslVerifyMode::PEER, move |_, chain| {
-        if chain.error_depth() != 0 {
-            return true;
-        }
-        chain
-            .current_cert()
-            .and_then(|c| c.digest(openssl::hash::MessageDigest::sha256()).ok())
-            .is_some_and(|d| d.as_ref() == pinned)
-    });
-    let mut config = builder
-        .build()
-        .configure()
-        .map_err(|e| connect_err(e.to_string()))?;
-    config.set_verify_hostname(false);
-    config.set_use_server_name_indication(false);
+    let config = super::pin::configuration(peer).map_err(|e| connect_err(e.to_string()))?;
     let mut tls = config.connect("", tcp).map_err(|e| match e {
-        openssl::ssl::HandshakeError::Failure(m)
-            if m.ssl().verify_result() != openssl::x509::X509VerifyResult::OK =>
-        {
+        openssl::ssl::HandshakeError::Failure(m) if super::pin::refused_certificate(m.ssl()) => {
             ForwardError::Certificate(peer.name.clone())
         }
         other => connect_err(other.to_string()),
@@ -138,11 +115,53 @@ pub fn forward(peer: &Peer, req: &Request) -> Result<Answer, ForwardError> {
     parse_answer(&raw).map_err(answer_err)
 }
 
+/// Calls `method` on `path` (below `/api2/json`) of `peer`'s API with `credentials` and an
+/// optional form body; its `data`, or the status and reason PVE puts its error text in.
+pub async fn call(
+    peer: Peer,
+    credentials: &[(String, String)],
+    method: &str,
+    path: &str,
+    form: Option<String>,
+) -> Result<serde_json::Value, String> {
+    let mut headers = credentials.to_vec();
+    headers.push((DISABLE_PROXY.into(), "true".into()));
+    if form.is_some() {
+        headers.push((
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let req = Request {
+        method: method.to_owned(),
+        target: format!("/api2/json{path}"),
+        headers,
+        body: form.unwrap_or_default().into_bytes(),
+    };
+    let answer = tokio::task::spawn_blocking(move || forward(&peer, &req))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        return Err(format!("HTTP {} {}", answer.status, answer.reason));
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+    Ok(v["data"].take())
+}
+
 fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of head")?;
+    let (mut answer, len) = parse_head(raw)?.ok_or("no end of head")?;
+    answer.body = raw[len..].to_vec();
+    Ok(answer)
+}
+
+/// The status line and headers at the start of `raw` (an answer without its body) and their
+/// length; `None` while the head is not complete.
+pub fn parse_head(raw: &[u8]) -> Result<Option<(Answer, usize)>, String> {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| "a head that is not text")?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -156,12 +175,13 @@ fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Ok(Answer {
+    let answer = Answer {
         status,
         reason,
         headers,
-        body: raw[split + 4..].to_vec(),
-    })
+        body: Vec::new(),
+    };
+    Ok(Some((answer, split + 4)))
 }
 
 #[cfg(test)]

@@ -5,3 +5,4 @@
 
 pub mod forward;
 pub mod peers;
+pub mod pin;

@@ -14,6 +14,7 @@ mod image_refs;
 mod inflight;
 pub mod metadata;
 mod partial;
+mod peer_copy;
 mod pipeline;
 mod progress;
 mod range;
@@ -38,6 +39,7 @@ pub use checksum::{Algorithm, Checksum, Hasher};
 pub use content_check::ContentCheck;
 pub use error::{DownloadError, describe_reqwest};
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
+pub use peer_copy::{PeerCopy, volume_sha256};
 pub use pipeline::{Finished, Sink, SinkError, user_hasher};
 pub use progress::human_bytes;
 pub use retry::RetryPolicy;
@@ -221,8 +223,38 @@ impl Engine {
             checksum: plan.checksum.clone(),
             verify_certificates: plan.verify_certificates,
         };
+        let finished = || {
+            format!(
+                "download of '{}' to '{}' finished",
+                plan.url,
+                plan.dest.display()
+            )
+        };
+        let Some((lead, slot)) = self
+            .claim(&plan.dest, key, task, log, cancel, finished)
+            .await?
+        else {
+            return Ok(());
+        };
+        let result = self.lead(plan, task, compression, &lead, log, cancel).await;
+        release(lead, slot, &result);
+        result
+    }
+
+    /// Makes this task the one writer of `dest` and gives it a transfer slot; `None` when it
+    /// joined a running transfer of the same request, which finished (`finished` is then
+    /// logged as its own end).
+    async fn claim(
+        &self,
+        dest: &Path,
+        key: RequestKey,
+        task: &str,
+        log: &dyn LogSink,
+        cancel: &CancellationToken,
+        finished: impl Fn() -> String,
+    ) -> Result<Option<(LeadGuard, tokio::sync::OwnedSemaphorePermit)>, DownloadError> {
         let lead = loop {
-            let (done, joined) = match self.inflight.enter(&plan.dest, &key, task) {
+            let (done, joined) = match self.inflight.enter(dest, &key, task) {
                 Entry::Lead(guard) => break guard,
                 Entry::Join { task, done } => {
                     log.line(&format!(
@@ -243,12 +275,8 @@ impl Engine {
             };
             match (joined, outcome) {
                 (true, Outcome::Ok) => {
-                    log.line(&format!(
-                        "download of '{}' to '{}' finished",
-                        plan.url,
-                        plan.dest.display()
-                    ));
-                    return Ok(());
+                    log.line(&finished());
+                    return Ok(None);
                 }
                 (true, Outcome::Failed(text)) => return Err(DownloadError::Joined(text)),
                 // A stopped leader says nothing about this request; a different request goes
@@ -269,14 +297,7 @@ impl Engine {
                 }
             }
         };
-        let result = self.lead(plan, task, compression, &lead, log, cancel).await;
-        drop(slot);
-        lead.finish(match &result {
-            Ok(()) => Outcome::Ok,
-            Err(DownloadError::Interrupted) => Outcome::Abandoned,
-            Err(e) => Outcome::Failed(e.to_string()),
-        });
-        result
+        Ok(Some((lead, slot)))
     }
 
     async fn lead(
@@ -413,6 +434,20 @@ impl Engine {
         .await
         .map_err(std::io::Error::other)?
     }
+}
+
+/// Ends a transfer that led: its slot is free and whoever joined it learns how it ended.
+fn release(
+    lead: LeadGuard,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    result: &Result<(), DownloadError>,
+) {
+    drop(slot);
+    lead.finish(match result {
+        Ok(()) => Outcome::Ok,
+        Err(DownloadError::Interrupted) => Outcome::Abandoned,
+        Err(e) => Outcome::Failed(e.to_string()),
+    });
 }
 
 /// PVE's worker checks the compression before anything is printed (spec §1.5), then

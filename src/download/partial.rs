@@ -62,15 +62,28 @@ impl PartialState {
     /// The state of a download of `plan` that has not received anything yet.
     pub fn new(plan: &DownloadPlan) -> PartialState {
         PartialState {
-            format: FORMAT,
-            target: plan.dest.clone(),
             url: plan.url.clone(),
-            validator: None,
-            length: None,
             checksum_algorithm: plan.checksum.as_ref().map(|c| c.algorithm.name().into()),
             checksum: plan.checksum.as_ref().map(|c| c.expected.clone()),
             compression: plan.compression.clone().filter(|c| !c.is_empty()),
             verify_certificates: plan.verify_certificates,
+            ..PartialState::for_target(plan.dest.clone(), String::new())
+        }
+    }
+
+    /// The state of a transfer to `target` from `source` (no URL a download could ask for
+    /// again: nothing adopts it but the collector).
+    pub fn for_target(target: PathBuf, url: String) -> PartialState {
+        PartialState {
+            format: FORMAT,
+            target,
+            url,
+            validator: None,
+            length: None,
+            checksum_algorithm: None,
+            checksum: None,
+            compression: None,
+            verify_certificates: false,
             synced: 0,
             boot_id: boot_id(),
         }

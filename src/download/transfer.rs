@@ -475,7 +475,11 @@ fn check_space(dir: &Path, needed: u64, freed: u64) -> Result<(), Failure> {
     Ok(())
 }
 
-fn sink_error(e: SinkError, path: &Path, compression: Option<Compression>) -> DownloadError {
+pub(super) fn sink_error(
+    e: SinkError,
+    path: &Path,
+    compression: Option<Compression>,
+) -> DownloadError {
     match (e, compression) {
         (SinkError::Decode(e), Some(c)) => DownloadError::Decompress {
             command: c.pve_command(),

@@ -79,6 +79,12 @@ const VALID: &[(&str, &str)] = &[
     ("format", "kickstart"),
     ("files", r#"{"ks.cfg":"text\n"}"#),
     ("mac", "52:54:00:12:34:56"),
+    ("nodes", NODE),
+    ("sources", NODE),
+    (
+        "sha256",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ),
 ];
 
 /// Per named format: values it accepts (also used to violate an enum without tripping the
@@ -87,6 +93,7 @@ const FORMATS: &[(&str, &[&str], &str)] = &[
     ("pve-node", &[NODE], "-bad-"),
     ("pve-storage-id", &["local"], "a"),
     ("pve-storage-content", &["iso", "images", "backup"], "foo"),
+    ("pve-node-list", &[NODE, "all"], "-bad-"),
 ];
 
 /// Parameters that are not tested, with the reason. Every other parameter must be.

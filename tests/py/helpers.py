@@ -23,10 +23,11 @@ ALGOS = ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]
 class Api:
     """Raw HTTP access to the daemon with `requests` (form-encoded bodies, TLS verify off)."""
 
-    def __init__(self, port, tokenid=None, secret=None, fmt="json", auth_header=None):
+    def __init__(self, port, tokenid=None, secret=None, fmt="json", auth_header=None, host="127.0.0.1"):
         self.port = port
+        self.host = host
         self.fmt = fmt
-        self.base = "https://127.0.0.1:%d/api2/%s" % (port, fmt)
+        self.base = "https://%s:%d/api2/%s" % (host, port, fmt)
         self.s = requests.Session()
         self.s.verify = False
         if auth_header is not None:
@@ -35,7 +36,7 @@ class Api:
             self.s.headers["Authorization"] = "PVEAPIToken=%s=%s" % (tokenid, secret)
 
     def with_format(self, fmt):
-        other = Api(self.port, fmt=fmt)
+        other = Api(self.port, fmt=fmt, host=self.host)
         other.s.headers.update(self.s.headers)
         return other
 

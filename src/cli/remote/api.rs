@@ -31,6 +31,8 @@ pub struct DownloadRequest {
     pub checksum: Option<Checksum>,
     pub compression: Option<Compression>,
     pub verify_certificates: bool,
+    /// isolib's `nodes`: the other nodes that get a copy.
+    pub nodes: Option<String>,
 }
 
 impl DownloadRequest {
@@ -50,6 +52,9 @@ impl DownloadRequest {
         // PVE takes only 0/1 for booleans in form data (spec §1.1).
         if !self.verify_certificates {
             form.push(("verify-certificates", "0".into()));
+        }
+        if let Some(n) = &self.nodes {
+            form.push(("nodes", n.clone()));
         }
         form
     }
@@ -240,6 +245,7 @@ mod tests {
             }),
             compression: Some(Compression::Gz),
             verify_certificates: false,
+            nodes: None,
         };
         let form = req.form();
         assert_eq!(

@@ -29,6 +29,10 @@ pub struct DownloadArgs {
     /// Don't verify the origin's TLS certificate (verify-certificates 0)
     #[arg(long)]
     pub insecure_origin: bool,
+    /// Also copy the image to these nodes once it is in (a list, or `all`): one fetch from the
+    /// origin for the whole cluster
+    #[arg(long, value_name = "LIST")]
+    pub nodes: Option<String>,
     #[command(flatten)]
     pub conn: ConnectArgs,
 }
@@ -56,6 +60,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), ClientError> {
         checksum: args.checksum.clone(),
         compression,
         verify_certificates: !args.insecure_origin,
+        nodes: args.nodes.clone(),
     };
     let mut interrupt = follow::interrupt_handler()?;
     let upid = api::download_url(&conn, &req).await?;

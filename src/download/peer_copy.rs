@@ -1,0 +1,435 @@
+//! A volume copied from other nodes that hold it verified: one fetch from the origin per
+//! cluster, every other node filled from a peer. Each source is asked over TLS pinned to its own
+//! certificate (cluster/pin.rs) for `/files/{storage}/{volname}`, the export every daemon serves,
+//! with the ETag that names the recorded sha256 as `If-Range`, so only those very bytes are ever
+//! spliced. The bytes go through the same writer as a download (hashed in the same pass, written
+//! back as they come, fsynced); a source that fails or stalls is replaced by the next, which
+//! goes on from the bytes already on disk. The result must have the recorded sha256 before it
+//! is recorded and published under its name, exactly like a download.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::inflight::RequestKey;
+use super::partial::PartialState;
+use super::pipeline::Sink;
+use super::progress::human_bytes;
+use super::ratelimit::RateLimit;
+use super::staging::Staged;
+use super::{DownloadError, Engine, LogSink, checksum, release};
+use crate::catalog::{self, Lookup};
+use crate::cluster::forward::{DISABLE_PROXY, parse_head};
+use crate::cluster::peers::Peer;
+use crate::cluster::pin;
+
+/// A response head larger than this is not a daemon's.
+const MAX_HEAD: usize = 64 << 10;
+const READ_SIZE: usize = 256 << 10;
+
+pub struct PeerCopy {
+    /// `storage:volname`, for the log.
+    pub volid: String,
+    /// The export's path, the same on every node: `/files/{storage}/{volname}`.
+    pub path: String,
+    pub dest: PathBuf,
+    /// As for a download: beside `dest`'s directory, outside every listing.
+    pub staging_dir: PathBuf,
+    pub content: String,
+    /// The volume's recorded sha256: the bytes must have it.
+    pub sha256: String,
+    /// The nodes to copy from, in order of preference.
+    pub sources: Vec<Peer>,
+    /// The `Cookie` header that authenticates this node to its peers.
+    pub cookie: String,
+    pub task_tag: String,
+    /// Who asked, for the catalog record.
+    pub user: String,
+    /// A source that sends nothing for this long is given up.
+    pub stall: Duration,
+    /// Passes over the sources before the copy fails; one more pass after each backoff.
+    pub rounds: u32,
+    pub backoff: Duration,
+}
+
+impl PeerCopy {
+    /// What stands for a download's URL: two copies of one volume are one transfer.
+    fn key(&self) -> String {
+        format!("peer-copy:{}", self.path)
+    }
+
+    fn etag(&self) -> String {
+        format!("\"sha256-{}\"", self.sha256)
+    }
+}
+
+/// Why one source gave out; the copy goes on with the next.
+#[derive(Debug, thiserror::Error)]
+enum SourceError {
+    #[error("{0}")]
+    Failed(String),
+    /// The writer stopped: no source can help; its error says why.
+    #[error("the writer stopped")]
+    WriterStopped,
+}
+
+fn failed(e: impl std::fmt::Display) -> SourceError {
+    SourceError::Failed(e.to_string())
+}
+
+impl Engine {
+    /// Copies `copy` into place for task `task`, or joins a copy of it that is running.
+    pub async fn copy_from_peers(
+        &self,
+        copy: &PeerCopy,
+        task: &str,
+        log: &dyn LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<(), DownloadError> {
+        let key = RequestKey {
+            url: copy.key(),
+            compression: None,
+            checksum: None,
+            verify_certificates: true,
+        };
+        let finished = || format!("copy of '{}' finished", copy.volid);
+        let Some((lead, slot)) = self
+            .claim(&copy.dest, key, task, log, cancel, finished)
+            .await?
+        else {
+            return Ok(());
+        };
+        let result = self.copy(copy, task, log, cancel).await;
+        release(lead, slot, &result);
+        result
+    }
+
+    async fn copy(
+        &self,
+        copy: &PeerCopy,
+        task: &str,
+        log: &dyn LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<(), DownloadError> {
+        if copy.dest.is_file() {
+            return present(copy, log).await;
+        }
+        let state = PartialState::for_target(copy.dest.clone(), copy.key());
+        let mut staged = Staged::create(&copy.staging_dir, &copy.task_tag, state)?;
+        let file = staged
+            .start_over(None, None)
+            .map_err(|source| DownloadError::CreateTemp {
+                path: staged.path().to_path_buf(),
+                source,
+            })?;
+        let write_err = |e| super::transfer::sink_error(e, staged.path(), None);
+        let sink = Sink::start(file, None, None, copy.content == "iso").map_err(|source| {
+            DownloadError::CreateTemp {
+                path: staged.path().to_path_buf(),
+                source,
+            }
+        })?;
+        // The operator's limits hold for copies as for downloads.
+        let rates: Vec<RateLimit> = self
+            .limits
+            .bwlimit
+            .map(RateLimit::new)
+            .into_iter()
+            .chain(self.total_rate.clone())
+            .collect();
+        let mut received = 0u64;
+        let mut last = String::from("no node to copy from");
+        let mut from = Vec::new();
+        'rounds: for round in 0..copy.rounds.max(1) {
+            if round > 0 {
+                let wait = copy.backoff * 2u32.saturating_pow(round - 1);
+                log.line(&format!(
+                    "no node could go on; trying again in {}s",
+                    wait.as_secs_f32()
+                ));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancel.cancelled() => {
+                        sink.abort().await;
+                        return Err(DownloadError::Interrupted);
+                    }
+                }
+            }
+            for peer in &copy.sources {
+                log.line(&format!(
+                    "copying '{}' from node '{}' ({}){}",
+                    copy.volid,
+                    peer.name,
+                    peer.addr,
+                    if received > 0 {
+                        format!(", going on after {}", human_bytes(received))
+                    } else {
+                        String::new()
+                    }
+                ));
+                let before = received;
+                let result = tokio::select! {
+                    r = fetch(copy, peer, &sink, &mut received, &rates) => r,
+                    () = cancel.cancelled() => {
+                        sink.abort().await;
+                        return Err(DownloadError::Interrupted);
+                    }
+                };
+                if received > before && !from.contains(&peer.name) {
+                    from.push(peer.name.clone());
+                }
+                match result {
+                    Ok(()) => break 'rounds,
+                    Err(SourceError::WriterStopped) => {
+                        return Err(match sink.finish().await {
+                            Err(e) => write_err(e),
+                            Ok(_) => DownloadError::Transfer("the writer stopped".into()),
+                        });
+                    }
+                    Err(SourceError::Failed(reason)) => {
+                        log.line(&format!(
+                            "node '{}' failed after {}: {reason}",
+                            peer.name,
+                            human_bytes(received)
+                        ));
+                        last = format!("node '{}': {reason}", peer.name);
+                    }
+                }
+            }
+            if round + 1 == copy.rounds.max(1) {
+                sink.abort().await;
+                return Err(DownloadError::Transfer(format!(
+                    "no node could provide '{}' ({last})",
+                    copy.volid
+                )));
+            }
+        }
+        let done = sink.finish().await.map_err(write_err)?;
+        if done.observed.sha256 != copy.sha256 {
+            return Err(DownloadError::NotTheRecordedBytes {
+                got: done.observed.sha256,
+                expected: copy.sha256.clone(),
+            });
+        }
+        log.line(&format!(
+            "copied {} from {}; sha256 {} as recorded",
+            human_bytes(received),
+            from.iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            copy.sha256
+        ));
+        let source = catalog::Source {
+            origin: catalog::Origin::Copy,
+            url: from.last().map(|n| format!("{n}:{}", copy.path)),
+            upid: Some(task.to_owned()),
+            user: Some(copy.user.clone()),
+            time: chrono::Utc::now().timestamp(),
+            ..catalog::Source::default()
+        };
+        if let Err(e) = self
+            .record_copy(copy, done.observed, source, staged.path())
+            .await
+        {
+            log.line(&format!("warning: unable to write the catalog record: {e}"));
+        }
+        if let Some(e) = staged.publish(&copy.dest)? {
+            log.line(&format!(
+                "warning: unable to sync the directory of '{}': {e}",
+                copy.dest.display()
+            ));
+        }
+        log.line(&format!("copy of '{}' finished", copy.volid));
+        Ok(())
+    }
+
+    async fn record_copy(
+        &self,
+        copy: &PeerCopy,
+        observed: catalog::Observed,
+        source: catalog::Source,
+        staged: &std::path::Path,
+    ) -> std::io::Result<()> {
+        let name = copy
+            .dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (dest, staged) = (copy.dest.clone(), staged.to_path_buf());
+        let (content, osinfo_dir) = (copy.content.clone(), self.osinfo_dir.clone());
+        let upid = source.upid.clone();
+        tokio::task::spawn_blocking(move || {
+            let stamp = catalog::Stamp::of(&std::fs::metadata(&staged)?);
+            let facts = catalog::facts(observed, stamp, &content, &name, None, &osinfo_dir);
+            let mut record = catalog::Record::new(facts, source);
+            // Compared with the record of a verified copy: as good as a verification.
+            record.verification = Some(catalog::Verification {
+                state: catalog::VerifyState::Ok,
+                time: chrono::Utc::now().timestamp(),
+                upid,
+            });
+            catalog::store::save(&dest, &record)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
+/// The file is there already: done when it is the volume's bytes, refused when it is not.
+async fn present(copy: &PeerCopy, log: &dyn LogSink) -> Result<(), DownloadError> {
+    let got = volume_sha256(&copy.dest)
+        .await
+        .map_err(|source| DownloadError::ReadExisting {
+            path: copy.dest.clone(),
+            source,
+        })?;
+    if got != copy.sha256 {
+        return Err(DownloadError::ExistingMismatch {
+            got,
+            expected: copy.sha256.clone(),
+        });
+    }
+    log.line(&format!(
+        "'{}' is here already with the recorded sha256",
+        copy.dest.display()
+    ));
+    Ok(())
+}
+
+/// The sha256 of the volume at `path`: its record's while that is fresh, else read.
+pub async fn volume_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || match catalog::store::load(&path) {
+        Ok(Lookup::Fresh(record)) => Ok(record.sha256),
+        _ => checksum::hash_file(checksum::Algorithm::Sha256, &path),
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
+/// One source, from byte `received` on, into `sink`; `received` counts what it delivered.
+async fn fetch(
+    copy: &PeerCopy,
+    peer: &Peer,
+    sink: &Sink,
+    received: &mut u64,
+    rates: &[RateLimit],
+) -> Result<(), SourceError> {
+    let stall = copy.stall;
+    let within = |what: &'static str| move |_| failed(format!("no answer for {stall:?} ({what})"));
+    let addr = tokio::net::lookup_host(&peer.addr)
+        .await
+        .map_err(failed)?
+        .next()
+        .ok_or_else(|| failed("no address"))?;
+    let tcp = tokio::time::timeout(stall, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(within("connect"))?
+        .map_err(failed)?;
+    let ssl = pin::configuration(peer)
+        .and_then(|c| c.into_ssl(""))
+        .map_err(failed)?;
+    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).map_err(failed)?;
+    tokio::time::timeout(stall, Pin::new(&mut tls).connect())
+        .await
+        .map_err(within("TLS handshake"))?
+        .map_err(|e| {
+            if pin::refused_certificate(tls.ssl()) {
+                failed("it presented another certificate than its own")
+            } else {
+                failed(e)
+            }
+        })?;
+
+    let offset = *received;
+    let mut head = format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nCookie: {}\r\n{DISABLE_PROXY}: true\r\nIf-Range: {}\r\n",
+        copy.path,
+        peer.addr,
+        copy.cookie,
+        copy.etag()
+    );
+    if offset > 0 {
+        head.push_str(&format!("Range: bytes={offset}-\r\n"));
+    }
+    head.push_str("\r\n");
+    tokio::time::timeout(stall, tls.write_all(head.as_bytes()))
+        .await
+        .map_err(within("request"))?
+        .map_err(failed)?;
+
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut raw = Vec::new();
+    let (answer, head_len) = loop {
+        let n = tokio::time::timeout(stall, tls.read(&mut buf))
+            .await
+            .map_err(within("answer"))?
+            .map_err(failed)?;
+        if n == 0 {
+            return Err(failed("closed the connection before its answer"));
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(parsed) = parse_head(&raw).map_err(failed)? {
+            break parsed;
+        }
+        if raw.len() > MAX_HEAD {
+            return Err(failed("an answer head too large"));
+        }
+    };
+    let header = |name: &str| {
+        answer
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let expected_status = if offset > 0 { 206 } else { 200 };
+    if answer.status != expected_status {
+        return Err(failed(format!("HTTP {} {}", answer.status, answer.reason)));
+    }
+    if header("ETag") != Some(copy.etag().as_str()) {
+        return Err(failed("it holds other bytes under this name"));
+    }
+    if offset > 0
+        && !header("Content-Range").is_some_and(|r| r.starts_with(&format!("bytes {offset}-")))
+    {
+        return Err(failed("a range other than the one asked for"));
+    }
+    let length: u64 = header("Content-Length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| failed("no Content-Length"))?;
+    let end = offset + length;
+
+    let mut pending = Bytes::copy_from_slice(&raw[head_len..]);
+    loop {
+        if !pending.is_empty() {
+            let n = pending.len() as u64;
+            if *received + n > end {
+                return Err(failed("more bytes than announced"));
+            }
+            for r in rates {
+                r.consume(n).await;
+            }
+            if !sink.send(pending).await {
+                return Err(SourceError::WriterStopped);
+            }
+            *received += n;
+        }
+        if *received == end {
+            return Ok(());
+        }
+        let n = tokio::time::timeout(stall, tls.read(&mut buf))
+            .await
+            .map_err(within("body"))?
+            .map_err(failed)?;
+        if n == 0 {
+            return Err(failed("the connection closed early"));
+        }
+        pending = Bytes::copy_from_slice(&buf[..n]);
+    }
+}
