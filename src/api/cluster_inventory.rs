@@ -59,8 +59,9 @@ pub(super) async fn rows(ctx: &Ctx) -> Result<Vec<Row>, ApiError> {
         Ok(super::inventory::local(ctx).await?),
     )];
     let names = ctx.state.config().peer_names().map_err(ApiError::server)?;
+    let credentials = ctx.peer_credentials()?;
     for name in names {
-        let got = peer_inventory(ctx, &name).await;
+        let got = peer_inventory(ctx, &credentials, &name).await;
         if let Err(e) = &got {
             tracing::warn!("cluster inventory: node '{name}': {e}");
         }
@@ -69,7 +70,11 @@ pub(super) async fn rows(ctx: &Ctx) -> Result<Vec<Row>, ApiError> {
     Ok(merge(&all))
 }
 
-async fn peer_inventory(ctx: &Ctx, name: &str) -> Result<Inventory, String> {
+async fn peer_inventory(
+    ctx: &Ctx,
+    credentials: &[(String, String)],
+    name: &str,
+) -> Result<Inventory, String> {
     let peer = ctx
         .state
         .config()
@@ -78,7 +83,7 @@ async fn peer_inventory(ctx: &Ctx, name: &str) -> Result<Inventory, String> {
         .ok_or_else(|| format!("node '{name}' is not known"))?;
     let data = forward::call(
         peer,
-        &ctx.credentials,
+        credentials,
         "GET",
         &format!("/nodes/{name}/inventory"),
         None,

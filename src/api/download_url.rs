@@ -139,7 +139,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     let spread = match &args.nodes {
         Some(text) => Some(super::ensure::Spread {
             state: ctx.state.clone(),
-            credentials: ctx.credentials.clone(),
+            credentials: ctx.peer_credentials()?,
             storage: storage.id.clone(),
             volname: format!("{}/{filename}", args.content),
             // Known once the file is in.

@@ -63,7 +63,7 @@ async fn ensure(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     }
     let spread = Spread {
         state: ctx.state.clone(),
-        credentials: ctx.credentials.clone(),
+        credentials: ctx.peer_credentials()?,
         storage,
         volname,
         sha256,
@@ -87,7 +87,8 @@ async fn ensure(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
     Ok(Reply::Data(Value::String(upid.to_string())))
 }
 
-/// The nodes a `nodes` value names: `all`, or a list of this node and its peers.
+/// The nodes a `nodes` value names: `all`, or a list of this node (also as `localhost`, as in
+/// PVE's paths) and its peers.
 pub(super) fn nodes(state: &AppState, text: &str) -> Result<Vec<String>, ApiError> {
     let config = state.config();
     let peers = config
@@ -98,6 +99,11 @@ pub(super) fn nodes(state: &AppState, text: &str) -> Result<Vec<String>, ApiErro
     }
     let mut out: Vec<String> = Vec::new();
     for name in crate::pve::perl::split_list(text) {
+        let name = if name == "localhost" {
+            config.node.as_str()
+        } else {
+            name
+        };
         if name != config.node && !peers.iter().any(|p| p == name) {
             return Err(ApiError::param(
                 "nodes",

@@ -2,7 +2,6 @@
 //! volume from other nodes holding it, checked against the sha256 they recorded
 //! (download/peer_copy.rs). `ensure` and download-url's `nodes` ask each node for it.
 
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
@@ -124,22 +123,16 @@ pub(super) fn plan(
         content: vol.vtype,
         sha256: sha256.to_owned(),
         sources: peers,
-        cookie: node_cookie(state)?,
+        credentials: state
+            .tickets()
+            .node_credentials()
+            .map_err(ApiError::server)?,
         task_tag: new_tag(&config.node),
         user: user.to_owned(),
         stall: config.retry.stall_timeout,
         rounds: config.retry.retries + 1,
         backoff: config.retry.backoff,
     })
-}
-
-/// This node's ticket as a cookie; the copy sends it over TLS pinned to the source.
-fn node_cookie(state: &AppState) -> Result<String, ApiError> {
-    let ticket = state.tickets().node_ticket().map_err(ApiError::server)?;
-    Ok(format!(
-        "PVEAuthCookie={}",
-        utf8_percent_encode(&ticket, NON_ALPHANUMERIC)
-    ))
 }
 
 /// `/nodes/{node}/storage/{storage}/peer-copy`.

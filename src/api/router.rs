@@ -50,6 +50,29 @@ impl Ctx {
 
     /// PVE's rule for reaching the network from this node ([`NETWORK_ACCESS`]), for methods
     /// whose storage comes from the body.
+    /// The credentials a request to another node carries for this one: the caller's as they
+    /// came, or, for a caller on the local socket (root on this host, which sends none), this
+    /// node's own.
+    pub fn peer_credentials(&self) -> Result<Vec<(String, String)>, ApiError> {
+        let own: Vec<(String, String)> = self
+            .credentials
+            .iter()
+            .filter(|(k, _)| {
+                ["authorization", "cookie", "csrfpreventiontoken"]
+                    .iter()
+                    .any(|c| k.eq_ignore_ascii_case(c))
+            })
+            .cloned()
+            .collect();
+        if !own.is_empty() {
+            return Ok(own);
+        }
+        self.state
+            .tickets()
+            .node_credentials()
+            .map_err(ApiError::server)
+    }
+
     pub fn has_network_access(&self) -> bool {
         self.has("/", &["Sys.Audit", "Sys.Modify"], false)
             || self.has(
@@ -421,7 +444,7 @@ mod tests {
         );
         assert_eq!(
             names("/nodes/{node}/storage/{storage}", "subdir"),
-            r#"[{"subdir":"content"},{"subdir":"download-url"},{"subdir":"status"},{"subdir":"upload"},{"subdir":"verify"}]"#
+            r#"[{"subdir":"content"},{"subdir":"download-url"},{"subdir":"peer-copy"},{"subdir":"status"},{"subdir":"upload"},{"subdir":"verify"}]"#
         );
     }
 

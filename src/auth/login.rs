@@ -112,11 +112,27 @@ impl Tickets {
         userid.parse()
     }
 
-    /// A `root@pam` ticket of this node, for its own requests to its peers: every member of
-    /// the cluster holds the key that signs it, so it is only ever sent to one of them.
-    pub fn node_ticket(&self) -> Result<String, AuthError> {
+    /// The headers of this node's own requests to its peers: a `root@pam` ticket cookie and
+    /// its CSRF token. Every member of the cluster holds the keys that make them, so they are
+    /// only ever sent to one of them (over pinned TLS).
+    pub fn node_credentials(&self) -> Result<Vec<(String, String)>, AuthError> {
         let key = self.private_key.get()?;
-        Ok(ticket::assemble(&key, "root@pam", now())?)
+        let ticket = ticket::assemble(&key, "root@pam", now())?;
+        let secret = self.csrf_secret.get()?;
+        let token = csrf::assemble(&secret, "root@pam", now())?;
+        Ok(vec![
+            (
+                "Cookie".to_owned(),
+                format!(
+                    "PVEAuthCookie={}",
+                    percent_encoding::utf8_percent_encode(
+                        &ticket,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                ),
+            ),
+            ("CSRFPreventionToken".to_owned(), token),
+        ])
     }
 
     pub fn verify_csrf(&self, token: &str, user: &AuthId) -> Result<(), AuthError> {

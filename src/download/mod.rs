@@ -25,6 +25,7 @@ mod retry;
 mod staging;
 mod transfer;
 pub mod url_policy;
+mod writer_lock;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -49,6 +50,7 @@ pub use url_policy::{PolicyError, Rule, RuleError, UrlPolicy};
 use inflight::{Entry, Inflight, LeadGuard, Outcome, RequestKey};
 use ratelimit::RateLimit;
 use transfer::{Delivered, Transfer};
+use writer_lock::{Attempt, WriterLock};
 
 /// Where task-log lines go; the engine does not know it runs inside a task.
 pub trait LogSink: Send + Sync {
@@ -183,16 +185,18 @@ impl Engine {
     }
 
     /// Removes the partial downloads in `staging_dir` that no running transfer owns and that
-    /// cannot be resumed any more: no readable state, or untouched for `partial_keep`.
+    /// cannot be resumed any more (no readable state, or untouched for `partial_keep`), and the
+    /// lock files of writers that were killed.
     /// Blocking; returns how many were removed.
     pub fn collect_partials(&self, staging_dir: &Path) -> std::io::Result<usize> {
-        partial::collect(
+        let partials = partial::collect(
             staging_dir,
             &self.node,
             self.partial_keep,
             &self.inflight,
             SystemTime::now(),
-        )
+        )?;
+        Ok(partials + writer_lock::collect(staging_dir)?)
     }
 
     /// The HTTP clients as configured right now (datacenter.cfg's proxy may change).
@@ -223,38 +227,41 @@ impl Engine {
             checksum: plan.checksum.clone(),
             verify_certificates: plan.verify_certificates,
         };
-        let finished = || {
-            format!(
+        let want = Want {
+            dest: &plan.dest,
+            staging_dir: &plan.staging_dir,
+            key,
+            replace: plan.replace,
+            finished: format!(
                 "download of '{}' to '{}' finished",
                 plan.url,
                 plan.dest.display()
-            )
+            ),
+            same_request: &|| same_source(plan),
         };
-        let Some((lead, slot)) = self
-            .claim(&plan.dest, key, task, log, cancel, finished)
-            .await?
-        else {
+        let Some(claim) = self.claim(want, task, log, cancel).await? else {
             return Ok(());
         };
-        let result = self.lead(plan, task, compression, &lead, log, cancel).await;
-        release(lead, slot, &result);
+        let result = self
+            .lead(plan, task, compression, &claim.lead, log, cancel)
+            .await;
+        claim.release(&result);
         result
     }
 
-    /// Makes this task the one writer of `dest` and gives it a transfer slot; `None` when it
-    /// joined a running transfer of the same request, which finished (`finished` is then
-    /// logged as its own end).
+    /// Makes this task the one writer of `want.dest`, among this daemon's tasks and then among
+    /// the daemons that share its storage, and gives it a transfer slot. `None` when the work
+    /// is done without it: it joined a running transfer of the same request, or another daemon
+    /// wrote what this request asks for while this one waited.
     async fn claim(
         &self,
-        dest: &Path,
-        key: RequestKey,
+        want: Want<'_>,
         task: &str,
         log: &dyn LogSink,
         cancel: &CancellationToken,
-        finished: impl Fn() -> String,
-    ) -> Result<Option<(LeadGuard, tokio::sync::OwnedSemaphorePermit)>, DownloadError> {
+    ) -> Result<Option<Claim>, DownloadError> {
         let lead = loop {
-            let (done, joined) = match self.inflight.enter(dest, &key, task) {
+            let (done, joined) = match self.inflight.enter(want.dest, &want.key, task) {
                 Entry::Lead(guard) => break guard,
                 Entry::Join { task, done } => {
                     log.line(&format!(
@@ -275,7 +282,7 @@ impl Engine {
             };
             match (joined, outcome) {
                 (true, Outcome::Ok) => {
-                    log.line(&finished());
+                    log.line(&want.finished);
                     return Ok(None);
                 }
                 (true, Outcome::Failed(text)) => return Err(DownloadError::Joined(text)),
@@ -284,20 +291,74 @@ impl Engine {
                 _ => continue,
             }
         };
-        let slot = match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                log.line(&format!(
-                    "waiting for a free transfer slot ({} transfers running, max-transfers)",
-                    self.limits.max_transfers
-                ));
-                tokio::select! {
-                    s = self.slots.clone().acquire_owned() => s.map_err(|_| DownloadError::Interrupted)?,
-                    _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
+        // A target that is there is met, not written (unless replaced): nothing to lock.
+        if want.dest.is_file() && !want.replace {
+            let slot = self.slot(log, cancel).await?;
+            return Ok(Some(Claim {
+                lead,
+                slot,
+                _lock: None,
+            }));
+        }
+        let lock_path = WriterLock::path(want.staging_dir, want.dest);
+        let mut waited = false;
+        let lock = loop {
+            let (path, holder) = (lock_path.clone(), format!("task {task}"));
+            let attempt =
+                tokio::task::spawn_blocking(move || WriterLock::try_acquire(&path, &holder))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|source| DownloadError::CreateTemp {
+                        path: lock_path.clone(),
+                        source,
+                    })?;
+            match attempt {
+                Attempt::Locked(lock) => break lock,
+                Attempt::Held { by } => {
+                    if !waited {
+                        log.line(&format!(
+                            "waiting for {by}, which is writing the same file on a storage this node shares"
+                        ));
+                        waited = true;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        () = cancel.cancelled() => return Err(DownloadError::Interrupted),
+                    }
                 }
             }
         };
-        Ok(Some((lead, slot)))
+        // Written by another daemon since this task looked (whether or not it had to wait).
+        if !want.replace && want.dest.is_file() && (want.same_request)() {
+            log.line(&want.finished);
+            lead.finish(Outcome::Ok);
+            return Ok(None);
+        }
+        let slot = self.slot(log, cancel).await?;
+        Ok(Some(Claim {
+            lead,
+            slot,
+            _lock: Some(lock),
+        }))
+    }
+
+    async fn slot(
+        &self,
+        log: &dyn LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, DownloadError> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        log.line(&format!(
+            "waiting for a free transfer slot ({} transfers running, max-transfers)",
+            self.limits.max_transfers
+        ));
+        tokio::select! {
+            s = self.slots.clone().acquire_owned() => s.map_err(|_| DownloadError::Interrupted),
+            _ = cancel.cancelled() => Err(DownloadError::Interrupted),
+        }
     }
 
     async fn lead(
@@ -436,18 +497,47 @@ impl Engine {
     }
 }
 
-/// Ends a transfer that led: its slot is free and whoever joined it learns how it ended.
-fn release(
+/// What a task asks to become the one writer of.
+struct Want<'a> {
+    dest: &'a Path,
+    staging_dir: &'a Path,
+    key: RequestKey,
+    /// The file there is to be replaced, not met.
+    replace: bool,
+    /// The line that ends a task whose work another did.
+    finished: String,
+    /// Whether the file another daemon wrote meanwhile is what this request asks for.
+    same_request: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// The right to write a target: the lead among this daemon's tasks, a transfer slot, and the
+/// lock among daemons.
+struct Claim {
     lead: LeadGuard,
     slot: tokio::sync::OwnedSemaphorePermit,
-    result: &Result<(), DownloadError>,
-) {
-    drop(slot);
-    lead.finish(match result {
-        Ok(()) => Outcome::Ok,
-        Err(DownloadError::Interrupted) => Outcome::Abandoned,
-        Err(e) => Outcome::Failed(e.to_string()),
-    });
+    _lock: Option<WriterLock>,
+}
+
+impl Claim {
+    /// Ends the transfer: the slot and the lock are free, whoever joined learns how it ended.
+    fn release(self, result: &Result<(), DownloadError>) {
+        drop(self.slot);
+        self.lead.finish(match result {
+            Ok(()) => Outcome::Ok,
+            Err(DownloadError::Interrupted) => Outcome::Abandoned,
+            Err(e) => Outcome::Failed(e.to_string()),
+        });
+    }
+}
+
+/// The file at `plan.dest` came from the same request: its record names the same URL and
+/// decompression (a shared storage's other writer did this request's work).
+fn same_source(plan: &DownloadPlan) -> bool {
+    matches!(
+        catalog::store::load(&plan.dest),
+        Ok(Lookup::Fresh(r)) if r.source.url.as_deref() == Some(plan.url.as_str())
+            && r.source.compression == plan.compression.clone().filter(|c| !c.is_empty())
+    )
 }
 
 /// PVE's worker checks the compression before anything is printed (spec §1.5), then

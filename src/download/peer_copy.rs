@@ -21,7 +21,7 @@ use super::pipeline::Sink;
 use super::progress::human_bytes;
 use super::ratelimit::RateLimit;
 use super::staging::Staged;
-use super::{DownloadError, Engine, LogSink, checksum, release};
+use super::{DownloadError, Engine, LogSink, Want, checksum};
 use crate::catalog::{self, Lookup};
 use crate::cluster::forward::{DISABLE_PROXY, parse_head};
 use crate::cluster::peers::Peer;
@@ -44,8 +44,8 @@ pub struct PeerCopy {
     pub sha256: String,
     /// The nodes to copy from, in order of preference.
     pub sources: Vec<Peer>,
-    /// The `Cookie` header that authenticates this node to its peers.
-    pub cookie: String,
+    /// The headers that authenticate this node to its peers.
+    pub credentials: Vec<(String, String)>,
     pub task_tag: String,
     /// Who asked, for the catalog record.
     pub user: String,
@@ -96,15 +96,20 @@ impl Engine {
             checksum: None,
             verify_certificates: true,
         };
-        let finished = || format!("copy of '{}' finished", copy.volid);
-        let Some((lead, slot)) = self
-            .claim(&copy.dest, key, task, log, cancel, finished)
-            .await?
-        else {
+        let want = Want {
+            dest: &copy.dest,
+            staging_dir: &copy.staging_dir,
+            key,
+            replace: false,
+            finished: format!("copy of '{}' finished", copy.volid),
+            // The copy meets whatever another daemon wrote by its sha256.
+            same_request: &|| false,
+        };
+        let Some(claim) = self.claim(want, task, log, cancel).await? else {
             return Ok(());
         };
         let result = self.copy(copy, task, log, cancel).await;
-        release(lead, slot, &result);
+        claim.release(&result);
         result
     }
 
@@ -348,12 +353,14 @@ async fn fetch(
 
     let offset = *received;
     let mut head = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nCookie: {}\r\n{DISABLE_PROXY}: true\r\nIf-Range: {}\r\n",
+        "GET {} HTTP/1.0\r\nHost: {}\r\n{DISABLE_PROXY}: true\r\nIf-Range: {}\r\n",
         copy.path,
         peer.addr,
-        copy.cookie,
         copy.etag()
     );
+    for (k, v) in &copy.credentials {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     if offset > 0 {
         head.push_str(&format!("Range: bytes={offset}-\r\n"));
     }

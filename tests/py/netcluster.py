@@ -83,6 +83,14 @@ class Node:
             time.sleep(0.1)
         raise RuntimeError("node %s not ready:\n%s" % (self.name, self.log_text()[-4000:]))
 
+    def run(self, *cmd, env=None, timeout=120):
+        """`cmd` on this node: in its network namespace, seeing its own storage."""
+        script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns, "sh", "-c", script, "sh", str(self.storage),
+             str(self.cluster.local_mount), *cmd],
+            capture_output=True, text=True, timeout=timeout, env=env)
+
     def kill(self):
         """SIGKILL: the node dies mid-whatever, as a crashed or powered-off host does."""
         if self.proc is not None:

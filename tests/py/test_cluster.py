@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from proxmoxer import ProxmoxAPI
@@ -191,6 +192,76 @@ def test_a_copy_goes_on_when_its_source_is_lost(cluster, fault):
     assert cluster.origin_gets(name) == 1
     assert n1.api().get("/version").status_code == 200
     no_partials(cluster)
+
+
+def test_daemons_racing_on_a_shared_storage_write_once(cluster):
+    """Three nodes asked at once for the same file on one `shared 1` storage: one writes, the
+    others wait for it and find their work done; no partial or lock file is ever left."""
+    digest = origin_file(cluster, "race.iso", 48 << 20)
+    started = [(n.api(), n.api().start_download(storage="pool", node=n.name, url=cluster.origin_url("race.iso"),
+                                                content="iso", filename="race.iso"))
+               for n in cluster.nodes]
+    logs = [ok(api, upid) for api, upid in started]
+    assert cluster.origin_gets("race.iso") == 1, cluster.origin_log.read_text()
+    writers = [lines for lines in logs if any(line.startswith("downloaded ") for line in lines)]
+    assert len(writers) == 1, logs
+    for lines in logs:
+        assert lines[-2] == "download of '%s' to '%s' finished" % (
+            cluster.origin_url("race.iso"), cluster.pool / "template/iso/race.iso") and lines[-1] == "TASK OK", lines
+    waited = [lines for lines in logs
+              if any("which is writing the same file on a storage this node shares" in line for line in lines)]
+    assert waited, logs
+    assert sha256_of(cluster.pool / "template/iso/race.iso") == digest
+    left = [os.path.join(root, f) for root, _, files in os.walk(cluster.pool) for f in files]
+    assert not [f for f in left if f.endswith((".part", ".lock", ".tmp"))], left
+    volumes = [os.path.relpath(f, cluster.pool) for f in left if "/.isolib" not in f]
+    assert volumes == ["template/iso/race.iso"], left
+    # Asked again on any node, the file is met as PVE meets it.
+    api = cluster.nodes[1].api()
+    upid = api.start_download(storage="pool", node="n2", url=cluster.origin_url("race.iso"), content="iso",
+                              filename="race.iso")
+    status = api.wait(upid)
+    assert "refusing to override existing file" in status["exitstatus"], status
+    # A copy to the other nodes is none: the storage is shared.
+    upid = api.ok_data(api.post("/cluster/isolib/ensure", data={"volume": "pool:iso/race.iso", "nodes": "all"}))
+    lines = ok(api, upid)
+    assert any("storage 'pool' is shared" in line for line in lines), lines
+    assert cluster.origin_gets("race.iso") == 1
+
+
+ACTIVATE = r"""
+use strict; use warnings;
+use PVE::Storage::Custom::IsolibPlugin;
+PVE::Storage::Custom::IsolibPlugin->activate_volume('data', { type => 'isolib', path => $ARGV[0] }, $ARGV[1]);
+print "ACTIVATED\n";
+"""
+
+
+def test_a_guest_start_copies_its_missing_iso_through_the_shim(cluster):
+    """PVE activates a guest's ISO before it starts it. On n3, which lacks it, the isolib plugin
+    asks n3's daemon, which copies it from n1 while the plugin copies the daemon's lines into the
+    task log; activated again, the file is there and the daemon is not asked."""
+    n1, n3 = cluster.nodes[0], cluster.nodes[2]
+    digest = origin_file(cluster, "vm.iso", 8 << 20)
+    ok(n1.api(), n1.api().start_download(storage="data", node="n1", url=cluster.origin_url("vm.iso"),
+                                         content="iso", filename="vm.iso"))
+    shim = Path(__file__).resolve().parents[2] / "perl-shim"
+    env = dict(os.environ, ISOLIB_SOCKET=str(n3.state / "isolib.sock"))
+    perl = ["perl", "-I", str(shim / "lib"), "-I", str(shim / "t" / "lib"), "-e", ACTIVATE,
+            str(cluster.local_mount), "iso/vm.iso"]
+    out = n3.run(*perl, env=env)
+    assert out.returncode == 0, (out, [l for l in n3.log_text().splitlines() if "WARN" in l])
+    assert out.stdout.startswith("isolib: 'data:iso/vm.iso' is not on this node; copying it from another node "
+                                 "(task UPID:n3:"), out.stdout
+    assert "copying 'data:iso/vm.iso' from node 'n1'" in out.stdout, out.stdout
+    assert out.stdout.endswith("ACTIVATED\n"), out.stdout
+    assert held(cluster, "template/iso/vm.iso")["n3"] == digest
+    assert cluster.origin_gets("vm.iso") == 1
+    before = [t["upid"] for t in n3.api().ok_data(n3.api().get("/nodes/n3/tasks"))]
+    out = n3.run(*perl, env=env)
+    assert (out.returncode, out.stdout) == (0, "ACTIVATED\n"), out
+    after = [t["upid"] for t in n3.api().ok_data(n3.api().get("/nodes/n3/tasks"))]
+    assert after == before, "the daemon was asked although the file is there"
 
 
 def test_any_node_serves_every_node(cluster):

@@ -14,6 +14,7 @@ use warnings;
 
 use base qw(PVE::Storage::Plugin);
 
+use PVE::Isolib::Ensure;
 use PVE::Isolib::Router;
 
 # The storage API versions this plugin is known to work with (PVE::Storage::APIVER values).
@@ -83,6 +84,23 @@ sub options {
 sub check_connection {
     my ($class, $storeid, $scfg) = @_;
     return 1;
+}
+
+# A volume this node lacks is copied from a node that holds it (PVE::Isolib::Ensure) before
+# PVE's own check runs; when that fails, the reason goes to the task log and PVE's message is
+# the error. A volume that is there never involves the daemon.
+sub activate_volume {
+    my ($class, $storeid, $scfg, $volname, $snapname, $cache) = @_;
+
+    my $path = $class->filesystem_path($scfg, $volname, $snapname);
+    if (!-e $path) {
+        eval { PVE::Isolib::Ensure::ensure_volume($storeid, $volname) };
+        if (my $err = $@) {
+            local $| = 1;
+            print "isolib: unable to copy '$storeid:$volname' to this node: $err";
+        }
+    }
+    return $class->SUPER::activate_volume($storeid, $scfg, $volname, $snapname, $cache);
 }
 
 1;

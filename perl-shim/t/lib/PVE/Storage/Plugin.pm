@@ -239,6 +239,19 @@ sub path {
     return $class->filesystem_path($scfg, $volname, $snapname);
 }
 
+# PVE's base: a volume of a path-based storage must exist.
+sub activate_volume {
+    my ($class, $storeid, $scfg, $volname, $snapname, $cache) = @_;
+
+    my $path = $class->filesystem_path($scfg, $volname, $snapname);
+    if ($scfg->{path}) {
+        die "volume '$storeid:$volname' does not exist\n" if !-e $path;
+    } else {
+        die "volume '$storeid:$volname' does not exist\n" if !-b $path;
+    }
+    return;
+}
+
 sub check_connection {
     my ($class, $storeid, $scfg) = @_;
     return 1;
