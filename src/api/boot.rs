@@ -426,8 +426,8 @@ async fn change(
     ctx: &Ctx,
     f: impl FnOnce(&mut Book) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<Reply, ApiError> {
-    let path = book::path(ctx.state.config());
-    super::blocking(move || book::update(&path, f))
+    let state = ctx.state.clone();
+    super::blocking(move || book::update(state.config(), f))
         .await?
         .map_err(ApiError::server)??;
     Ok(Reply::Data(Value::Null))

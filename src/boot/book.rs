@@ -155,14 +155,25 @@ pub fn load(path: &Path) -> Result<Book, BookError> {
     }
 }
 
-/// One change at a time within this daemon: read, change, write back; a change that refuses
-/// (`Err`) writes nothing.
+/// One change at a time: read, change, write back; a change that refuses (`Err`) writes
+/// nothing. On a PVE node every node's daemon changes the same file, so the change is made
+/// under PVE's cluster-wide lock; elsewhere within this daemon.
 pub fn update<T, E>(
-    path: &Path,
+    config: &Config,
     change: impl FnOnce(&mut Book) -> Result<T, E>,
 ) -> Result<Result<T, E>, BookError> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let path = &path(config);
+    let _cluster = match &config.pve_dir {
+        Some(pve) => Some(
+            crate::cluster::pve_lock::acquire(pve, "isolib-boot").map_err(|e| BookError {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
     let mut book = load(path)?;
     let out = match change(&mut book) {
         Ok(out) => out,
@@ -211,9 +222,18 @@ mod tests {
     #[test]
     fn changes_are_written_back() {
         let d = tempfile::tempdir().expect("tempdir");
-        let p = d.path().join("sub/boot.json");
+        // A PVE node's: the file in the cluster file system, changed under PVE's lock.
+        std::fs::create_dir(d.path().join("pve")).expect("pve dir");
+        let config = Config::resolve(crate::config::RawConfig {
+            pve_dir: Some(d.path().join("pve").display().to_string()),
+            state_dir: Some(d.path().join("state")),
+            ..Default::default()
+        })
+        .expect("config");
+        let p = path(&config);
+        assert_eq!(p, d.path().join("pve/isolib/boot.json"));
         assert_eq!(load(&p).expect("empty"), Book::default());
-        update(&p, |b| {
+        update(&config, |b| {
             b.configs.insert(
                 "ks".into(),
                 BootConfig {
@@ -226,7 +246,7 @@ mod tests {
         })
         .expect("update")
         .expect("accepted");
-        let refused = update(&p, |b| {
+        let refused = update(&config, |b| {
             b.configs.clear();
             Err::<(), _>("no")
         });
@@ -234,6 +254,10 @@ mod tests {
         assert_eq!(
             load(&p).expect("load").configs["ks"].files["ks.cfg"],
             "text\n"
+        );
+        assert!(
+            !d.path().join("pve/priv/lock/isolib-boot").exists(),
+            "the lock is released"
         );
     }
 }
