@@ -245,7 +245,7 @@ impl Spread {
         let mut answered = std::time::Instant::now();
         loop {
             tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
                 () = cancel.cancelled() => {
                     let stop = format!("/nodes/{node}/tasks/{task}");
                     let _ = forward::call(peer()?, &self.credentials, "DELETE", &stop, None).await;

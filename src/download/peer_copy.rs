@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -412,17 +412,32 @@ async fn fetch(
         .ok_or_else(|| failed("no Content-Length"))?;
     let end = offset + length;
 
-    let mut pending = Bytes::copy_from_slice(&raw[head_len..]);
+    // A TLS read yields one record (16 KiB) at most: up to READ_SIZE is gathered before it is
+    // handed on, so the writer gets chunks of a download's size.
+    let mut pending = BytesMut::with_capacity(READ_SIZE);
+    pending.extend_from_slice(&raw[head_len..]);
+    let mut closed = false;
     loop {
+        let left = end - *received;
+        let target = (READ_SIZE as u64).min(left) as usize;
+        while !closed && pending.len() < target {
+            pending.reserve(target - pending.len());
+            let n = tokio::time::timeout(stall, tls.read_buf(&mut pending))
+                .await
+                .map_err(within("body"))?
+                .map_err(failed)?;
+            closed = n == 0;
+        }
+        if pending.len() as u64 > left {
+            return Err(failed("more bytes than announced"));
+        }
         if !pending.is_empty() {
-            let n = pending.len() as u64;
-            if *received + n > end {
-                return Err(failed("more bytes than announced"));
-            }
+            let chunk = pending.split().freeze();
+            let n = chunk.len() as u64;
             for r in rates {
                 r.consume(n).await;
             }
-            if !sink.send(pending).await {
+            if !sink.send(chunk).await {
                 return Err(SourceError::WriterStopped);
             }
             *received += n;
@@ -430,13 +445,8 @@ async fn fetch(
         if *received == end {
             return Ok(());
         }
-        let n = tokio::time::timeout(stall, tls.read(&mut buf))
-            .await
-            .map_err(within("body"))?
-            .map_err(failed)?;
-        if n == 0 {
+        if closed {
             return Err(failed("the connection closed early"));
         }
-        pending = Bytes::copy_from_slice(&buf[..n]);
     }
 }
