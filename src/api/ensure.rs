@@ -163,15 +163,50 @@ impl Spread {
         if wanted.is_empty() {
             return Ok(());
         }
+        // A chain: each node copies from the one before it, which passes on what it receives
+        // (download/growing.rs), and falls back to the holders; so the nodes fill at the speed
+        // of one transfer. The other nodes' copies start one after another in that order, this
+        // node's own (if it is one) last.
+        let local = &self.state.config().node;
+        let mut chain: Vec<&String> = wanted.iter().copied().filter(|t| *t != local).collect();
+        chain.extend(wanted.iter().copied().filter(|t| *t == local));
         log.line(&format!(
-            "copying '{volid}' (sha256 {}) to {} from {}",
+            "copying '{volid}' (sha256 {}) from {} along {}",
             self.sha256,
-            quoted(wanted.iter().map(|s| s.as_str())),
             quoted(self.holders.iter().map(String::as_str)),
+            chain
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(" -> "),
         ));
-        let results = join_all(wanted.iter().map(|t| self.one(t, upid, log, cancel))).await;
+        let sources = |i: usize| -> Vec<String> {
+            i.checked_sub(1)
+                .map(|p| chain[p].clone())
+                .into_iter()
+                .chain(self.holders.iter().cloned())
+                .collect()
+        };
+        let mut started = Vec::new();
+        for (i, t) in chain.iter().enumerate() {
+            started.push(if *t == local {
+                Ok(None)
+            } else {
+                self.start_remote(t, &sources(i)).await.map(Some)
+            });
+        }
+        let results = join_all(chain.iter().zip(started).enumerate().map(|(i, (t, s))| {
+            let sources = sources(i);
+            async move {
+                match s? {
+                    Some(task) => self.follow_remote(t, &task, log, cancel).await,
+                    None => self.copy_here(&sources, upid, log, cancel).await,
+                }
+            }
+        }))
+        .await;
         let mut failed = Vec::new();
-        for (t, r) in wanted.iter().zip(results) {
+        for (t, r) in chain.iter().zip(results) {
             match r {
                 Ok(()) => log.line(&format!("node '{t}': OK")),
                 Err(e) => {
@@ -192,53 +227,66 @@ impl Spread {
         }
     }
 
-    async fn one(
+    /// This node's own copy, in this task (its lines marked with its name).
+    async fn copy_here(
         &self,
-        node: &str,
+        sources: &[String],
         upid: &str,
         log: &TaskLog,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<(), String> {
-        if node == self.state.config().node {
-            let copy = super::peer_copy::plan(
-                &self.state,
-                &self.storage,
-                &self.volname,
-                &self.sha256,
-                &self.holders,
-                &self.user,
-            )
-            .map_err(|e| e.to_string())?;
-            let log = Prefixed { log, node };
-            return self
-                .state
-                .engine()
-                .copy_from_peers(&copy, upid, &log, cancel)
-                .await
-                .map_err(|e| e.to_string());
-        }
-        let peer = || {
-            self.state
-                .config()
-                .peer(node)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no such cluster node '{node}'"))
-        };
+        let node = &self.state.config().node;
+        let copy = super::peer_copy::plan(
+            &self.state,
+            &self.storage,
+            &self.volname,
+            &self.sha256,
+            sources,
+            &self.user,
+        )
+        .map_err(|e| e.to_string())?;
+        self.state
+            .engine()
+            .copy_from_peers(&copy, upid, &Prefixed { log, node }, cancel)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn peer(&self, node: &str) -> Result<crate::cluster::peers::Peer, String> {
+        self.state
+            .config()
+            .peer(node)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no such cluster node '{node}'"))
+    }
+
+    /// Starts `node`'s copy task; its UPID.
+    async fn start_remote(&self, node: &str, sources: &[String]) -> Result<String, String> {
         let form = serde_urlencoded::to_string([
             ("volume", format!("{}:{}", self.storage, self.volname)),
             ("sha256", self.sha256.clone()),
-            ("sources", self.holders.join(",")),
+            ("sources", sources.join(",")),
         ])
         .map_err(|e| e.to_string())?;
         let task = forward::call(
-            peer()?,
+            self.peer(node)?,
             &self.credentials,
             "POST",
             &format!("/nodes/{node}/storage/{}/peer-copy", self.storage),
             Some(form),
         )
         .await?;
-        let task = task.as_str().ok_or("no task")?.to_owned();
+        Ok(task.as_str().ok_or("no task")?.to_owned())
+    }
+
+    /// Waits for `node`'s copy task `task` to end; stops it when this task is stopped.
+    async fn follow_remote(
+        &self,
+        node: &str,
+        task: &str,
+        log: &TaskLog,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), String> {
         log.line(&format!("node '{node}': task {task}"));
         let status_path = format!("/nodes/{node}/tasks/{task}/status");
         let patience = self.state.config().retry.stall_timeout * 2;
@@ -248,19 +296,26 @@ impl Spread {
                 () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
                 () = cancel.cancelled() => {
                     let stop = format!("/nodes/{node}/tasks/{task}");
-                    let _ = forward::call(peer()?, &self.credentials, "DELETE", &stop, None).await;
+                    let _ = forward::call(self.peer(node)?, &self.credentials, "DELETE", &stop, None).await;
                     return Err("interrupted".into());
                 }
             }
             // A node that does not answer for a while may come back; its task runs on.
-            let status =
-                match forward::call(peer()?, &self.credentials, "GET", &status_path, None).await {
-                    Ok(status) => status,
-                    Err(e) if answered.elapsed() > patience => {
-                        return Err(format!("no answer about task {task}: {e}"));
-                    }
-                    Err(_) => continue,
-                };
+            let status = match forward::call(
+                self.peer(node)?,
+                &self.credentials,
+                "GET",
+                &status_path,
+                None,
+            )
+            .await
+            {
+                Ok(status) => status,
+                Err(e) if answered.elapsed() > patience => {
+                    return Err(format!("no answer about task {task}: {e}"));
+                }
+                Err(_) => continue,
+            };
             answered = std::time::Instant::now();
             if status["status"] == "stopped" {
                 return match status["exitstatus"].as_str() {

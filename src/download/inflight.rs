@@ -139,6 +139,11 @@ impl Inflight {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The source of the transfer to `target` that is running, if any.
+    pub fn running(&self, target: &Path) -> Option<String> {
+        self.lock().get(target).map(|r| r.key.url.clone())
+    }
+
     pub fn enter(&self, target: &Path, key: &RequestKey, task: &str) -> Entry {
         let mut map = self.lock();
         if let Some(r) = map.get(target) {

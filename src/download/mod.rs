@@ -10,6 +10,7 @@ mod decompress;
 mod engine_tests;
 mod error;
 mod fetch;
+mod growing;
 mod image_refs;
 mod inflight;
 pub mod metadata;
@@ -40,6 +41,7 @@ pub use checksum::{Algorithm, Checksum, Hasher};
 pub use content_check::ContentCheck;
 pub use error::{DownloadError, describe_reqwest};
 pub use fetch::{DEFAULT_MAX_REDIRECTS, FetchConfig, FetchSetupError, Fetcher, fetchers};
+pub use growing::{GrowingFile, State as GrowingState};
 pub use peer_copy::{PeerCopy, volume_sha256};
 pub use pipeline::{Finished, Sink, SinkError, user_hasher};
 pub use progress::human_bytes;
@@ -157,6 +159,8 @@ pub struct Engine {
     partial_keep: Duration,
     /// osinfo-db, to name the OS of an ISO.
     osinfo_dir: PathBuf,
+    /// Copies whose bytes may be passed on before they are all in.
+    growing: growing::Growing,
 }
 
 impl Engine {
@@ -175,6 +179,7 @@ impl Engine {
             node: node.to_string(),
             partial_keep,
             osinfo_dir: PathBuf::from(catalog::DEFAULT_OSINFO_DIR),
+            growing: growing::Growing::default(),
         }
     }
 

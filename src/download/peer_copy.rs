@@ -9,12 +9,14 @@
 
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use super::growing::{GrowingFile, GrowingGuard};
 use super::inflight::RequestKey;
 use super::partial::PartialState;
 use super::pipeline::Sink;
@@ -56,10 +58,16 @@ pub struct PeerCopy {
     pub backoff: Duration,
 }
 
+/// What stands for a download's URL in a copy's request key.
+const KEY_PREFIX: &str = "peer-copy:";
+
+/// How long a request for a volume whose copy has begun waits for its first bytes.
+const FIRST_BYTES: Duration = Duration::from_secs(10);
+
 impl PeerCopy {
-    /// What stands for a download's URL: two copies of one volume are one transfer.
+    /// Two copies of one volume are one transfer.
     fn key(&self) -> String {
-        format!("peer-copy:{}", self.path)
+        format!("{KEY_PREFIX}{}", self.path)
     }
 
     fn etag(&self) -> String {
@@ -82,6 +90,27 @@ fn failed(e: impl std::fmt::Display) -> SourceError {
 }
 
 impl Engine {
+    /// The copy arriving at `dest` whose bytes may be passed on: announced already, or,
+    /// while a copy to `dest` has begun, once it is (it knows the length with its first
+    /// answer). `None` when no copy is on its way or it ended meanwhile (the file may be
+    /// there then).
+    pub async fn arriving(&self, dest: &std::path::Path) -> Option<Arc<GrowingFile>> {
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(g) = self.growing.get(dest) {
+                return Some(g);
+            }
+            let copying = self
+                .inflight
+                .running(dest)
+                .is_some_and(|k| k.starts_with(KEY_PREFIX));
+            if !copying || dest.exists() || start.elapsed() > FIRST_BYTES {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Copies `copy` into place for task `task`, or joins a copy of it that is running.
     pub async fn copy_from_peers(
         &self,
@@ -146,6 +175,20 @@ impl Engine {
             .into_iter()
             .chain(self.total_rate.clone())
             .collect();
+        // Announced to the next nodes once the length is known: they may copy on from here.
+        let mut announced: Option<GrowingGuard> = None;
+        let (part, written) = (staged.path().to_path_buf(), sink.written());
+        let mut announce = |total: u64| {
+            if announced.is_none() {
+                announced = Some(self.growing.announce(
+                    part.clone(),
+                    copy.dest.clone(),
+                    copy.sha256.clone(),
+                    total,
+                    written.clone(),
+                ));
+            }
+        };
         let mut received = 0u64;
         let mut last = String::from("no node to copy from");
         let mut from = Vec::new();
@@ -178,7 +221,7 @@ impl Engine {
                 ));
                 let before = received;
                 let result = tokio::select! {
-                    r = fetch(copy, peer, &sink, &mut received, &rates) => r,
+                    r = fetch(copy, peer, &sink, &mut received, &rates, &mut announce) => r,
                     () = cancel.cancelled() => {
                         sink.abort().await;
                         return Err(DownloadError::Interrupted);
@@ -219,6 +262,9 @@ impl Engine {
                 got: done.observed.sha256,
                 expected: copy.sha256.clone(),
             });
+        }
+        if let Some(g) = &announced {
+            g.done();
         }
         log.line(&format!(
             "copied {} from {}; sha256 {} as recorded",
@@ -324,6 +370,7 @@ async fn fetch(
     sink: &Sink,
     received: &mut u64,
     rates: &[RateLimit],
+    announce: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(), SourceError> {
     let stall = copy.stall;
     let within = |what: &'static str| move |_| failed(format!("no answer for {stall:?} ({what})"));
@@ -411,6 +458,7 @@ async fn fetch(
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| failed("no Content-Length"))?;
     let end = offset + length;
+    announce(end);
 
     // A TLS read yields one record (16 KiB) at most: up to READ_SIZE is gathered before it is
     // handed on, so the writer gets chunks of a download's size.

@@ -97,6 +97,8 @@ pub struct Sink {
     tx: mpsc::Sender<Bytes>,
     thread: JoinHandle<Result<Finished, SinkError>>,
     synced: Arc<AtomicU64>,
+    /// Leading bytes of the file the writer has written (in the page cache at least).
+    written: Arc<AtomicU64>,
     /// Set by `abort`: the bytes are about to be thrown away, so they are not synced.
     abandoned: Arc<AtomicBool>,
 }
@@ -141,6 +143,7 @@ impl Sink {
         let written = Arc::new(AtomicU64::new(offset));
         // A decoded file's length says nothing about the download's offset: no checkpoints,
         // only writeback.
+        let in_file = written.clone();
         let checkpoints = out.raw_file().is_some().then(|| Checkpoints {
             written: written.clone(),
             synced: published,
@@ -164,6 +167,7 @@ impl Sink {
                 }
                 syncer.stop();
                 let (file, observed) = out.finish().map_err(classify)?;
+                written.store(accepted, Ordering::Release);
                 if !abandon.load(Ordering::Acquire) {
                     file.sync_all().map_err(SinkError::Write)?;
                     release_cache(&file, 0, 0);
@@ -174,8 +178,14 @@ impl Sink {
             tx,
             thread,
             synced,
+            written: in_file,
             abandoned,
         })
+    }
+
+    /// The writer's count of leading bytes in the file, as it goes.
+    pub fn written(&self) -> Arc<AtomicU64> {
+        self.written.clone()
     }
 
     /// Leading bytes of the file that are on disk for good.

@@ -6,7 +6,7 @@
 //! whose verification failed, is not served.
 
 use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix_web::http::header::{self, HttpDate};
@@ -16,10 +16,13 @@ use futures_util::stream;
 use percent_encoding::percent_decode_str;
 
 use super::dispatch::authenticate;
-use crate::catalog::{self, Lookup, Record, VolumeAccess};
+use crate::catalog::{self, Lookup, VolumeAccess};
+use crate::download::{GrowingFile, GrowingState};
 use crate::state::AppState;
 
 const CHUNK: usize = 2 << 20;
+/// How often a reader of a growing file looks for more.
+const GROWING_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Marks a connection that came in on the plain-HTTP listener (`http-listen`).
 #[derive(Clone, Copy)]
@@ -70,6 +73,11 @@ async fn serve_inner(
         .check_enabled(&state.config().node)
         .map_err(|_| not_found())?;
     let file = storage.volume_path(volname).map_err(|_| not_found())?;
+    if !file.exists()
+        && let Some(growing) = state.engine().arriving(&file).await
+    {
+        return send_growing(req, state, storage_id, plain, growing).await;
+    }
     let lookup_path = file.clone();
     let record = tokio::task::spawn_blocking(move || catalog::store::load(&lookup_path))
         .await
@@ -86,9 +94,38 @@ async fn serve_inner(
         if plain {
             return Err(not_found()); // the plain listener serves public volumes only
         }
-        allowed(req, state, storage_id, &record)?;
+        allowed(req, state, storage_id, record.source.user.as_deref())?;
     }
-    send(req, file, &record).await
+    let file = tokio::fs::File::open(&file)
+        .await
+        .map_err(|e| (404, e.to_string()))?
+        .into_std()
+        .await;
+    let meta = file.metadata().map_err(|e| (500, e.to_string()))?;
+    let modified = HttpDate::from(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)).to_string();
+    send(req, file, meta.len(), &record.sha256, Some(modified), None)
+}
+
+/// A volume still on its way in from another node: its bytes are passed on as they arrive, to
+/// a peer copying in a chain (download/growing.rs). It has no record yet, so no owner either.
+async fn send_growing(
+    req: &HttpRequest,
+    state: &AppState,
+    storage: &str,
+    plain: bool,
+    growing: Arc<GrowingFile>,
+) -> Result<HttpResponse, Refusal> {
+    if plain {
+        return Err((404, "no such volume".into()));
+    }
+    allowed(req, state, storage, None)?;
+    // Published meanwhile: the same bytes under the volume's own name.
+    let file = match std::fs::File::open(&growing.part) {
+        Ok(f) => f,
+        Err(_) => std::fs::File::open(&growing.dest).map_err(|e| (404, e.to_string()))?,
+    };
+    let (size, sha256) = (growing.length, growing.sha256.clone());
+    send(req, file, size, &sha256, None, Some(growing))
 }
 
 /// A private volume: the API's credentials with Datastore.Audit on the storage, or its owner.
@@ -96,12 +133,12 @@ fn allowed(
     req: &HttpRequest,
     state: &AppState,
     storage: &str,
-    record: &Record,
+    owner: Option<&str>,
 ) -> Result<(), Refusal> {
     let access = state.access().map_err(|e| (500, e.to_string()))?;
     let who =
         authenticate(req, state, &access, false).map_err(|reason| (401, reason.to_owned()))?;
-    let owner = record.source.user.as_deref() == Some(who.to_string().as_str());
+    let owner = owner == Some(who.to_string().as_str());
     if owner
         || access.check(
             &who,
@@ -119,19 +156,22 @@ fn allowed(
     }
 }
 
-async fn send(req: &HttpRequest, path: PathBuf, record: &Record) -> Result<HttpResponse, Refusal> {
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| (404, e.to_string()))?;
-    let meta = file.metadata().await.map_err(|e| (500, e.to_string()))?;
-    let size = meta.len();
-    let etag = format!("\"sha256-{}\"", record.sha256);
-    let modified = HttpDate::from(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)).to_string();
+/// `size` bytes of `file` whose sha256 is `sha256`, or the range asked for; a growing file's
+/// bytes as they arrive.
+fn send(
+    req: &HttpRequest,
+    mut file: std::fs::File,
+    size: u64,
+    sha256: &str,
+    modified: Option<String>,
+    growing: Option<Arc<GrowingFile>>,
+) -> Result<HttpResponse, Refusal> {
+    let etag = format!("\"sha256-{sha256}\"");
     let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     // If-Range: the range only for the very version the client holds (a strong ETag, or the
     // exact date).
-    let range_applies =
-        header_value(header::IF_RANGE.as_str()).is_none_or(|v| v == etag || v == modified);
+    let range_applies = header_value(header::IF_RANGE.as_str())
+        .is_none_or(|v| v == etag || modified.as_deref() == Some(v));
     let range = header_value(header::RANGE.as_str())
         .filter(|_| range_applies)
         .map(|r| parse_range(r, size));
@@ -152,8 +192,10 @@ async fn send(req: &HttpRequest, path: PathBuf, record: &Record) -> Result<HttpR
         Some(Range::Bytes(start, end)) => (start, end - start + 1),
         _ => (0, size),
     };
+    if let Some(modified) = modified {
+        resp.insert_header((header::LAST_MODIFIED, modified));
+    }
     resp.insert_header((header::ETAG, etag))
-        .insert_header((header::LAST_MODIFIED, modified))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
         .no_chunking(len);
@@ -163,7 +205,6 @@ async fn send(req: &HttpRequest, path: PathBuf, record: &Record) -> Result<HttpR
     }
     // One blocking reader per response, a few chunks ahead of the connection: a read per
     // chunk through tokio's file would hop threads every time.
-    let mut file = file.into_std().await;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek};
@@ -173,7 +214,22 @@ async fn send(req: &HttpRequest, path: PathBuf, record: &Record) -> Result<HttpR
         }
         let mut left = len;
         while left > 0 {
-            let mut buf = vec![0u8; CHUNK.min(usize::try_from(left).unwrap_or(CHUNK))];
+            let mut want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
+            if let Some(g) = &growing {
+                let pos = start + (len - left);
+                match available(g, pos) {
+                    Ok(0) => {
+                        std::thread::sleep(GROWING_POLL);
+                        continue;
+                    }
+                    Ok(n) => want = want.min(usize::try_from(n).unwrap_or(want)),
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+            let mut buf = vec![0u8; want];
             match file.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
@@ -194,6 +250,19 @@ async fn send(req: &HttpRequest, path: PathBuf, record: &Record) -> Result<HttpR
         rx.recv().await.map(|item| (item, rx))
     });
     Ok(resp.streaming(body))
+}
+
+/// Bytes of a growing file readable at `pos`; an error once its copy failed (the reader must
+/// not take what is there for the whole file).
+fn available(g: &GrowingFile, pos: u64) -> std::io::Result<u64> {
+    let written = g.written();
+    if written > pos {
+        return Ok(written - pos);
+    }
+    match g.state() {
+        GrowingState::Failed => Err(std::io::Error::other("the copy being passed on failed")),
+        _ => Ok(0),
+    }
 }
 
 #[derive(Debug, PartialEq)]

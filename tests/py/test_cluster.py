@@ -85,6 +85,11 @@ def test_nodes_all_fetches_once_from_the_origin(cluster):
     assert cluster.origin_gets("once.iso") == 1, cluster.origin_log.read_text()
     assert held(cluster, "template/iso/once.iso") == {"n1": digest, "n2": digest, "n3": digest}
     assert "node 'n2': OK" in lines and "node 'n3': OK" in lines, lines
+    # A chain: n1 sent the volume once, to n2, which passed it on to n3 as it arrived.
+    assert any("from 'n1' along 'n2' -> 'n3'" in line for line in lines), lines
+    n3_task = next(line.split("task ")[1] for line in lines if line.startswith("node 'n3': task "))
+    assert served(n1, "once.iso") == [(n2.ip, 200)], api.log_lines(n3_task)
+    assert served(n2, "once.iso") == [(n3.ip, 200)]
     no_partials(cluster)
     # Every node knows it, each by its own record; asked through another node.
     rows = n2.api().ok_data(n2.api().get("/cluster/isolib/inventory"))
@@ -152,6 +157,13 @@ def unslow(cluster):
     n3.stop()
     n3.config.write_text(n3.config.read_text().replace("bwlimit = %d\n" % SLOW, ""))
     n3.start()
+
+
+def served(node, name):
+    """Who `node` sent `name` to, and with which status, as its log shows."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", node.log_text())
+    return [(ip, int(status)) for ip, status in
+            re.findall(r"GET /files/data/iso/%s .* from (\S+): (\d+)" % re.escape(name), text)]
 
 
 def range_reads(node, name):
