@@ -187,12 +187,19 @@ impl Spread {
                 .chain(self.holders.iter().cloned())
                 .collect()
         };
+        // Nodes that see this node's very directory (the same identity) need no copy.
+        let identity = match self.holders.contains(local) {
+            true => self.local_identity().ok(),
+            false => None,
+        };
         let mut started = Vec::new();
         for (i, t) in chain.iter().enumerate() {
             started.push(if *t == local {
                 Ok(None)
             } else {
-                self.start_remote(t, &sources(i)).await.map(Some)
+                self.start_remote(t, &sources(i), identity.as_deref())
+                    .await
+                    .map(Some)
             });
         }
         let results = join_all(chain.iter().zip(started).enumerate().map(|(i, (t, s))| {
@@ -242,6 +249,7 @@ impl Spread {
             &self.volname,
             &self.sha256,
             sources,
+            None,
             &self.user,
         )
         .map_err(|e| e.to_string())?;
@@ -260,14 +268,30 @@ impl Spread {
             .ok_or_else(|| format!("no such cluster node '{node}'"))
     }
 
+    fn local_identity(&self) -> Result<String, ApiError> {
+        let cfg = self.state.storage_config()?;
+        let storage = cfg
+            .get(&self.storage)
+            .ok_or_else(|| ApiError::param("storage", "No such storage."))?;
+        super::peer_copy::identity_of(storage)
+    }
+
     /// Starts `node`'s copy task; its UPID.
-    async fn start_remote(&self, node: &str, sources: &[String]) -> Result<String, String> {
-        let form = serde_urlencoded::to_string([
+    async fn start_remote(
+        &self,
+        node: &str,
+        sources: &[String],
+        identity: Option<&str>,
+    ) -> Result<String, String> {
+        let mut form = vec![
             ("volume", format!("{}:{}", self.storage, self.volname)),
             ("sha256", self.sha256.clone()),
             ("sources", sources.join(",")),
-        ])
-        .map_err(|e| e.to_string())?;
+        ];
+        if let Some(id) = identity {
+            form.push(("identity", id.to_owned()));
+        }
+        let form = serde_urlencoded::to_string(form).map_err(|e| e.to_string())?;
         let task = forward::call(
             self.peer(node)?,
             &self.credentials,

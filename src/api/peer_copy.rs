@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::router::{Access, ApiMethod, Ctx, Params, Reply, Returns, Router};
 use super::storage::enabled_storage;
-use super::types::{self, NODE_PROP, STORAGE_PROP, required};
+use super::types::{self, NODE_PROP, STORAGE_PROP, optional, required};
 use super::{ApiError, from_params};
 use crate::download::{PeerCopy, new_tag};
 use crate::state::AppState;
@@ -18,6 +18,10 @@ params!(PARAMS => Args {
     "volume" volume: String = required("The volume: a volume ID or a name on this storage.", &types::STRING),
     "sha256" sha256: String = required("The sha256 the volume's bytes must have.", &types::SHA256),
     "sources" sources: String = required("The nodes to copy from, the preferred first.", &types::NODE_LIST),
+    "identity" identity: Option<String> = optional(
+        "The identity of the sources' storage: when this node's storage has it too, it is the same directory and nothing is copied.",
+        &types::STRING
+    ),
 });
 
 pub static METHOD: ApiMethod =
@@ -45,6 +49,7 @@ async fn peer_copy(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         &volname,
         &args.sha256,
         &sources,
+        args.identity.as_deref(),
         &ctx.task_user()?,
     )?;
     let upid = spawn(&ctx.state, copy, &ctx.task_user()?)?;
@@ -78,13 +83,15 @@ pub(super) fn task_id(volid: &str) -> String {
     super::download_url::encode_text(name)
 }
 
-/// The copy of `storage:volname` to this node from `sources` (this node itself left out).
+/// The copy of `storage:volname` to this node from `sources` (this node itself left out),
+/// whose storage has `identity`.
 pub(super) fn plan(
     state: &AppState,
     storage: &str,
     volname: &str,
     sha256: &str,
     sources: &[String],
+    identity: Option<&str>,
     user: &str,
 ) -> Result<PeerCopy, ApiError> {
     let config = state.config();
@@ -113,7 +120,12 @@ pub(super) fn plan(
             Err(e) => Err(ApiError::param("sources", e.to_string())),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let same_storage = match identity {
+        Some(theirs) => identity_of(storage)? == theirs,
+        None => false,
+    };
     Ok(PeerCopy {
+        same_storage,
         volid: format!("{}:{volname}", storage.id),
         path: format!("/files/{}/{volname}", storage.id),
         dest,
@@ -132,6 +144,17 @@ pub(super) fn plan(
         stall: config.retry.stall_timeout,
         rounds: config.retry.retries + 1,
         backoff: config.retry.backoff,
+    })
+}
+
+/// The identity of `storage`'s directory (made on first use).
+pub(super) fn identity_of(storage: &crate::storage::Storage) -> Result<String, ApiError> {
+    let root = storage.path.as_ref().ok_or(StorageError::NoPath)?;
+    crate::storage::identity::of(root).map_err(|e| {
+        ApiError::server(format!(
+            "unable to read the identity of '{}': {e}",
+            root.display()
+        ))
     })
 }
 

@@ -34,6 +34,9 @@ const MAX_HEAD: usize = 64 << 10;
 const READ_SIZE: usize = 256 << 10;
 
 pub struct PeerCopy {
+    /// This node's storage is the sources' very directory (the same identity): nothing to
+    /// copy, the file must just be there.
+    pub same_storage: bool,
     /// `storage:volname`, for the log.
     pub volid: String,
     /// The export's path, the same on every node: `/files/{storage}/{volname}`.
@@ -149,6 +152,13 @@ impl Engine {
         log: &dyn LogSink,
         cancel: &CancellationToken,
     ) -> Result<(), DownloadError> {
+        if copy.same_storage {
+            log.line(&format!(
+                "'{}' is in the sources' own storage (the same identity): nothing to copy",
+                copy.volid
+            ));
+            return present(copy, log).await;
+        }
         if copy.dest.is_file() {
             return present(copy, log).await;
         }

@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod ext;
 mod filename;
+pub mod identity;
 mod list;
 mod model;
 mod mounts;

@@ -122,8 +122,10 @@ class Cluster:
         self.pve = self.base / "pve"
         self.local_mount = self.base / "data"
         self.pool = self.base / "pool"
-        self.local_mount.mkdir()
-        self.pool.mkdir()
+        # One directory every node sees, without `shared 1`: known to be one by its identity.
+        self.same = self.base / "same"
+        for d in (self.local_mount, self.pool, self.same):
+            d.mkdir()
         self.switch = "%s-sw" % self.tag
         self.namespaces = [self.switch]
         self.nodes = [Node(self, n, "%s.%d" % (self.net, i + 1)) for i, n in enumerate(names)]
@@ -192,7 +194,8 @@ class Cluster:
         self.write_members(members)
         (p / "storage.cfg").write_text(
             "dir: data\n\tpath %s\n\tcontent iso,vztmpl,import\n\n"
-            "dir: pool\n\tpath %s\n\tcontent iso\n\tshared 1\n" % (self.local_mount, self.pool))
+            "dir: pool\n\tpath %s\n\tcontent iso\n\tshared 1\n\n"
+            "dir: same\n\tpath %s\n\tcontent iso\n" % (self.local_mount, self.pool, self.same))
         (p / "user.cfg").write_text(USER_CFG + "acl:1:/storage/data:alice@pve:PVEDatastoreAdmin:\n")
         (p / "priv" / "token.cfg").write_text("".join("%s %s\n" % (TOKENS[k], SECRETS[k]) for k in TOKENS))
         for n in self.nodes:

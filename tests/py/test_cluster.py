@@ -104,6 +104,26 @@ def test_nodes_all_fetches_once_from_the_origin(cluster):
     assert cluster.origin_gets("once.iso") == 1
 
 
+def test_nodes_that_see_the_same_directory_copy_nothing(cluster):
+    """A storage not marked shared whose directory every node sees: its identity (a UUID file in
+    its root) tells the nodes it is one, so nothing is copied and nothing is written twice."""
+    n1 = cluster.nodes[0]
+    digest = origin_file(cluster, "same.iso", 4 << 20)
+    api = n1.api()
+    lines = ok(api, api.start_download(storage="same", node="n1", url=cluster.origin_url("same.iso"),
+                                       content="iso", filename="same.iso", nodes="all"))
+    assert cluster.origin_gets("same.iso") == 1
+    assert sha256_of(cluster.same / "template/iso/same.iso") == digest
+    assert served(n1, "same.iso", storage="same") == []
+    tasks = [line.split("task ")[1] for line in lines if re.match(r"node 'n[23]': task ", line)]
+    assert len(tasks) == 2, lines
+    for upid in tasks:
+        assert "'same:iso/same.iso' is in the sources' own storage (the same identity): nothing to copy" \
+            in api.log_lines(upid), api.log_lines(upid)
+    assert [p.name for p in cluster.same.iterdir() if p.name.startswith(".isolib-storage-id")] == \
+        [".isolib-storage-id"]
+
+
 def test_ensure_refuses_what_it_cannot_do(cluster):
     api = cluster.nodes[0].api()
     r = api.post("/cluster/isolib/ensure", data={"volume": "data:iso/none.iso", "nodes": "all"})
@@ -159,11 +179,11 @@ def unslow(cluster):
     n3.start()
 
 
-def served(node, name):
+def served(node, name, storage="data"):
     """Who `node` sent `name` to, and with which status, as its log shows."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", node.log_text())
     return [(ip, int(status)) for ip, status in
-            re.findall(r"GET /files/data/iso/%s .* from (\S+): (\d+)" % re.escape(name), text)]
+            re.findall(r"GET /files/%s/iso/%s .* from (\S+): (\d+)" % (storage, re.escape(name)), text)]
 
 
 def range_reads(node, name):
