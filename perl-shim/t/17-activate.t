@@ -10,6 +10,9 @@ use warnings;
 
 use Test::More;
 
+use Cwd ();
+use File::Basename ();
+
 use PVE::Storage;
 use IsolibTest qw(setup);
 
@@ -46,11 +49,32 @@ sub activate {
 }
 
 SKIP: {
-    eval { IsolibTest::start_daemon($env); 1 } or skip("no daemon: $@", 2);
+    eval { IsolibTest::start_daemon($env); 1 } or skip("no daemon: $@", 3);
     my ($ok, $err, $out) = activate('iso/gone.iso');
     is($err, "volume 'isos:iso/gone.iso' does not exist\n", 'no node holds it: PVE\'s error');
     like($out, qr/^isolib: unable to copy 'isos:iso\/gone\.iso' to this node: .*no node holds 'isos:iso\/gone\.iso'/m,
         'the daemon said why');
+
+    # pvedaemon runs `perl -T`: the volume name (from the API) and the socket path (from the
+    # environment) are tainted there, and the request still goes out.
+    my $t = Cwd::abs_path(File::Basename::dirname(__FILE__));
+    my $script = <<'EOF';
+use strict;
+use warnings;
+use PVE::Storage;
+my ($path, $volname) = @ARGV;
+($path) = $path =~ m/^(.*)\z/s;
+eval {
+    PVE::Storage::Custom::IsolibPlugin->activate_volume('isos', { type => 'isolib', path => $path }, $volname);
+};
+print $@ ? "ERROR: $@" : "OK\n";
+EOF
+    open(my $fh, '-|', $^X, '-T', '-I', "$t/../lib", '-I', "$t/lib", '-e', $script, $env->{isos}, 'iso/gone.iso')
+        or die "unable to run perl -T: $!\n";
+    my $tainted = do { local $/; <$fh> } // '';
+    close($fh);
+    like($tainted, qr/no node holds 'isos:iso\/gone\.iso'.*\nERROR: volume 'isos:iso\/gone\.iso' does not exist\n\z/s,
+        'under perl -T the daemon is asked and PVE\'s error follows');
 }
 
 done_testing();

@@ -5,9 +5,11 @@ link is cut goes on from another node with the bytes it already has; requests fo
 served through any node, with a token and with a ticket."""
 
 import hashlib
+import json
 import os
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -294,6 +296,29 @@ def test_a_guest_start_copies_its_missing_iso_through_the_shim(cluster):
     assert (out.returncode, out.stdout) == (0, "ACTIVATED\n"), out
     after = [t["upid"] for t in n3.api().ok_data(n3.api().get("/nodes/n3/tasks"))]
     assert after == before, "the daemon was asked although the file is there"
+
+
+def test_boot_configs_written_from_every_node_at_once_are_all_kept(cluster):
+    """The boot book is one file in the cluster file system that every node changes. Each change
+    is made under PVE's cluster lock (a directory in priv/lock), so when all nodes write at once
+    none is lost, and no lock is left."""
+    errors = []
+
+    def add(node, i):
+        r = node.api().post("/cluster/isolib/boot/configs", data={
+            "name": "%s-%d" % (node.name, i), "format": "raw", "files": json.dumps({"a.cfg": "x\n"})})
+        if r.status_code != 200:
+            errors.append(r.text)
+    threads = [threading.Thread(target=add, args=(n, i)) for i in range(6) for n in cluster.nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    api = cluster.nodes[1].api()
+    names = {c["name"] for c in api.ok_data(api.get("/cluster/isolib/boot/configs"))}
+    assert names == {"%s-%d" % (n.name, i) for i in range(6) for n in cluster.nodes}
+    assert list((cluster.pve / "priv" / "lock").iterdir()) == []
 
 
 def test_any_node_serves_every_node(cluster):
