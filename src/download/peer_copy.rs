@@ -10,17 +10,17 @@
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::growing::{GrowingFile, GrowingGuard};
+use super::growing::{Growing, GrowingFile, GrowingGuard};
 use super::inflight::RequestKey;
 use super::partial::PartialState;
 use super::pipeline::Sink;
-use super::progress::human_bytes;
+use super::progress::{Progress, human_bytes};
 use super::ratelimit::RateLimit;
 use super::staging::Staged;
 use super::{DownloadError, Engine, LogSink, Want, checksum};
@@ -177,29 +177,24 @@ impl Engine {
                 source,
             }
         })?;
-        // The operator's limits hold for copies as for downloads.
-        let rates: Vec<RateLimit> = self
-            .limits
-            .bwlimit
-            .map(RateLimit::new)
-            .into_iter()
-            .chain(self.total_rate.clone())
-            .collect();
-        // Announced to the next nodes once the length is known: they may copy on from here.
-        let mut announced: Option<GrowingGuard> = None;
-        let (part, written) = (staged.path().to_path_buf(), sink.written());
-        let mut announce = |total: u64| {
-            if announced.is_none() {
-                announced = Some(self.growing.announce(
-                    part.clone(),
-                    copy.dest.clone(),
-                    copy.sha256.clone(),
-                    total,
-                    written.clone(),
-                ));
-            }
+        let mut rx = Receiving {
+            sink,
+            // The operator's limits hold for copies as for downloads.
+            rates: self
+                .limits
+                .bwlimit
+                .map(RateLimit::new)
+                .into_iter()
+                .chain(self.total_rate.clone())
+                .collect(),
+            received: 0,
+            progress: None,
+            log,
+            growing: &self.growing,
+            part: staged.path().to_path_buf(),
+            announced: None,
+            copy,
         };
-        let mut received = 0u64;
         let mut last = String::from("no node to copy from");
         let mut from = Vec::new();
         'rounds: for round in 0..copy.rounds.max(1) {
@@ -212,38 +207,38 @@ impl Engine {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     () = cancel.cancelled() => {
-                        sink.abort().await;
+                        rx.sink.abort().await;
                         return Err(DownloadError::Interrupted);
                     }
                 }
             }
             for peer in &copy.sources {
+                let before = rx.received;
                 log.line(&format!(
                     "copying '{}' from node '{}' ({}){}",
                     copy.volid,
                     peer.name,
                     peer.addr,
-                    if received > 0 {
-                        format!(", going on after {}", human_bytes(received))
+                    if before > 0 {
+                        format!(", going on after {}", human_bytes(before))
                     } else {
                         String::new()
                     }
                 ));
-                let before = received;
                 let result = tokio::select! {
-                    r = fetch(copy, peer, &sink, &mut received, &rates, &mut announce) => r,
+                    r = fetch(peer, &mut rx) => r,
                     () = cancel.cancelled() => {
-                        sink.abort().await;
+                        rx.sink.abort().await;
                         return Err(DownloadError::Interrupted);
                     }
                 };
-                if received > before && !from.contains(&peer.name) {
+                if rx.received > before && !from.contains(&peer.name) {
                     from.push(peer.name.clone());
                 }
                 match result {
                     Ok(()) => break 'rounds,
                     Err(SourceError::WriterStopped) => {
-                        return Err(match sink.finish().await {
+                        return Err(match rx.sink.finish().await {
                             Err(e) => write_err(e),
                             Ok(_) => DownloadError::Transfer("the writer stopped".into()),
                         });
@@ -252,19 +247,29 @@ impl Engine {
                         log.line(&format!(
                             "node '{}' failed after {}: {reason}",
                             peer.name,
-                            human_bytes(received)
+                            human_bytes(rx.received)
                         ));
                         last = format!("node '{}': {reason}", peer.name);
                     }
                 }
             }
             if round + 1 == copy.rounds.max(1) {
-                sink.abort().await;
+                rx.sink.abort().await;
                 return Err(DownloadError::Transfer(format!(
                     "no node could provide '{}' ({last})",
                     copy.volid
                 )));
             }
+        }
+        let Receiving {
+            sink,
+            received,
+            progress,
+            announced,
+            ..
+        } = rx;
+        if let Some(p) = progress {
+            log.line(&p.summary(Instant::now()));
         }
         let done = sink.finish().await.map_err(write_err)?;
         if done.observed.sha256 != copy.sha256 {
@@ -373,15 +378,66 @@ pub async fn volume_sha256(path: &std::path::Path) -> std::io::Result<String> {
     .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
-/// One source, from byte `received` on, into `sink`; `received` counts what it delivered.
-async fn fetch(
-    copy: &PeerCopy,
-    peer: &Peer,
-    sink: &Sink,
-    received: &mut u64,
-    rates: &[RateLimit],
-    announce: &mut (dyn FnMut(u64) + Send),
-) -> Result<(), SourceError> {
+/// A copy's bytes as they come in, from whichever source: the writer, the limits, the count,
+/// the progress lines, and the announcement to the next nodes once the length is known.
+struct Receiving<'a> {
+    sink: Sink,
+    rates: Vec<RateLimit>,
+    /// Bytes handed to the writer: where the next source goes on from.
+    received: u64,
+    progress: Option<Progress>,
+    log: &'a dyn LogSink,
+    growing: &'a Growing,
+    part: PathBuf,
+    announced: Option<GrowingGuard>,
+    copy: &'a PeerCopy,
+}
+
+impl Receiving<'_> {
+    fn length_known(&mut self, total: u64) {
+        if self.progress.is_none() {
+            self.log
+                .line(&format!("length: {total} ({})", human_bytes(total)));
+            self.progress = Some(Progress::resumed(
+                Some(total),
+                self.received,
+                Instant::now(),
+            ));
+        }
+        if self.announced.is_none() {
+            self.announced = Some(self.growing.announce(
+                self.part.clone(),
+                self.copy.dest.clone(),
+                self.copy.sha256.clone(),
+                total,
+                self.sink.written(),
+            ));
+        }
+    }
+
+    async fn deliver(&mut self, chunk: bytes::Bytes) -> Result<(), SourceError> {
+        let n = chunk.len() as u64;
+        for r in &self.rates {
+            r.consume(n).await;
+        }
+        if !self.sink.send(chunk).await {
+            return Err(SourceError::WriterStopped);
+        }
+        self.received += n;
+        if let Some(line) = self
+            .progress
+            .as_mut()
+            .and_then(|p| p.advance(n, Instant::now()))
+        {
+            self.log.line(&line);
+        }
+        Ok(())
+    }
+}
+
+/// One source, from byte `rx.received` on.
+async fn fetch(peer: &Peer, rx: &mut Receiving<'_>) -> Result<(), SourceError> {
+    let copy = rx.copy;
     let stall = copy.stall;
     let within = |what: &'static str| move |_| failed(format!("no answer for {stall:?} ({what})"));
     let addr = tokio::net::lookup_host(&peer.addr)
@@ -408,7 +464,7 @@ async fn fetch(
             }
         })?;
 
-    let offset = *received;
+    let offset = rx.received;
     let mut head = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\n{DISABLE_PROXY}: true\r\nIf-Range: {}\r\n",
         copy.path,
@@ -468,7 +524,7 @@ async fn fetch(
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| failed("no Content-Length"))?;
     let end = offset + length;
-    announce(end);
+    rx.length_known(end);
 
     // A TLS read yields one record (16 KiB) at most: up to READ_SIZE is gathered before it is
     // handed on, so the writer gets chunks of a download's size.
@@ -476,7 +532,7 @@ async fn fetch(
     pending.extend_from_slice(&raw[head_len..]);
     let mut closed = false;
     loop {
-        let left = end - *received;
+        let left = end - rx.received;
         let target = (READ_SIZE as u64).min(left) as usize;
         while !closed && pending.len() < target {
             pending.reserve(target - pending.len());
@@ -490,17 +546,9 @@ async fn fetch(
             return Err(failed("more bytes than announced"));
         }
         if !pending.is_empty() {
-            let chunk = pending.split().freeze();
-            let n = chunk.len() as u64;
-            for r in rates {
-                r.consume(n).await;
-            }
-            if !sink.send(chunk).await {
-                return Err(SourceError::WriterStopped);
-            }
-            *received += n;
+            rx.deliver(pending.split().freeze()).await?;
         }
-        if *received == end {
+        if rx.received == end {
             return Ok(());
         }
         if closed {

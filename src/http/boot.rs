@@ -5,9 +5,11 @@
 //! by its source address, or by `mac=` where a NAT hides that address. Served on both listeners
 //! without credentials, as installers and iPXE cannot log in.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
+use std::net::IpAddr;
+
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::boot::book::{self, Book, Host};
@@ -22,54 +24,80 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-pub async fn serve(req: &HttpRequest, state: &AppState, plain: bool) -> HttpResponse {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(
-            405,
-            "text/plain; charset=utf-8",
-            format!("method '{}' not allowed\n", req.method()),
-        );
+/// A request to `/boot/...`, whichever listener it came through.
+pub struct BootRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    /// The host (and port) the client asked for: the script's URLs use it.
+    pub host: &'a str,
+    pub peer: Option<IpAddr>,
+    /// Came in on the plain-HTTP listener: the script's URLs are `http`.
+    pub plain: bool,
+}
+
+/// An answer: the status, its content type and the text.
+pub struct Text {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Serves `req` on the API's listener.
+pub async fn serve(req: &HttpRequest, state: &AppState) -> HttpResponse {
+    let info = req.connection_info().clone();
+    let boot = BootRequest {
+        method: req.method().as_str(),
+        path: req.path(),
+        query: req.query_string(),
+        host: info.host(),
+        peer: req.peer_addr().map(|a| a.ip()),
+        plain: false,
+    };
+    let t = answer(&boot, state).await;
+    HttpResponse::build(StatusCode::from_u16(t.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .insert_header((header::CONTENT_TYPE, t.content_type))
+        .body(t.body)
+}
+
+pub async fn answer(req: &BootRequest<'_>, state: &AppState) -> Text {
+    if req.method != "GET" && req.method != "HEAD" {
+        return plain(405, format!("method '{}' not allowed\n", req.method));
     }
     let path = book::path(state.config());
     let loaded = tokio::task::spawn_blocking(move || book::load(&path)).await;
     let book = match loaded {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return text(500, "text/plain; charset=utf-8", format!("{e}\n")),
-        Err(e) => return text(500, "text/plain; charset=utf-8", format!("{e}\n")),
+        Ok(Err(e)) => return plain(500, format!("{e}\n")),
+        Err(e) => return plain(500, format!("{e}\n")),
     };
-    let mac = query(req, "mac");
-    match req.path() {
-        "/boot/ipxe" => script(req, state, &book, mac, plain).await,
+    let mac = query(req.query, "mac");
+    match req.path {
+        "/boot/ipxe" => script(req, state, &book, mac).await,
         "/boot/config" => config(req, &book, mac, None),
         p => match p.strip_prefix("/boot/config/") {
             Some(file) if !file.is_empty() => {
                 let file = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
                 config(req, &book, mac, Some(&file))
             }
-            _ => text(404, "text/plain; charset=utf-8", "not found\n".into()),
+            _ => plain(404, "not found\n".into()),
         },
     }
 }
 
-fn query(req: &HttpRequest, key: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+fn query(query: &str, key: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .ok()?
         .into_iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
 }
 
-async fn script(
-    req: &HttpRequest,
-    state: &AppState,
-    book: &Book,
-    mac: Option<String>,
-    plain: bool,
-) -> HttpResponse {
+async fn script(req: &BootRequest<'_>, state: &AppState, book: &Book, mac: Option<String>) -> Text {
     let base = format!(
         "{}://{}",
-        if plain { "http" } else { "https" },
-        req.connection_info().host()
+        if req.plain { "http" } else { "https" },
+        req.host
     );
     let Some(mac) = mac else {
         return ipxe_reply(ipxe::chain_by_mac(&base));
@@ -124,11 +152,11 @@ async fn image_url(state: &AppState, volid: &str, base: &str) -> Result<String, 
     ))
 }
 
-fn config(req: &HttpRequest, book: &Book, mac: Option<String>, file: Option<&str>) -> HttpResponse {
-    let not_found = |why: String| text(404, "text/plain; charset=utf-8", format!("{why}\n"));
+fn config(req: &BootRequest<'_>, book: &Book, mac: Option<String>, file: Option<&str>) -> Text {
+    let not_found = |why: String| plain(404, format!("{why}\n"));
     let found: Option<(&String, &Host)> = match &mac {
         Some(m) => ipxe::normalize_mac(m).and_then(|m| book.host_by_mac(&m)),
-        None => req.peer_addr().and_then(|a| book.host_by_ip(a.ip())),
+        None => req.peer.and_then(|ip| book.host_by_ip(ip)),
     };
     let Some((name, host)) = found else {
         return not_found(match mac {
@@ -155,7 +183,11 @@ fn config(req: &HttpRequest, book: &Book, mac: Option<String>, file: Option<&str
         }
     };
     match content {
-        Some(c) => text(200, config.content_type(), c.clone()),
+        Some(c) => Text {
+            status: 200,
+            content_type: config.content_type(),
+            body: c.clone(),
+        },
         None => not_found(format!(
             "boot config '{config_name}' has no file '{}'",
             file.unwrap_or_default()
@@ -163,12 +195,14 @@ fn config(req: &HttpRequest, book: &Book, mac: Option<String>, file: Option<&str
     }
 }
 
-fn ipxe_reply(script: String) -> HttpResponse {
-    text(200, "text/plain; charset=utf-8", script)
+fn ipxe_reply(script: String) -> Text {
+    plain(200, script)
 }
 
-fn text(status: u16, content_type: &'static str, body: String) -> HttpResponse {
-    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .insert_header((header::CONTENT_TYPE, content_type))
-        .body(body)
+fn plain(status: u16, body: String) -> Text {
+    Text {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body,
+    }
 }

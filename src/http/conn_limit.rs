@@ -29,7 +29,7 @@ pub struct ConnLimits {
 }
 
 /// Held in a connection's extensions, which actix drops when the connection ends.
-struct Counted {
+pub struct Counted {
     counts: Arc<Mutex<Counts>>,
     ip: IpAddr,
 }
@@ -72,7 +72,8 @@ impl ConnLimits {
         }
     }
 
-    fn admit(&self, ip: IpAddr) -> Result<Counted, &'static str> {
+    /// Counts a connection from `ip`, or names the cap it is over.
+    pub fn admit(&self, ip: IpAddr) -> Result<Counted, &'static str> {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if c.total >= self.limits.max_connections {
             return Err("max-connections");

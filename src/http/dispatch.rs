@@ -31,20 +31,18 @@ pub async fn handle(
     let resp = dispatch(&req, payload, state.get_ref().clone()).await;
     let path = req.path();
     if path.starts_with("/files/") || path.starts_with("/boot/") {
-        // What a booting machine asked for, in order: the trail to follow when one does not boot.
         let range = req
             .headers()
             .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        tracing::info!(
-            "{} {} {} range {range} from {}: {}",
-            req.method(),
+            .and_then(|v| v.to_str().ok());
+        let ip = req.peer_addr().map(|a| a.ip());
+        log_request(
+            req.method().as_str(),
             path,
             req.query_string(),
-            req.peer_addr()
-                .map_or_else(|| "-".into(), |a| a.ip().to_string()),
-            resp.status().as_u16()
+            range,
+            ip,
+            resp.status().as_u16(),
         );
     } else {
         tracing::debug!(method = %req.method(), path = %path, status = resp.status().as_u16());
@@ -52,21 +50,33 @@ pub async fn handle(
     resp
 }
 
+/// A request for a volume or a boot endpoint, logged with its range: what a booting machine
+/// asked for, in order, is the trail to follow when one does not boot.
+pub fn log_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    range: Option<&str>,
+    ip: Option<std::net::IpAddr>,
+    status: u16,
+) {
+    tracing::info!(
+        "{method} {path} {query} range {} from {}: {status}",
+        range.unwrap_or("-"),
+        ip.map_or_else(|| "-".into(), |ip| ip.to_string())
+    );
+}
+
 async fn dispatch(req: &HttpRequest, payload: web::Payload, state: AppState) -> HttpResponse {
     if let Some(resp) = check_header_limits(req, state.config().headers) {
         return resp;
     }
     let raw_path = req.uri().path();
-    // The plain-HTTP listener serves public volumes and the boot endpoints, nothing else.
-    let plain = super::files::on_plain_listener(req);
     if raw_path.starts_with("/files/") {
-        return super::files::serve(req, &state, plain).await;
+        return super::files::serve(req, &state).await;
     }
     if raw_path.starts_with("/boot/") {
-        return super::boot::serve(req, &state, plain).await;
-    }
-    if plain {
-        return format::plain_error(404, "not found");
+        return super::boot::serve(req, &state).await;
     }
     let Some(rest) = raw_path.strip_prefix("/api2/") else {
         return format::plain_error(501, "no such uri");

@@ -3,14 +3,15 @@
 //! request (206, or 416 as RFC 9110 §15.5.17 says), If-Range, a strong ETag from the catalog's
 //! sha256, Last-Modified. A public volume needs no credentials; a private one the API's token or
 //! ticket with Datastore.Audit on its storage, or its owner. A volume without a fresh record, or
-//! whose verification failed, is not served.
+//! whose verification failed, is not served. What is sent is decided here for both listeners;
+//! the API's sends it through actix (`response`), the plain one with sendfile (plain.rs).
 
 use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HttpDate};
-use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::stream;
 use percent_encoding::percent_decode_str;
@@ -24,46 +25,71 @@ const CHUNK: usize = 2 << 20;
 /// How often a reader of a growing file looks for more.
 const GROWING_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Marks a connection that came in on the plain-HTTP listener (`http-listen`).
-#[derive(Clone, Copy)]
-struct PlainListener;
-
-pub fn on_connect(
-    io: &dyn std::any::Any,
-    ext: &mut actix_web::dev::Extensions,
-    plain: Option<std::net::SocketAddr>,
-) {
-    let Some(plain) = plain else { return };
-    if let Some(tcp) = io.downcast_ref::<actix_web::rt::net::TcpStream>()
-        && tcp.local_addr().is_ok_and(|a| a == plain)
-    {
-        ext.insert(PlainListener);
-    }
+/// A request for a volume, whichever listener it came through.
+pub struct FileRequest<'a> {
+    pub method: &'a str,
+    /// The path as sent, `/files/...` percent-encoded.
+    pub path: &'a str,
+    pub range: Option<&'a str>,
+    pub if_range: Option<&'a str>,
 }
 
-pub fn on_plain_listener(req: &HttpRequest) -> bool {
-    req.conn_data::<PlainListener>().is_some()
+/// What is sent: the status, the head's headers and `Content-Length`, then the body, if any.
+pub struct Served {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub length: u64,
+    /// Nothing for HEAD or a 416.
+    pub body: Option<FileBody>,
 }
 
-/// Serves `req`, whose path starts with `/files/`.
-pub async fn serve(req: &HttpRequest, state: &AppState, plain: bool) -> HttpResponse {
-    match serve_inner(req, state, plain).await {
-        Ok(resp) => resp,
+/// `len` bytes of `file` from `start`; a growing file's as they arrive.
+pub struct FileBody {
+    pub file: std::fs::File,
+    pub start: u64,
+    pub len: u64,
+    pub growing: Option<Arc<GrowingFile>>,
+}
+
+/// A refusal: the status and its text.
+pub type Refusal = (u16, String);
+
+/// Serves `req` on the API's listener, whose path starts with `/files/`: a private volume is
+/// served to the API's credentials.
+pub async fn serve(req: &HttpRequest, state: &AppState) -> HttpResponse {
+    let header = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let file_req = FileRequest {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        range: header(header::RANGE),
+        if_range: header(header::IF_RANGE),
+    };
+    let authorize = |storage: &str, owner: Option<&str>| allowed(req, state, storage, owner);
+    match answer(&file_req, state, Some(&authorize)).await {
+        Ok(served) => response(served),
         Err((status, text)) => plain_text(status, &text),
     }
 }
 
-type Refusal = (u16, String);
+/// What `req` gets on the plain listener: public volumes only.
+pub async fn answer_public(req: &FileRequest<'_>, state: &AppState) -> Result<Served, Refusal> {
+    answer::<fn(&str, Option<&str>) -> Result<(), Refusal>>(req, state, None).await
+}
 
-async fn serve_inner(
-    req: &HttpRequest,
+/// What `req` gets; a private volume (or one still arriving) if `authorize(storage, owner)`
+/// lets the caller have it, never without `authorize`.
+async fn answer<A>(
+    req: &FileRequest<'_>,
     state: &AppState,
-    plain: bool,
-) -> Result<HttpResponse, Refusal> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Err((405, format!("method '{}' not allowed", req.method())));
+    authorize: Option<&A>,
+) -> Result<Served, Refusal>
+where
+    A: Fn(&str, Option<&str>) -> Result<(), Refusal>,
+{
+    if req.method != "GET" && req.method != "HEAD" {
+        return Err((405, format!("method '{}' not allowed", req.method)));
     }
-    let raw = req.uri().path().strip_prefix("/files/").unwrap_or_default();
+    let raw = req.path.strip_prefix("/files/").unwrap_or_default();
     let path = percent_decode_str(raw).decode_utf8_lossy().into_owned();
     let not_found = || (404, "no such volume".to_owned());
     let (storage_id, volname) = path.split_once('/').ok_or_else(not_found)?;
@@ -76,7 +102,17 @@ async fn serve_inner(
     if !file.exists()
         && let Some(growing) = state.engine().arriving(&file).await
     {
-        return send_growing(req, state, storage_id, plain, growing).await;
+        // A volume on its way in from another node, passed on to a peer (download/growing.rs).
+        // It has no record yet, so no owner either.
+        let authorize = authorize.ok_or_else(not_found)?;
+        authorize(storage_id, None)?;
+        let opened = match std::fs::File::open(&growing.part) {
+            Ok(f) => f,
+            // Published meanwhile: the same bytes under the volume's own name.
+            Err(_) => std::fs::File::open(&growing.dest).map_err(|e| (404, e.to_string()))?,
+        };
+        let (size, sha256) = (growing.length, growing.sha256.clone());
+        return Ok(ranged(req, opened, size, &sha256, None, Some(growing)));
     }
     let lookup_path = file.clone();
     let record = tokio::task::spawn_blocking(move || catalog::store::load(&lookup_path))
@@ -91,41 +127,21 @@ async fn serve_inner(
         return Err((409, "the volume failed its verification".into()));
     }
     if record.access != VolumeAccess::Public {
-        if plain {
-            return Err(not_found()); // the plain listener serves public volumes only
-        }
-        allowed(req, state, storage_id, record.source.user.as_deref())?;
+        // The plain listener serves public volumes only.
+        let authorize = authorize.ok_or_else(not_found)?;
+        authorize(storage_id, record.source.user.as_deref())?;
     }
-    let file = tokio::fs::File::open(&file)
-        .await
-        .map_err(|e| (404, e.to_string()))?
-        .into_std()
-        .await;
-    let meta = file.metadata().map_err(|e| (500, e.to_string()))?;
+    let opened = std::fs::File::open(&file).map_err(|e| (404, e.to_string()))?;
+    let meta = opened.metadata().map_err(|e| (500, e.to_string()))?;
     let modified = HttpDate::from(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)).to_string();
-    send(req, file, meta.len(), &record.sha256, Some(modified), None)
-}
-
-/// A volume still on its way in from another node: its bytes are passed on as they arrive, to
-/// a peer copying in a chain (download/growing.rs). It has no record yet, so no owner either.
-async fn send_growing(
-    req: &HttpRequest,
-    state: &AppState,
-    storage: &str,
-    plain: bool,
-    growing: Arc<GrowingFile>,
-) -> Result<HttpResponse, Refusal> {
-    if plain {
-        return Err((404, "no such volume".into()));
-    }
-    allowed(req, state, storage, None)?;
-    // Published meanwhile: the same bytes under the volume's own name.
-    let file = match std::fs::File::open(&growing.part) {
-        Ok(f) => f,
-        Err(_) => std::fs::File::open(&growing.dest).map_err(|e| (404, e.to_string()))?,
-    };
-    let (size, sha256) = (growing.length, growing.sha256.clone());
-    send(req, file, size, &sha256, None, Some(growing))
+    Ok(ranged(
+        req,
+        opened,
+        meta.len(),
+        &record.sha256,
+        Some(modified),
+        None,
+    ))
 }
 
 /// A private volume: the API's credentials with Datastore.Audit on the storage, or its owner.
@@ -156,55 +172,85 @@ fn allowed(
     }
 }
 
-/// `size` bytes of `file` whose sha256 is `sha256`, or the range asked for; a growing file's
-/// bytes as they arrive.
-fn send(
-    req: &HttpRequest,
-    mut file: std::fs::File,
+/// `size` bytes of `file` whose sha256 is `sha256`, or the range asked for.
+fn ranged(
+    req: &FileRequest<'_>,
+    file: std::fs::File,
     size: u64,
     sha256: &str,
     modified: Option<String>,
     growing: Option<Arc<GrowingFile>>,
-) -> Result<HttpResponse, Refusal> {
+) -> Served {
     let etag = format!("\"sha256-{sha256}\"");
-    let header_value = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     // If-Range: the range only for the very version the client holds (a strong ETag, or the
     // exact date).
-    let range_applies = header_value(header::IF_RANGE.as_str())
+    let range_applies = req
+        .if_range
         .is_none_or(|v| v == etag || modified.as_deref() == Some(v));
-    let range = header_value(header::RANGE.as_str())
+    let range = req
+        .range
         .filter(|_| range_applies)
         .map(|r| parse_range(r, size));
-    let mut resp = match &range {
+    let (status, start, len) = match range {
         Some(Range::Unsatisfiable) => {
-            let mut r = HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE);
-            r.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
-            return Ok(r.finish());
+            return Served {
+                status: 416,
+                headers: vec![("Content-Range", format!("bytes */{size}"))],
+                length: 0,
+                body: None,
+            };
         }
-        Some(Range::Bytes(start, end)) => {
-            let mut r = HttpResponse::build(StatusCode::PARTIAL_CONTENT);
-            r.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
-            r
-        }
-        Some(Range::Ignored) | None => HttpResponse::Ok(),
+        Some(Range::Bytes(start, end)) => (206, start, end - start + 1),
+        Some(Range::Ignored) | None => (200, 0, size),
     };
-    let (start, len) = match range {
-        Some(Range::Bytes(start, end)) => (start, end - start + 1),
-        _ => (0, size),
-    };
+    let mut headers = Vec::new();
+    if status == 206 {
+        headers.push((
+            "Content-Range",
+            format!("bytes {start}-{}/{size}", start + len - 1),
+        ));
+    }
     if let Some(modified) = modified {
-        resp.insert_header((header::LAST_MODIFIED, modified));
+        headers.push(("Last-Modified", modified));
     }
-    resp.insert_header((header::ETAG, etag))
-        .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .no_chunking(len);
-    if req.method() == Method::HEAD {
-        // The length of the body a GET would get; actix sends no body for HEAD.
-        return Ok(resp.streaming(stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+    headers.extend([
+        ("ETag", etag),
+        ("Accept-Ranges", "bytes".to_owned()),
+        ("Content-Type", "application/octet-stream".to_owned()),
+    ]);
+    Served {
+        status,
+        headers,
+        length: len,
+        // A HEAD gets the length of the body a GET would get, and no body.
+        body: (req.method != "HEAD").then_some(FileBody {
+            file,
+            start,
+            len,
+            growing,
+        }),
     }
-    // One blocking reader per response, a few chunks ahead of the connection: a read per
-    // chunk through tokio's file would hop threads every time.
+}
+
+/// `served` as actix sends it: the body read on one blocking thread, a few chunks ahead of the
+/// connection (a read per chunk through tokio's file would hop threads every time).
+fn response(served: Served) -> HttpResponse {
+    let mut resp = HttpResponse::build(
+        StatusCode::from_u16(served.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    );
+    for (k, v) in served.headers {
+        resp.insert_header((k, v));
+    }
+    resp.no_chunking(served.length);
+    let Some(FileBody {
+        mut file,
+        start,
+        len,
+        growing,
+    }) = served.body
+    else {
+        return resp.streaming(stream::empty::<Result<bytes::Bytes, std::io::Error>>());
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek};
@@ -249,7 +295,7 @@ fn send(
     let body = stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(resp.streaming(body))
+    resp.streaming(body)
 }
 
 /// Bytes of a growing file readable at `pos`; an error once its copy failed (the reader must

@@ -1,5 +1,6 @@
 //! actix glue: one catch-all service that hands every request to [`dispatch`], the listener
-//! with TLS, and a graceful stop that lets running tasks write their final line.
+//! with TLS, and a graceful stop that lets running tasks write their final line; beside it the
+//! plain-HTTP listener for volumes and boot (`plain`, a server of its own for sendfile).
 
 mod boot;
 mod conn_limit;
@@ -7,6 +8,7 @@ mod dispatch;
 mod files;
 pub mod format;
 mod local_socket;
+mod plain;
 mod proxy;
 mod tls;
 mod upload;
@@ -47,7 +49,7 @@ pub async fn serve(
     let cfg = state.config().clone();
     let data = web::Data::new(state.clone());
     let conn_limits = conn_limit::ConnLimits::new(cfg.clients);
-    let plain = cfg.http_listen;
+    let plain_limits = conn_limits.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -56,7 +58,6 @@ pub async fn serve(
     .on_connect(move |io, ext| {
         local_socket::on_connect(io, ext);
         conn_limits.on_connect(io, ext);
-        files::on_connect(io, ext, plain);
     })
     .client_request_timeout(cfg.clients.timeout)
     .shutdown_timeout(5);
@@ -79,16 +80,19 @@ pub async fn serve(
     for addr in server.addrs() {
         tracing::info!("listening on {scheme}://{addr}/api2/json");
     }
-    let server = match cfg.http_listen {
-        Some(addr) => {
-            let server = server
-                .bind(addr)
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            tracing::info!("listening on http://{addr}/files/ (public volumes)");
-            server
-        }
-        None => server,
-    };
+    let stop_plain = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = cfg.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        tracing::info!("listening on http://{addr}/files/ (public volumes)");
+        tokio::spawn(plain::run(
+            listener,
+            state.clone(),
+            plain_limits,
+            stop_plain.clone(),
+        ));
+    }
     let server = server
         .listen_uds(local_socket::bind(&cfg.socket)?)
         .map_err(|source| SocketError::Bind {
@@ -106,6 +110,7 @@ pub async fn serve(
         }
     }
     .map_err(ServeError::Run);
+    stop_plain.cancel();
     if let Err(e) = std::fs::remove_file(&cfg.socket) {
         tracing::warn!("unable to remove socket '{}': {e}", cfg.socket.display());
     }

@@ -4,12 +4,15 @@ served that failed its verification."""
 
 import hashlib
 import os
+import re
+import subprocess
+import time
 
 import pytest
 import requests
 
 from conftest import _daemon_fixture, free_port
-from helpers import NODE, enc
+from helpers import NODE, enc, wait_until
 
 
 def files_url(daemon, volname, storage="local"):
@@ -107,3 +110,46 @@ def test_the_plain_listener_serves_public_volumes_only(plain_daemon, origin):
         "Authorization": "PVEAPIToken=x=y"})
     assert r.status_code == 404, "private volumes are not there, whatever the credentials"
     assert requests.get(base + "/api2/json/version", timeout=30).status_code == 404
+
+
+def test_the_plain_listener_sends_with_sendfile(plain_daemon, origin, tmp_path):
+    """The plain listener is a server of its own so that a volume's bytes go from the page cache
+    to the socket with sendfile(2); the same answers as the API's listener, requests one after
+    another on one connection."""
+    api = plain_daemon.api("root")
+    upid = api.start_download(url=origin.file_url("debian-like.iso"), content="iso", filename="zc.iso")
+    assert api.wait(upid)["exitstatus"] == "OK"
+    r = api.request("PUT", "/nodes/%s/storage/local/content/%s" % (NODE, enc("local:iso/zc.iso")),
+                    data={"access": "public"})
+    assert r.status_code == 200, r.text
+    data = (origin.files / "debian-like.iso").read_bytes()
+    etag = '"sha256-%s"' % hashlib.sha256(data).hexdigest()
+    url = "http://127.0.0.1:%d/files/local/iso/zc.iso" % plain_daemon.plain_port
+    s = requests.Session()
+    r = s.head(url, timeout=30)
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(data) and r.content == b""
+    assert r.headers["ETag"] == etag and r.headers["Last-Modified"].endswith("GMT")
+    r = s.get(url, headers={"Range": "bytes=32768-34815"}, timeout=30)
+    assert r.status_code == 206 and r.content == data[32768:34816]
+    assert r.headers["Content-Range"] == "bytes 32768-34815/%d" % len(data)
+    r = s.get(url, headers={"Range": "bytes=%d-" % len(data)}, timeout=30)
+    assert r.status_code == 416 and r.headers["Content-Range"] == "bytes */%d" % len(data)
+    r = s.get(url, headers={"Range": "bytes=0-3", "If-Range": '"sha256-other"'}, timeout=30)
+    assert r.status_code == 200 and r.content == data
+    r = s.post(url, timeout=30)
+    assert r.status_code == 405
+
+    trace = tmp_path / "strace.txt"
+    pid = plain_daemon.proc.pid
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=sendfile,sendfile64", "-p", str(pid),
+                               "-o", str(trace)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "TracerPid:\t0" not in open("/proc/%d/status" % pid).read(), what="strace to attach")
+        time.sleep(0.5)  # every thread, not just the first
+        r = requests.get(url, timeout=30)
+        assert r.status_code == 200 and r.content == data
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=30)
+    sent = sum(int(n) for n in re.findall(r"sendfile(?:64)?\(.*\)\s+=\s+(\d+)", trace.read_text()))
+    assert sent == len(data), trace.read_text()[-2000:]
