@@ -204,6 +204,16 @@ impl Engine {
         Ok(partials + writer_lock::collect(staging_dir)?)
     }
 
+    /// One transfer's limits: its own and the share of all transfers', each chunk waits for both.
+    fn rates(&self) -> Vec<RateLimit> {
+        self.limits
+            .bwlimit
+            .map(RateLimit::new)
+            .into_iter()
+            .chain(self.total_rate.clone())
+            .collect()
+    }
+
     /// The HTTP clients as configured right now (datacenter.cfg's proxy may change).
     pub fn fetcher(&self) -> Result<std::sync::Arc<Fetcher>, FetchSetupError> {
         self.fetchers.get()

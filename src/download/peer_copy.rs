@@ -180,13 +180,7 @@ impl Engine {
         let mut rx = Receiving {
             sink,
             // The operator's limits hold for copies as for downloads.
-            rates: self
-                .limits
-                .bwlimit
-                .map(RateLimit::new)
-                .into_iter()
-                .chain(self.total_rate.clone())
-                .collect(),
+            rates: self.rates(),
             received: 0,
             progress: None,
             log,

@@ -118,13 +118,7 @@ impl<'a> Transfer<'a> {
             compression,
             limits: &engine.limits,
             fetcher,
-            rates: engine
-                .limits
-                .bwlimit
-                .map(RateLimit::new)
-                .into_iter()
-                .chain(engine.total_rate.clone())
-                .collect(),
+            rates: engine.rates(),
             log,
             staged,
             sink: None,
