@@ -56,7 +56,12 @@ pub fn check(path: &Path, reading: &Reading, upid: Option<&str>) -> io::Result<V
             (record, verdict)
         }
         Lookup::Stale(old) => (rebuilt(facts, Some(old), now), Verdict::Recorded),
-        Lookup::Missing => (rebuilt(facts, None, now), Verdict::Recorded),
+        // A user may have set attributes while the file was read (they wait in a stale
+        // record, api/volume.rs): the new record keeps them.
+        Lookup::Missing => match catalog::store::load(path)? {
+            Lookup::Stale(set) => (rebuilt(facts, Some(set), now), Verdict::Recorded),
+            _ => (rebuilt(facts, None, now), Verdict::Recorded),
+        },
     };
     record.verification = Some(Verification {
         state: match verdict {
@@ -186,6 +191,37 @@ mod tests {
             .expect("fresh");
         assert_eq!(other.source.url, None);
         assert_eq!(other.notes.as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn attributes_set_while_a_file_is_first_read_are_kept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let vol = dir.path().join("a.iso");
+        std::fs::write(&vol, vec![7u8; 2 << 20]).expect("write");
+        // Read at 4 MiB/s: half a second in which the user makes it public, as
+        // api/volume.rs does for a file without a record (a stale record with the attribute).
+        let slow = Reading {
+            rate: Some(4 << 20),
+            ..reading()
+        };
+        let path = vol.clone();
+        let reader = std::thread::spawn(move || check(&path, &slow, None));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let set = Record {
+            access: catalog::VolumeAccess::Public,
+            ..Record::default()
+        };
+        catalog::store::save(&vol, &set).expect("save");
+        assert_eq!(
+            reader.join().expect("join").expect("adopt"),
+            Verdict::Recorded
+        );
+        let rec = catalog::store::load(&vol)
+            .expect("load")
+            .fresh()
+            .expect("fresh");
+        assert_eq!(rec.access, catalog::VolumeAccess::Public);
+        assert_eq!(rec.source.origin, Origin::Adopted);
     }
 
     fn set_mtime(path: &Path, secs: i64) {
