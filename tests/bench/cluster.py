@@ -41,10 +41,9 @@ def wait_ok(api, upid, timeout=1800):
         raise RuntimeError("%s: %s\n%s" % (upid, status["exitstatus"], "\n".join(api.log_lines(upid))))
 
 
-def remove(cluster, node, rel):
-    for p in (node.storage / rel,):
-        if p.exists():
-            p.unlink()
+def remove(node, rel):
+    """A volume and its record, gone from `node`'s storage."""
+    (node.storage / rel).unlink(missing_ok=True)
     rec = node.storage / "template/iso/.isolib-catalog"
     if rec.is_dir():
         for f in rec.iterdir():
@@ -94,7 +93,7 @@ def main():
         copy_t, curl_t = [], []
         auth = "Authorization: PVEAPIToken=%s=%s" % (TOKENS["root"], SECRETS["root"])
         for run in range(args.runs):
-            remove(cluster, n2, "template/iso/big.iso")
+            remove(n2, "template/iso/big.iso")
             subprocess.run(["sync"], check=True)
             api2 = n2.api()
 
@@ -123,8 +122,8 @@ def main():
         all_t, seq_t = [], []
         for run in range(args.runs):
             for n in cluster.nodes:
-                remove(cluster, n, "template/iso/all.iso")
-                remove(cluster, n, "template/iso/seq.iso")
+                remove(n, "template/iso/all.iso")
+                remove(n, "template/iso/seq.iso")
             subprocess.run(["sync"], check=True)
             gets_before = cluster.origin_gets("big.iso")
 

@@ -30,8 +30,6 @@ SLOW = 24 * 1024
 @pytest.fixture(scope="module")
 def cluster(request):
     c = Cluster(_binary(), node_config="stall-timeout = 2\ndownload-retries = 2\n")
-    failed = []
-    request.node.isolib_failed = failed
     try:
         c.start()
         yield c
