@@ -425,20 +425,10 @@ impl Engine {
             r = content_check::verify_with_log(&plan.check, staged.path(), &mut check_log) => r.map_err(DownloadError::Verify)?,
             _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
         };
-        // The record goes first: the file is never listed without it. A record that cannot
-        // be written costs only a re-hash later (the file is adopted), not the download.
-        if let Err(e) = self
+        let recorded = self
             .record(plan, task, delivered, image, staged.path())
-            .await
-        {
-            log.line(&format!("warning: unable to write the catalog record: {e}"));
-        }
-        if let Some(e) = staged.publish(&plan.dest)? {
-            log.line(&format!(
-                "warning: unable to sync the directory of '{}': {e}",
-                plan.dest.display()
-            ));
-        }
+            .await;
+        publish_recorded(staged, &plan.dest, recorded, log)?;
         log.line(&format!(
             "download of '{}' to '{}' finished",
             plan.url,
@@ -510,6 +500,27 @@ impl Engine {
         .await
         .map_err(std::io::Error::other)?
     }
+}
+
+/// Puts the verified temp file under its name once its record is written: the file is never
+/// listed without it. A record that cannot be written costs only a re-hash later (the file
+/// is adopted), not the transfer.
+fn publish_recorded(
+    staged: staging::Staged,
+    dest: &Path,
+    recorded: std::io::Result<()>,
+    log: &dyn LogSink,
+) -> Result<(), DownloadError> {
+    if let Err(e) = recorded {
+        log.line(&format!("warning: unable to write the catalog record: {e}"));
+    }
+    if let Some(e) = staged.publish(dest)? {
+        log.line(&format!(
+            "warning: unable to sync the directory of '{}': {e}",
+            dest.display()
+        ));
+    }
+    Ok(())
 }
 
 /// What a task asks to become the one writer of.

@@ -23,7 +23,7 @@ use super::pipeline::Sink;
 use super::progress::{Progress, human_bytes};
 use super::ratelimit::RateLimit;
 use super::staging::Staged;
-use super::{DownloadError, Engine, LogSink, Want, checksum};
+use super::{DownloadError, Engine, LogSink, Want, checksum, publish_recorded};
 use crate::catalog::{self, Lookup};
 use crate::cluster::forward::{DISABLE_PROXY, parse_head};
 use crate::cluster::peers::Peer;
@@ -292,18 +292,10 @@ impl Engine {
             time: chrono::Utc::now().timestamp(),
             ..catalog::Source::default()
         };
-        if let Err(e) = self
+        let recorded = self
             .record_copy(copy, done.observed, source, staged.path())
-            .await
-        {
-            log.line(&format!("warning: unable to write the catalog record: {e}"));
-        }
-        if let Some(e) = staged.publish(&copy.dest)? {
-            log.line(&format!(
-                "warning: unable to sync the directory of '{}': {e}",
-                copy.dest.display()
-            ));
-        }
+            .await;
+        publish_recorded(staged, &copy.dest, recorded, log)?;
         log.line(&format!("copy of '{}' finished", copy.volid));
         Ok(())
     }
