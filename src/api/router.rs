@@ -58,7 +58,7 @@ impl Ctx {
             .credentials
             .iter()
             .filter(|(k, _)| {
-                ["authorization", "cookie", "csrfpreventiontoken"]
+                crate::cluster::forward::CREDENTIAL_HEADERS
                     .iter()
                     .any(|c| k.eq_ignore_ascii_case(c))
             })

@@ -18,6 +18,9 @@ const MAX_ANSWER: usize = 64 << 20;
 /// The header that marks a forwarded request (PVE's name).
 pub const DISABLE_PROXY: &str = "PVEDisableProxy";
 pub const CLIENT_IP: &str = "PVEClientIP";
+/// The headers that carry a caller's credentials (lower case): a token, a ticket cookie and its
+/// CSRF token, passed on as they came.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "csrfpreventiontoken"];
 
 pub struct Request {
     pub method: String,

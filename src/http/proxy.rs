@@ -9,22 +9,17 @@ use crate::api::ApiError;
 use crate::cluster::forward::{self, CLIENT_IP, DISABLE_PROXY, Request};
 use crate::state::AppState;
 
-/// The caller's headers the peer needs to judge the request as this node would (and the
-/// content type of its body).
-const PASSED_ON: &[&str] = &[
-    "authorization",
-    "cookie",
-    "csrfpreventiontoken",
-    "content-type",
-    "accept",
-    "x-isolib-pve-task",
-];
+/// Besides the credentials (`forward::CREDENTIAL_HEADERS`), the caller's headers the peer
+/// needs to judge the request as this node would, and the content type of its body.
+const PASSED_ON: &[&str] = &["content-type", "accept", "x-isolib-pve-task"];
 
 /// The caller's headers that go with a request passed on.
 pub fn credentials(req: &HttpRequest) -> Vec<(String, String)> {
     req.headers()
         .iter()
-        .filter(|(k, _)| PASSED_ON.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            forward::CREDENTIAL_HEADERS.contains(&k.as_str()) || PASSED_ON.contains(&k.as_str())
+        })
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect()
 }
