@@ -53,7 +53,17 @@ params!(PARAMS => Args {
         "isolib: also make the file present on these nodes (a list, or 'all'), each copied from a node that holds it: one fetch from the origin for the whole cluster.",
         &types::NODE_LIST
     ),
+    "connections" connections: Option<u32> = optional(
+        "isolib: connections this download may use at once, each fetching a segment, when the origin answers ranges (default: the daemon's 'connections' setting, 1 unless set).",
+        &CONNECTIONS
+    ),
 });
+
+static CONNECTIONS: crate::schema::Schema = crate::schema::Schema::Integer {
+    minimum: Some(1),
+    maximum: Some(16),
+    default: None,
+};
 
 static KEYRING_NAME_RE: crate::schema::Pattern =
     crate::schema::Pattern::new("^[A-Za-z0-9][A-Za-z0-9._-]*$");
@@ -126,6 +136,7 @@ async fn download_url(ctx: Ctx, params: Params) -> Result<Reply, ApiError> {
         verify_certificates: args.verify_certificates,
         check,
         retry: ctx.state.config().retry.clone(),
+        connections: args.connections,
         ..DownloadPlan::new(
             args.url,
             dir.join(&filename),

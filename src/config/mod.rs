@@ -265,6 +265,7 @@ impl Config {
             max_size: raw.max_size,
             bwlimit: kib(raw.bwlimit),
             bwlimit_total: kib(raw.bwlimit_total),
+            connections: within("connections", raw.connections.unwrap_or(1), 1..=16, "")?,
         };
         let default_retention = Retention::default();
         let retention = Retention {
@@ -626,6 +627,15 @@ mod tests {
             Config::resolve(bad).expect_err("negative").to_string(),
             "invalid partial-keep-hours '-1': expected 0 to 100000 hours"
         );
+        let bad: RawConfig = toml::from_str("connections = 17").expect("toml");
+        assert_eq!(
+            Config::resolve(bad).expect_err("too many").to_string(),
+            "invalid connections '17': expected 1 to 16"
+        );
+        let four: RawConfig = toml::from_str("connections = 4").expect("toml");
+        assert_eq!(Config::resolve(four).expect("valid").limits.connections, 4);
+        let default = Config::resolve(RawConfig::default()).expect("valid");
+        assert_eq!(default.limits.connections, 1, "PVE's one connection");
     }
 
     #[test]

@@ -86,6 +86,9 @@ layered! {
         /// KiB/s for all downloads together [default: no limit]
         #[arg(long)]
         pub bwlimit_total: Option<u64>,
+        /// Connections one download may use at once (1-16), each fetching a segment, for an origin that answers ranges [default: 1, as PVE]
+        #[arg(long)]
+        pub connections: Option<u32>,
         /// Finished tasks whose logs are kept [default: 10000]
         #[arg(long)]
         pub task_log_keep: Option<usize>,

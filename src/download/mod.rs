@@ -23,6 +23,8 @@ mod ratelimit;
 mod resolve;
 mod resume;
 mod retry;
+mod segment_writer;
+mod segmented;
 mod staging;
 mod transfer;
 pub mod url_policy;
@@ -87,6 +89,8 @@ pub struct DownloadPlan {
     pub replace: bool,
     /// The checksum file `checksum` came from (download-url's `checksum-url`).
     pub checksum_source: Option<crate::upstream::ChecksumSource>,
+    /// Connections this download may use at once, instead of the configured number.
+    pub connections: Option<u32>,
 }
 
 impl DownloadPlan {
@@ -117,6 +121,7 @@ impl DownloadPlan {
             expect_sha256: None,
             replace: false,
             checksum_source: None,
+            connections: None,
         }
     }
 }
@@ -132,6 +137,8 @@ pub struct Limits {
     pub bwlimit: Option<u64>,
     /// Bytes per second for all transfers together.
     pub bwlimit_total: Option<u64>,
+    /// Connections one download may use at once, for an origin that answers ranges.
+    pub connections: u32,
 }
 
 impl Default for Limits {
@@ -141,6 +148,7 @@ impl Default for Limits {
             max_size: None,
             bwlimit: None,
             bwlimit_total: None,
+            connections: 1,
         }
     }
 }

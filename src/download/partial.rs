@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::inflight::{Inflight, Needs};
+use super::segment_writer::SegmentState;
 use super::{Checksum, DownloadPlan};
 
 /// The state's `format`; a state of another format is not understood and treated as garbage.
@@ -52,6 +53,10 @@ pub struct PartialState {
     pub verify_certificates: bool,
     /// Leading bytes of `.part` that were fdatasynced before this state was written.
     pub synced: u64,
+    /// A download over several connections: its segments, each with its leading bytes that
+    /// were fdatasynced before this state was written (segmented.rs). Empty for one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentState>,
     /// The kernel's boot id when this was written. Within one boot a crash of the daemon loses
     /// nothing the kernel already has, so the whole length of `.part` is good; after a reboot
     /// only `synced` is.
@@ -85,6 +90,7 @@ impl PartialState {
             compression: None,
             verify_certificates: false,
             synced: 0,
+            segments: Vec::new(),
             boot_id: boot_id(),
         }
     }
@@ -117,6 +123,12 @@ impl PartialState {
 
     /// How many leading bytes of a `.part` file of `len` bytes hold the download.
     pub fn usable(&self, len: u64) -> u64 {
+        if !self.segments.is_empty() {
+            // The file has its full length from the start, with gaps between the segments:
+            // only what was synced counts.
+            let prefix = super::segment_writer::prefix(&self.segments, |i| self.segments[i].synced);
+            return prefix.min(len);
+        }
         let same_boot = self.boot_id.is_some() && self.boot_id == boot_id();
         if same_boot { len } else { self.synced.min(len) }
     }

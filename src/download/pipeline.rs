@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use super::Compression;
 use super::checksum::{Algorithm, Hasher};
 use super::decompress::Output;
+use super::segment_writer::{self, Counters, Ordered, Piece, SegmentState};
 use crate::catalog::{Observed, Observer};
 
 /// Chunks in flight between the network and the disk. reqwest yields chunks of up to a few
@@ -94,13 +95,15 @@ pub enum SinkError {
 }
 
 pub struct Sink {
-    tx: mpsc::Sender<Bytes>,
-    thread: JoinHandle<Result<Finished, SinkError>>,
+    tx: mpsc::Sender<Piece>,
+    thread: Writer,
     synced: Arc<AtomicU64>,
     /// Leading bytes of the file the writer has written (in the page cache at least).
     written: Arc<AtomicU64>,
     /// Set by `abort`: the bytes are about to be thrown away, so they are not synced.
     abandoned: Arc<AtomicBool>,
+    /// A segmented download's progress per segment.
+    segments: Option<Arc<Counters>>,
 }
 
 impl Sink {
@@ -129,7 +132,7 @@ impl Sink {
         let mut out = Output::new(file, compression, observer)?;
         let synced = Arc::new(AtomicU64::new(offset));
         let published = synced.clone();
-        let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let (tx, mut rx) = mpsc::channel::<Piece>(CHANNEL_DEPTH);
         let decoding = compression.is_some();
         let classify = move |e: io::Error| {
             // A decoder reports bad input as InvalidInput/InvalidData/Other; the file itself
@@ -147,40 +150,89 @@ impl Sink {
         let checkpoints = out.raw_file().is_some().then(|| Checkpoints {
             written: written.clone(),
             synced: published,
+            segments: None,
         });
         let syncer = Syncer::start(syncer_file, checkpoints)?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let abandon = abandoned.clone();
-        let thread = std::thread::Builder::new()
-            .name("isolib-writer".into())
-            .spawn(move || {
-                let mut hasher = hasher;
-                let mut accepted = offset;
-                while let Some(chunk) = rx.blocking_recv() {
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&chunk);
-                    }
-                    out.write_all(&chunk).map_err(classify)?;
-                    accepted += chunk.len() as u64;
-                    // Only what left the buffer is in the file for the syncer to make durable.
-                    written.store(accepted - out.buffered() as u64, Ordering::Release);
+        let thread = spawn_writer(move || {
+            let mut hasher = hasher;
+            let mut accepted = offset;
+            while let Some(Piece { bytes: chunk, .. }) = rx.blocking_recv() {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
                 }
-                syncer.stop();
-                let (file, observed) = out.finish().map_err(classify)?;
-                written.store(accepted, Ordering::Release);
-                if !abandon.load(Ordering::Acquire) {
-                    file.sync_all().map_err(SinkError::Write)?;
-                    release_cache(&file, 0, 0);
-                }
-                Ok(Finished::new(hasher, algorithm, observed, file))
-            })?;
+                out.write_all(&chunk).map_err(classify)?;
+                accepted += chunk.len() as u64;
+                // Only what left the buffer is in the file for the syncer to make durable.
+                written.store(accepted - out.buffered() as u64, Ordering::Release);
+            }
+            syncer.stop();
+            let (file, observed) = out.finish().map_err(classify)?;
+            written.store(accepted, Ordering::Release);
+            close(file, &abandon, hasher, algorithm, observed)
+        })?;
         Ok(Sink {
             tx,
             thread,
             synced,
             written: in_file,
             abandoned,
+            segments: None,
         })
+    }
+
+    /// A sink for the bytes of several connections, each fetching one of `segments` into its
+    /// place (segment_writer.rs). The file holds `segments[i].synced` bytes of each already,
+    /// of which the leading `front` were fed to `hasher` and `observer`.
+    pub fn segmented(
+        file: File,
+        algorithm: Option<Algorithm>,
+        hasher: Option<Hasher>,
+        observer: Observer,
+        segments: &[SegmentState],
+        front: u64,
+    ) -> io::Result<Sink> {
+        let counters = Arc::new(Counters::new(segments));
+        let written = Arc::new(AtomicU64::new(front));
+        let synced = Arc::new(AtomicU64::new(front));
+        let syncer = Syncer::start(
+            file.try_clone()?,
+            Some(Checkpoints {
+                written: written.clone(),
+                synced: synced.clone(),
+                segments: Some(counters.clone()),
+            }),
+        )?;
+        let (tx, rx) = mpsc::channel::<Piece>(CHANNEL_DEPTH);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let (abandon, shared, front) = (abandoned.clone(), counters.clone(), written.clone());
+        let thread = spawn_writer(move || {
+            let ordered = Ordered { hasher, observer };
+            let gone = || abandon.load(Ordering::Acquire);
+            let result = segment_writer::run(rx, &file, &shared, &front, ordered, gone);
+            syncer.stop();
+            let (hasher, observed) = result.map_err(SinkError::Write)?;
+            close(file, &abandon, hasher, algorithm, observed)
+        })?;
+        Ok(Sink {
+            tx,
+            thread,
+            synced,
+            written,
+            abandoned,
+            segments: Some(counters),
+        })
+    }
+
+    /// The segments of a segmented download with the bytes written into each.
+    pub fn segments_written(&self) -> Option<Vec<SegmentState>> {
+        self.segments.as_ref().map(|c| c.current())
+    }
+
+    /// The segments of a segmented download as far as they are on disk for good.
+    pub fn segments(&self) -> Option<Vec<SegmentState>> {
+        self.segments.as_ref().map(|c| c.synced())
     }
 
     /// The writer's count of leading bytes in the file, as it goes.
@@ -196,7 +248,12 @@ impl Sink {
     /// Hands a chunk to the writer; fails when the writer has stopped (its error comes from
     /// `finish`).
     pub async fn send(&self, chunk: Bytes) -> bool {
-        self.tx.send(chunk).await.is_ok()
+        self.send_to(0, chunk).await
+    }
+
+    /// Hands the next bytes of `segment` to the writer of a segmented download.
+    pub async fn send_to(&self, segment: usize, bytes: Bytes) -> bool {
+        self.tx.send(Piece { segment, bytes }).await.is_ok()
     }
 
     /// Ends the stream for bytes that are dropped next (a restart from zero): waits for the
@@ -217,6 +274,32 @@ impl Sink {
     }
 }
 
+type Writer = JoinHandle<Result<Finished, SinkError>>;
+
+fn spawn_writer(
+    work: impl FnOnce() -> Result<Finished, SinkError> + Send + 'static,
+) -> io::Result<Writer> {
+    std::thread::Builder::new()
+        .name("isolib-writer".into())
+        .spawn(work)
+}
+
+/// The writer's last step: the file on disk for good and out of the page cache, unless its
+/// bytes are about to be thrown away.
+fn close(
+    file: File,
+    abandoned: &AtomicBool,
+    hasher: Option<Hasher>,
+    algorithm: Option<Algorithm>,
+    observed: Observed,
+) -> Result<Finished, SinkError> {
+    if !abandoned.load(Ordering::Acquire) {
+        file.sync_all().map_err(SinkError::Write)?;
+        release_cache(&file, 0, 0);
+    }
+    Ok(Finished::new(hasher, algorithm, observed, file))
+}
+
 /// Starts writeback of the bytes written so far every `KICK_BYTES` or `KICK` and, for an
 /// undecoded file, makes them durable every `CHECKPOINT`, through its own handle on the file.
 struct Syncer {
@@ -224,10 +307,12 @@ struct Syncer {
     thread: JoinHandle<()>,
 }
 
-/// The writer's count of bytes in the file, and the syncer's of those on disk for good.
+/// The writer's count of bytes in the file, and the syncer's of those on disk for good; for a
+/// segmented download also per segment.
 struct Checkpoints {
     written: Arc<AtomicU64>,
     synced: Arc<AtomicU64>,
+    segments: Option<Arc<Counters>>,
 }
 
 impl Syncer {
@@ -255,6 +340,10 @@ impl Syncer {
                 {
                     // Loaded before the sync: every byte counted here was written already.
                     let upto = upto(&checkpoints);
+                    let segments_done = checkpoints
+                        .as_ref()
+                        .and_then(|c| c.segments.as_ref())
+                        .map(|s| s.done());
                     // A decoded file is never resumed (its decoder's state is gone), so it has
                     // no checkpoints to make.
                     if let Some(c) = checkpoints
@@ -266,6 +355,9 @@ impl Syncer {
                             return;
                         }
                         c.synced.store(upto, Ordering::Release);
+                        if let (Some(s), Some(done)) = (&c.segments, segments_done) {
+                            s.publish_synced(done);
+                        }
                         release_cache(&file, 0, upto);
                         in_flight = None;
                         last_sync = Instant::now();
@@ -295,7 +387,7 @@ impl Syncer {
 /// Asks the kernel to start writing `len` bytes at `offset` (0: up to the end) to disk, without
 /// waiting for it. Only a hint: when it fails, the checkpoints and the final fsync still write
 /// everything.
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(super) fn start_writeback(file: &File, offset: u64, len: u64) {
     sync_range(file, offset, len, libc::SYNC_FILE_RANGE_WRITE);
 }
 

@@ -35,8 +35,17 @@ pub async fn start(
         lead.own_staging(found.group.tag());
         match pick_up(found, plan, compression).await {
             Ok(start) => {
-                if let Some((_, offset)) = &start.resume {
-                    log.line(&format!("resuming from {offset} bytes already on disk"));
+                let segments = &start.staged.state().segments;
+                match &start.resume {
+                    Some(_) if !segments.is_empty() => log.line(&format!(
+                        "resuming {} segments from {} bytes already on disk",
+                        segments.len(),
+                        segments.iter().map(|s| s.synced).sum::<u64>()
+                    )),
+                    Some((_, offset)) => {
+                        log.line(&format!("resuming from {offset} bytes already on disk"))
+                    }
+                    None => {}
                 }
                 return Ok(start);
             }
@@ -90,18 +99,24 @@ async fn pick_up(
             );
         }
     };
+    let segments = found.state.segments.clone();
     // A range that starts at the end is unsatisfiable (416); ask for the last byte again.
-    if let Some(len) = found.state.length.filter(|l| *l > 0) {
+    // Segments ask for their own ends.
+    if let Some(len) = found.state.length.filter(|l| *l > 0 && segments.is_empty()) {
         offset = offset.min(len - 1);
     }
-    if offset == 0 {
+    if offset == 0 && segments.iter().all(|s| s.synced == 0) {
         return refuse(found, "nothing of the earlier download is on disk".into());
     }
     // Dropping `staged` on any failure below removes the files.
     let staged = Staged::adopt(found);
     let algorithm = plan.checksum.as_ref().map(|c| c.algorithm);
     let iso = plan.content == "iso";
-    let file = staged.continue_at(offset);
+    let file = if segments.is_empty() {
+        staged.continue_at(offset)
+    } else {
+        staged.continue_segments()
+    };
     let hashed = tokio::task::spawn_blocking(move || {
         let mut file = file?;
         let mut hasher = user_hasher(algorithm, None);
@@ -133,7 +148,11 @@ async fn pick_up(
     .and_then(|r| r);
     let sink = hashed
         .and_then(|(file, hasher, observer)| {
-            Sink::continue_at(file, algorithm, hasher, observer, None, offset)
+            if segments.is_empty() {
+                Sink::continue_at(file, algorithm, hasher, observer, None, offset)
+            } else {
+                Sink::segmented(file, algorithm, hasher, observer, &segments, offset)
+            }
         })
         .map_err(|e| format!("cannot read the partial download on disk: {e}"))?;
     Ok(Start {

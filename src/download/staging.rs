@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::DownloadError;
 use super::partial::{self, Found, PartialState};
+use super::segment_writer::SegmentState;
 
 /// A temp-file tag owned by `node`: storages may be shared by several nodes, and each daemon
 /// collects only its own leftovers.
@@ -95,8 +96,28 @@ impl Staged {
         self.state.validator = validator;
         self.state.length = length;
         self.state.synced = 0;
+        self.state.segments = Vec::new();
         self.state.store(&self.state_path)?;
         Ok(file)
+    }
+
+    /// `start_over` for a download fetched in `segments` (segmented.rs), at its full length.
+    pub fn start_segments(
+        &mut self,
+        validator: Option<String>,
+        length: u64,
+        segments: Vec<SegmentState>,
+    ) -> io::Result<File> {
+        let file = self.start_over(validator, Some(length))?;
+        file.set_len(length)?;
+        self.state.segments = segments;
+        self.state.store(&self.state_path)?;
+        Ok(file)
+    }
+
+    /// Opens the temp file of a segmented download as it is: its segments go on in place.
+    pub fn continue_segments(&self) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(&self.part)
     }
 
     /// Opens the temp file cut to its first `offset` bytes, positioned at the start; reading
@@ -117,6 +138,12 @@ impl Staged {
                 self.state_path.display()
             );
         }
+    }
+
+    /// Records how far each segment (and the leading bytes without a gap) are on disk for good.
+    pub fn record_segments(&mut self, segments: Vec<SegmentState>, synced: u64) {
+        self.state.segments = segments;
+        self.record_synced(synced);
     }
 
     /// The data is already fsynced by the writer; rename, then make the rename durable. The

@@ -13,27 +13,33 @@ use reqwest::{Response, StatusCode};
 
 use super::error::describe_reqwest;
 use super::fetch::Fetcher;
-use super::pipeline::{Sink, SinkError};
+use super::pipeline::{Sink, SinkError, user_hasher};
 use super::progress::{self, Progress};
 use super::range::{self, Resume};
 use super::ratelimit::RateLimit;
 use super::retry;
+use super::segment_writer;
+use super::segmented;
 use super::staging::Staged;
 use super::url_policy::PolicyError;
 use super::{Compression, DownloadError, DownloadPlan, Engine, Limits, LogSink};
 
 /// How one attempt ended, when it did not deliver the whole body.
-enum Failure {
+pub(super) enum Failure {
     /// Worth another attempt; `after` is the origin's Retry-After.
     Transient {
         reason: String,
         after: Option<std::time::Duration>,
     },
+    /// An answer to a segment's request that is not a range of the version being fetched.
+    Unusable(String),
+    /// The writer stopped taking bytes; finishing the sink says why.
+    WriterGone,
     Fatal(DownloadError),
 }
 
 impl Failure {
-    fn transient(reason: String) -> Failure {
+    pub(super) fn transient(reason: String) -> Failure {
         Failure::Transient {
             reason,
             after: None,
@@ -71,6 +77,8 @@ pub struct Transfer<'a> {
     failures: u32,
     /// Where the accepted body came from, for the catalog.
     provenance: Provenance,
+    /// Connections a download may use at once (segmented.rs).
+    connections: u32,
 }
 
 /// Where the bytes came from, as the last answer that delivered some said.
@@ -128,6 +136,7 @@ impl<'a> Transfer<'a> {
             progress: Progress::new(None, Instant::now()),
             failures: 0,
             provenance: Provenance::default(),
+            connections: plan.connections.unwrap_or(engine.limits.connections),
         }
     }
 
@@ -136,9 +145,13 @@ impl<'a> Transfer<'a> {
     pub fn continue_after(mut self, sink: Sink, offset: u64) -> Transfer<'a> {
         self.total = self.staged.state().length;
         self.validator = self.staged.state().validator.clone();
-        self.received = offset;
+        // A segmented download has bytes after gaps too.
+        let on_disk = sink
+            .segments_written()
+            .map_or(offset, |s| s.iter().map(|s| s.synced).sum());
+        self.received = on_disk;
         self.sink = Some(sink);
-        self.progress = Progress::resumed(self.total, offset, Instant::now());
+        self.progress = Progress::resumed(self.total, on_disk, Instant::now());
         self
     }
 
@@ -149,12 +162,17 @@ impl<'a> Transfer<'a> {
                 Ok(()) => break,
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Transient { reason, after }) => self.back_off(reason, after).await?,
+                Err(Failure::Unusable(reason)) => self.back_off(reason, None).await?,
+                Err(Failure::WriterGone) => break,
             }
         }
         self.finish().await
     }
 
     async fn attempt(&mut self) -> Result<(), Failure> {
+        if self.sink.as_ref().is_some_and(|s| s.segments().is_some()) {
+            return self.fetch_segments(None).await;
+        }
         if self.received > 0 && self.validator.is_none() && self.plan.checksum.is_none() {
             // Nothing could tell a changed file from the old one: a resume might splice two
             // versions together, and no digest would notice.
@@ -167,8 +185,106 @@ impl<'a> Transfer<'a> {
         if self.accept(&resp).await? == Accepted::Complete {
             return Ok(());
         }
+        if self.sink.is_none() && self.connections > 1 {
+            let refused = match self.compression {
+                Some(_) => Some("a decompressing download is decoded in order".to_string()),
+                None => segmented::refusal(&resp, self.total, self.validator.as_deref()),
+            };
+            match refused {
+                None => {
+                    self.start_segments()?;
+                    return self.fetch_segments(Some(resp)).await;
+                }
+                Some(why) => {
+                    self.log.line(&format!("{why}; using one connection"));
+                    self.connections = 1;
+                }
+            }
+        }
         self.ensure_sink()?;
         self.stream(&mut resp).await
+    }
+
+    /// Cuts the file the first answer announced into segments, one per connection, and starts
+    /// their writer.
+    fn start_segments(&mut self) -> Result<(), Failure> {
+        let total = self.total.unwrap_or(0);
+        let segments = segment_writer::split(total, self.connections);
+        let path = self.staged.path().to_path_buf();
+        let create_err = |source| Failure::Fatal(DownloadError::CreateTemp { path, source });
+        let algorithm = self.plan.checksum.as_ref().map(|c| c.algorithm);
+        let observer = crate::catalog::Observer::new(self.plan.content == "iso");
+        let sink = self
+            .staged
+            .start_segments(self.validator.clone(), total, segments.clone())
+            .and_then(|file| {
+                let hasher = user_hasher(algorithm, None);
+                Sink::segmented(file, algorithm, hasher, observer, &segments, 0)
+            })
+            .map_err(create_err)?;
+        self.sink = Some(sink);
+        self.log.line(&format!(
+            "fetching {} segments over as many connections",
+            segments.len()
+        ));
+        Ok(())
+    }
+
+    /// Fetches what the segments still miss, recording their progress for a resume as it is
+    /// made durable.
+    async fn fetch_segments(&mut self, first: Option<Response>) -> Result<(), Failure> {
+        let (Some(sink), Some(total), Some(validator)) =
+            (self.sink.as_ref(), self.total, self.validator.as_deref())
+        else {
+            return Err(Failure::Fatal(DownloadError::Transfer(
+                "internal error: a segmented download without its length or version".into(),
+            )));
+        };
+        let segments = sink.segments_written().unwrap_or_default();
+        let connections = segmented::Connections {
+            plan: self.plan,
+            fetcher: &self.fetcher,
+            rates: &self.rates,
+            log: self.log,
+            validator,
+            total,
+            sink,
+            progress: std::sync::Mutex::new(std::mem::replace(
+                &mut self.progress,
+                Progress::new(None, Instant::now()),
+            )),
+        };
+        let staged = &mut *self.staged;
+        let result = {
+            let run = connections.run(&segments, first);
+            tokio::pin!(run);
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    _ = tick.tick() => record_segments(staged, sink),
+                }
+            }
+        };
+        record_segments(staged, sink);
+        self.progress = connections
+            .progress
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                self.received = total;
+                Ok(())
+            }
+            Err(segmented::Stopped::WriterGone) => Err(Failure::WriterGone),
+            Err(segmented::Stopped::Failed(e)) => Err(Failure::Fatal(e)),
+            Err(segmented::Stopped::Unusable(reason)) => {
+                self.log.line(&format!("{reason}; using one connection"));
+                self.connections = 1;
+                self.restart_from_zero().await;
+                Err(Failure::Unusable(reason))
+            }
+        }
     }
 
     /// Drops the bytes received so far; the next body is written from the start of the file.
@@ -181,37 +297,9 @@ impl<'a> Transfer<'a> {
     }
 
     async fn send(&self) -> Result<Response, Failure> {
-        let mut req = self
-            .fetcher
-            .download(self.plan.verify_certificates, &self.plan.url)
-            .map_err(|e| Failure::Fatal(DownloadError::Policy(e)))?;
-        if self.received > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={}-", self.received));
-            if let Some(v) = &self.validator {
-                req = req.header(reqwest::header::IF_RANGE, v.as_str());
-            }
-        }
-        // An origin that accepts and then says nothing is a stall like one that stops mid-body.
-        let stall = self.plan.retry.stall_timeout;
-        let Ok(sent) = tokio::time::timeout(stall, req.send()).await else {
-            return Err(Failure::transient(format!(
-                "no response received for {}s",
-                stall.as_secs()
-            )));
-        };
-        // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do not
-        // heal by waiting (wget gives up on them too); timeouts and drops may.
-        sent.map_err(|e| {
-            if let Some(p) = PolicyError::find(&e) {
-                return Failure::Fatal(DownloadError::Policy(p.clone()));
-            }
-            let reason = describe_reqwest(&e);
-            if (e.is_connect() && !e.is_timeout()) || e.is_redirect() {
-                Failure::Fatal(DownloadError::Transfer(reason))
-            } else {
-                Failure::transient(reason)
-            }
-        })
+        let range = format!("bytes={}-", self.received);
+        let range = (self.received > 0).then_some((range.as_str(), self.validator.as_deref()));
+        send_with_range(&self.fetcher, self.plan, range).await
     }
 
     /// Decides from the status whether the body continues the bytes already in, replaces them,
@@ -251,18 +339,7 @@ impl<'a> Transfer<'a> {
             }
         }
         if !status.is_success() || status == StatusCode::PARTIAL_CONTENT {
-            let reason = status.canonical_reason().unwrap_or("");
-            return Err(if retry::is_transient(status) {
-                Failure::Transient {
-                    reason: format!("HTTP {} {reason}", status.as_u16()),
-                    after: retry::retry_after(resp.headers()),
-                }
-            } else {
-                Failure::Fatal(DownloadError::Http {
-                    status: status.as_u16(),
-                    reason: reason.to_string(),
-                })
-            });
+            return Err(status_failure(resp));
         }
         self.accept_whole(resp)
     }
@@ -426,6 +503,70 @@ impl<'a> Transfer<'a> {
             observed: finished.observed,
             provenance: self.provenance,
         })
+    }
+}
+
+/// Sends the plan's request, with `Range` (and `If-Range` when there is a validator).
+pub(super) async fn send_with_range(
+    fetcher: &Fetcher,
+    plan: &DownloadPlan,
+    range: Option<(&str, Option<&str>)>,
+) -> Result<Response, Failure> {
+    let mut req = fetcher
+        .download(plan.verify_certificates, &plan.url)
+        .map_err(|e| Failure::Fatal(DownloadError::Policy(e)))?;
+    if let Some((range, validator)) = range {
+        req = req.header(reqwest::header::RANGE, range);
+        if let Some(v) = validator {
+            req = req.header(reqwest::header::IF_RANGE, v);
+        }
+    }
+    // An origin that accepts and then says nothing is a stall like one that stops mid-body.
+    let stall = plan.retry.stall_timeout;
+    let Ok(sent) = tokio::time::timeout(stall, req.send()).await else {
+        return Err(Failure::transient(format!(
+            "no response received for {}s",
+            stall.as_secs()
+        )));
+    };
+    // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do not
+    // heal by waiting (wget gives up on them too); timeouts and drops may.
+    sent.map_err(|e| {
+        if let Some(p) = PolicyError::find(&e) {
+            return Failure::Fatal(DownloadError::Policy(p.clone()));
+        }
+        let reason = describe_reqwest(&e);
+        if (e.is_connect() && !e.is_timeout()) || e.is_redirect() {
+            Failure::Fatal(DownloadError::Transfer(reason))
+        } else {
+            Failure::transient(reason)
+        }
+    })
+}
+
+/// An error status: worth another attempt when the origin is busy, else the end.
+pub(super) fn status_failure(resp: &Response) -> Failure {
+    let status = resp.status();
+    let reason = status.canonical_reason().unwrap_or("");
+    if retry::is_transient(status) {
+        Failure::Transient {
+            reason: format!("HTTP {} {reason}", status.as_u16()),
+            after: retry::retry_after(resp.headers()),
+        }
+    } else {
+        Failure::Fatal(DownloadError::Http {
+            status: status.as_u16(),
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// Records the segments as far as they are durable, when that changed.
+fn record_segments(staged: &mut Staged, sink: &Sink) {
+    if let Some(segments) = sink.segments()
+        && segments != staged.state().segments
+    {
+        staged.record_segments(segments, sink.synced());
     }
 }
 

@@ -164,6 +164,7 @@ error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 128; }}
 http {{
     access_log {tmp}/nginx-access.log;
+    log_format ranges '$uri $status "$http_range" "$http_if_range" $body_bytes_sent';
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -208,6 +209,17 @@ http {{
         location /slow/ {{
             alias {docroot}/files/;
             limit_rate 256k;
+        }}
+        # A mirror that limits each connection's rate, with one log line per request.
+        location /ranged/ {{
+            alias {docroot}/files/;
+            limit_rate 8m;
+            access_log {tmp}/ranges.log ranges;
+        }}
+        location /ranged-slow/ {{
+            alias {docroot}/files/;
+            limit_rate 512k;
+            access_log {tmp}/ranges.log ranges;
         }}
     }}
 }}

@@ -4,6 +4,9 @@ Paths (all serve files from one directory):
   /nohead405/<name>  HEAD -> 405; GET honours `Range: bytes=a-b` (206 + Content-Range) or sends the whole file
   /nohead501/<name>  HEAD -> 501; GET as above
   /chunked/<name>    HEAD and GET without Content-Length; GET body sent with Transfer-Encoding: chunked
+  /changing/<name>   the file changes after the first GET: that one gets the file with ETag "v1", every
+                     later one its bytes reversed with ETag "v2"; `Range` is honoured unless `If-Range`
+                     names the other version
 
 Binds 127.0.0.1 only; runs in a daemon thread; `stop()` shuts it down.
 """
@@ -72,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.requests.append(("GET", self.path, dict(self.headers)))
         mode, path = self._resolve()
-        if path is None or mode not in ("nohead405", "nohead501", "chunked"):
+        if path is None or mode not in ("nohead405", "nohead501", "chunked", "changing"):
             return self._not_found()
         with open(path, "rb") as f:
             data = f.read()
@@ -89,6 +92,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         total = len(data)
         rng = self.headers.get("Range")
+        extra = {}
+        if mode == "changing":
+            with self.server.lock:
+                first = path not in self.server.changed
+                self.server.changed.add(path)
+            etag = '"v1"' if first else '"v2"'
+            if not first:
+                data = data[::-1]
+            if self.headers.get("If-Range", etag) != etag:
+                rng = None
+            extra = {"ETag": etag}
         m = RANGE_RE.match(rng.strip()) if rng else None
         if m:
             start = int(m.group(1))
@@ -105,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, total))
             self.send_header("Content-Length", str(len(body)))
+            for k, v in extra.items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
             return
@@ -112,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(total))
         self.send_header("Accept-Ranges", "bytes")
+        for k, v in extra.items():
+            self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
 
@@ -123,6 +141,8 @@ class FaultOrigin:
         self.httpd.docroot = docroot
         self.httpd.requests = []
         self.httpd.log = []
+        self.httpd.changed = set()
+        self.httpd.lock = threading.Lock()
         self.port = self.httpd.server_address[1]
         self.base = "http://127.0.0.1:%d" % self.port
         self._thread = threading.Thread(

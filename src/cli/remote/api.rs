@@ -33,6 +33,8 @@ pub struct DownloadRequest {
     pub verify_certificates: bool,
     /// isolib's `nodes`: the other nodes that get a copy.
     pub nodes: Option<String>,
+    /// isolib's `connections`: segments fetched at once.
+    pub connections: Option<u8>,
 }
 
 impl DownloadRequest {
@@ -55,6 +57,9 @@ impl DownloadRequest {
         }
         if let Some(n) = &self.nodes {
             form.push(("nodes", n.clone()));
+        }
+        if let Some(n) = self.connections {
+            form.push(("connections", n.to_string()));
         }
         form
     }
@@ -246,6 +251,7 @@ mod tests {
             compression: Some(Compression::Gz),
             verify_certificates: false,
             nodes: None,
+            connections: Some(4),
         };
         let form = req.form();
         assert_eq!(
@@ -257,9 +263,11 @@ mod tests {
                 "checksum-algorithm",
                 "checksum",
                 "compression",
-                "verify-certificates"
+                "verify-certificates",
+                "connections"
             ]
         );
+        assert_eq!(form[7].1, "4");
         assert_eq!(form[6].1, "0");
     }
 }

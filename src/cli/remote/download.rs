@@ -33,6 +33,10 @@ pub struct DownloadArgs {
     /// origin for the whole cluster
     #[arg(long, value_name = "LIST")]
     pub nodes: Option<String>,
+    /// Fetch the image over this many connections at once, each a segment, when the origin
+    /// answers ranges [default: the daemon's setting]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub connections: Option<u8>,
     #[command(flatten)]
     pub conn: ConnectArgs,
 }
@@ -61,6 +65,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), ClientError> {
         compression,
         verify_certificates: !args.insecure_origin,
         nodes: args.nodes.clone(),
+        connections: args.connections,
     };
     let mut interrupt = follow::interrupt_handler()?;
     let upid = api::download_url(&conn, &req).await?;

@@ -1,0 +1,168 @@
+"""Segmented downloads (`connections`): several connections to a real nginx that limits each
+connection's rate, each fetching its segment into place; the digest still computed in one pass;
+every connection carrying the first answer's validator; per-segment resume after kill -9; a file
+that changes between the connections never spliced."""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import time
+
+from helpers import SUBDIR, wait_until
+
+MiB = 1024 * 1024
+STAGING = ".isolib-partial"
+LINE = re.compile(r'^(\S+) (\d+) "([^"]*)" "([^"]*)" (\d+)$')
+
+
+def ranges_log(origin, name):
+    """The nginx requests for `name` under the ranged locations: (status, range, if-range, bytes)."""
+    path = origin.tmp / "ranges.log"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        m = LINE.match(line)
+        if m and m.group(1).endswith("/" + name):
+            # nginx writes "-" for a missing header and escapes quotes as \x22.
+            rng, if_range = (v.replace("\\x22", '"') if v != "-" else "" for v in m.group(3, 4))
+            out.append((int(m.group(2)), rng, if_range, int(m.group(5))))
+    return out
+
+
+def etag_of(origin, path):
+    import requests
+
+    return requests.head(origin.url(path), timeout=10).headers["ETag"]
+
+
+def staging(daemon):
+    return daemon.storage_path() / STAGING
+
+
+def no_leftovers(daemon):
+    """Files in the storage's staging directory, and partial files anywhere in the storage."""
+    left = sorted(os.listdir(staging(daemon))) if staging(daemon).exists() else []
+    for root, _, files in os.walk(daemon.storage_path()):
+        left += [f for f in files if f.endswith((".part", ".tmp"))]
+    return left
+
+
+def download_ok(api, url, filename, connections=4):
+    """Downloads `url` over `connections`; the task's log lines, after it ended OK."""
+    upid, status = api.run_download(url=url, content="iso", filename=filename, connections=connections)
+    lines = api.log_lines(upid)
+    assert status["exitstatus"] == "OK", lines
+    return lines
+
+
+def test_four_connections_fetch_one_segment_each_and_verify_once(daemon, origin):
+    api = daemon.api()
+    name = "big.iso"
+    before = len(ranges_log(origin, name))
+    upid, status = api.run_download(
+        url=origin.url("/ranged/" + name), content="iso", filename="seg.iso", connections=4,
+        checksum=origin.digest(name, "sha256"), **{"checksum-algorithm": "sha256"})
+    lines = api.log_lines(upid)
+    assert status["exitstatus"] == "OK", lines
+    assert "fetching 4 segments over as many connections" in lines
+    assert lines.count("calculating checksum...OK, checksum verified") == 1
+    stored = daemon.storage_path() / SUBDIR["iso"] / "seg.iso"
+    assert stored.read_bytes() == origin.data(name)
+
+    seen = ranges_log(origin, name)[before:]
+    etag = etag_of(origin, "/ranged/" + name)
+    first = [r for r in seen if r[1] == ""]
+    assert len(first) == 1 and first[0][0] == 200, seen
+    parts = sorted((r for r in seen if r[1]), key=lambda r: int(r[1][6:].split("-")[0]))
+    assert len(parts) == 3, seen
+    size = len(origin.data(name))
+    segment = size // 4
+    # Each asks for exactly its segment, of the first answer's version.
+    assert [r[1] for r in parts] == [
+        "bytes=%d-%d" % (i * segment, (i + 1) * segment - 1) for i in (1, 2, 3)], parts
+    assert all(r[0] == 206 and r[2] == etag and r[3] == segment for r in parts), parts
+    assert no_leftovers(daemon) == []
+
+
+def test_one_connection_is_the_default(daemon, origin):
+    api = daemon.api()
+    name = "big.iso"
+    before = len(ranges_log(origin, name))
+    upid, status = api.run_download(url=origin.url("/ranged/" + name), content="iso", filename="one.iso")
+    assert status["exitstatus"] == "OK"
+    lines = api.log_lines(upid)
+    assert not any("segments" in line for line in lines), lines
+    assert [r[1] for r in ranges_log(origin, name)[before:]] == [""]
+
+
+def test_an_origin_without_ranges_gets_one_connection(daemon, origin):
+    """The fault origin's /chunked/ answers without a length: one connection, and the log says why."""
+    lines = download_ok(daemon.api(), origin.fault_url("/chunked/big.iso"), "chunked.iso")
+    assert "the origin does not announce byte ranges; using one connection" in lines
+    assert (daemon.storage_path() / SUBDIR["iso"] / "chunked.iso").read_bytes() == origin.data("big.iso")
+
+
+def test_connections_out_of_range_is_refused(daemon, origin):
+    api = daemon.api()
+    for bad in ("0", "17", "two"):
+        r = api.download_url(url=origin.file_url("small.iso"), content="iso", filename="x.iso", connections=bad)
+        assert r.status_code == 400, (bad, r.text)
+        assert "connections" in r.json()["errors"], r.text
+    assert not (daemon.storage_path() / SUBDIR["iso"] / "x.iso").exists()
+
+
+def test_a_file_that_changes_between_connections_is_never_spliced(daemon, origin):
+    """The first answer is version v1; the segments' requests carry If-Range "v1" and get the
+    whole of v2 instead: the download starts over with one connection and stores v2 whole."""
+    lines = download_ok(daemon.api(), origin.fault_url("/changing/big.iso"), "changing.iso")
+    assert "fetching 4 segments over as many connections" in lines
+    assert any(line.startswith('the file changed at the origin (validator "v2" instead of "v1")')
+               and line.endswith("; using one connection") for line in lines), lines
+    stored = (daemon.storage_path() / SUBDIR["iso"] / "changing.iso").read_bytes()
+    assert stored == origin.data("big.iso")[::-1]
+    asked = [{k.lower(): v for k, v in h.items()}.get("if-range")
+             for m, p, h in origin.fault.requests if p == "/changing/big.iso"]
+    assert asked.count('"v1"') == 3, asked
+    assert no_leftovers(daemon) == []
+
+
+def test_segments_resume_after_kill9(daemon, origin):
+    """Killed while four connections run at 512 KiB/s each: asked again, each segment goes on
+    from its own bytes on disk, as the resume state recorded them."""
+    api = daemon.api()
+    name = "big.iso"
+    url = origin.url("/ranged-slow/" + name)
+    upid = api.start_download(url=url, content="iso", filename="resumed.iso", connections=4)
+
+    def state():
+        for f in os.listdir(staging(daemon)) if staging(daemon).exists() else []:
+            if f.startswith("resumed.iso.") and f.endswith(".json"):
+                try:
+                    return json.loads((staging(daemon) / f).read_text())
+                except (OSError, ValueError):
+                    return None
+        return None
+
+    wait_until(lambda: (state() or {}).get("segments") and
+               sum(1 for s in state()["segments"] if s["synced"] > 0) >= 3,
+               timeout=30, what="three segments with synced bytes")
+    os.killpg(daemon.proc.pid, signal.SIGKILL)
+    daemon.proc.wait()
+    recorded = state()["segments"]
+    assert len(recorded) == 4 and all(s["synced"] < s["end"] - s["start"] for s in recorded), recorded
+    before = len(ranges_log(origin, name))
+    daemon.stop()
+    daemon.start()
+    assert api.status(upid)["exitstatus"] != "OK"
+    upid, status = api.run_download(url=url, content="iso", filename="resumed.iso", timeout=60)
+    lines = api.log_lines(upid)
+    assert status["exitstatus"] == "OK", lines
+    on_disk = sum(s["synced"] for s in recorded)
+    assert "resuming 4 segments from %d bytes already on disk" % on_disk in lines, lines
+    asked = sorted(r[1] for r in ranges_log(origin, name)[before:])
+    expected = sorted("bytes=%d-%d" % (s["start"] + s["synced"], s["end"] - 1) for s in recorded)
+    assert asked == expected, (asked, expected)
+    data = (daemon.storage_path() / SUBDIR["iso"] / "resumed.iso").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == origin.digest(name, "sha256")
+    assert no_leftovers(daemon) == []
