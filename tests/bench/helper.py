@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -48,11 +49,10 @@ def _req(port, method, path, body=None):
     return json.loads(data)["data"]
 
 
-def post(port, url, name, sha, compression=""):
+def post(port, url, name, sha, **extra):
     params = {"url": url, "content": "iso", "filename": name,
               "checksum-algorithm": "sha256", "checksum": sha}
-    if compression:
-        params["compression"] = compression
+    params.update(extra)
     return _req(port, "POST", "/nodes/%s/storage/local/download-url" % NODE, params)
 
 
@@ -86,7 +86,8 @@ def meminfo_kib(key):
     return 0
 
 
-def cmd_one(port, url, name, sha, pid, compression=""):
+def cmd_one(port, url, name, sha, pid, *extra):
+    """One download; `extra` are more download-url parameters as KEY=VALUE."""
     pid = int(pid)
     peak = [proc_kib(pid, "VmRSS")]
     dirty = [meminfo_kib("Dirty")]
@@ -101,7 +102,7 @@ def cmd_one(port, url, name, sha, pid, compression=""):
     t = threading.Thread(target=sample, daemon=True)
     t.start()
     start = time.monotonic()
-    upid = post(port, url, name, sha, compression)
+    upid = post(port, url, name, sha, **dict(e.split("=", 1) for e in extra))
     status = wait(port, upid)
     secs = time.monotonic() - start
     done.set()
@@ -371,8 +372,24 @@ def cmd_spool(port, directory):
     http.server.HTTPServer(("127.0.0.1", port), Spool).serve_forever()
 
 
+def dirty_during(*cmd):
+    """Runs `cmd`; its seconds and the peak of Dirty in /proc/meminfo meanwhile."""
+    dirty = [meminfo_kib("Dirty")]
+    start = time.monotonic()
+    p = subprocess.Popen(cmd)
+    while p.poll() is None:
+        dirty[0] = max(dirty[0], meminfo_kib("Dirty"))
+        time.sleep(0.05)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed with %s" % (cmd, p.returncode))
+    return {"seconds": time.monotonic() - start, "dirty_peak_kib": dirty[0]}
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "dirty-during":
+        print(json.dumps(dirty_during(*args)))
+        return
     fn = {"one": cmd_one, "many": cmd_many, "same": cmd_same, "cut": cmd_cut,
           "upload": cmd_upload, "spool": cmd_spool}[cmd]
     port = int(args[0])
