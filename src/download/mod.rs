@@ -4,6 +4,7 @@
 //! It knows neither actix nor the API: a plan in, log lines out, a typed error at the end.
 
 mod checksum;
+mod claim;
 pub mod content_check;
 mod decompress;
 #[cfg(test)]
@@ -14,12 +15,14 @@ mod growing;
 mod image_refs;
 mod inflight;
 pub mod metadata;
+mod origin;
 mod partial;
 mod peer_copy;
 mod pipeline;
 mod progress;
 mod range;
 mod ratelimit;
+mod record;
 mod resolve;
 mod resume;
 mod retry;
@@ -35,7 +38,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{self, Lookup};
+use crate::catalog;
 use crate::file_cache::FileCache;
 
 pub use crate::pve::content::Compression;
@@ -51,10 +54,11 @@ pub use retry::RetryPolicy;
 pub use staging::new_tag;
 pub use url_policy::{PolicyError, Rule, RuleError, UrlPolicy};
 
-use inflight::{Entry, Inflight, LeadGuard, Outcome, RequestKey};
+use claim::{Want, same_source};
+use inflight::{Inflight, LeadGuard, RequestKey};
 use ratelimit::RateLimit;
-use transfer::{Delivered, Transfer};
-use writer_lock::{Attempt, WriterLock};
+use record::publish_recorded;
+use transfer::Transfer;
 
 /// Where task-log lines go; the engine does not know it runs inside a task.
 pub trait LogSink: Send + Sync {
@@ -272,118 +276,6 @@ impl Engine {
         result
     }
 
-    /// Makes this task the one writer of `want.dest`, among this daemon's tasks and then among
-    /// the daemons that share its storage, and gives it a transfer slot. `None` when the work
-    /// is done without it: it joined a running transfer of the same request, or another daemon
-    /// wrote what this request asks for while this one waited.
-    async fn claim(
-        &self,
-        want: Want<'_>,
-        task: &str,
-        log: &dyn LogSink,
-        cancel: &CancellationToken,
-    ) -> Result<Option<Claim>, DownloadError> {
-        let lead = loop {
-            let (done, joined) = match self.inflight.enter(want.dest, &want.key, task) {
-                Entry::Lead(guard) => break guard,
-                Entry::Join { task, done } => {
-                    log.line(&format!(
-                        "task {task} is downloading the same file; joining it"
-                    ));
-                    (done, true)
-                }
-                Entry::Wait { task, done } => {
-                    log.line(&format!(
-                        "waiting for task {task}, which is downloading to the same file"
-                    ));
-                    (done, false)
-                }
-            };
-            let outcome = tokio::select! {
-                o = done.outcome() => o,
-                _ = cancel.cancelled() => return Err(DownloadError::Interrupted),
-            };
-            match (joined, outcome) {
-                (true, Outcome::Ok) => {
-                    log.line(&want.finished);
-                    return Ok(None);
-                }
-                (true, Outcome::Failed(text)) => return Err(DownloadError::Joined(text)),
-                // A stopped leader says nothing about this request; a different request goes
-                // on once the target is free and meets whatever is there now.
-                _ => continue,
-            }
-        };
-        // A target that is there is met, not written (unless replaced): nothing to lock.
-        if want.dest.is_file() && !want.replace {
-            let slot = self.slot(log, cancel).await?;
-            return Ok(Some(Claim {
-                lead,
-                slot,
-                _lock: None,
-            }));
-        }
-        let lock_path = WriterLock::path(want.staging_dir, want.dest);
-        let mut waited = false;
-        let lock = loop {
-            let (path, holder) = (lock_path.clone(), format!("task {task}"));
-            let attempt =
-                tokio::task::spawn_blocking(move || WriterLock::try_acquire(&path, &holder))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r)
-                    .map_err(|source| DownloadError::CreateTemp {
-                        path: lock_path.clone(),
-                        source,
-                    })?;
-            match attempt {
-                Attempt::Locked(lock) => break lock,
-                Attempt::Held { by } => {
-                    if !waited {
-                        log.line(&format!(
-                            "waiting for {by}, which is writing the same file on a storage this node shares"
-                        ));
-                        waited = true;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        () = cancel.cancelled() => return Err(DownloadError::Interrupted),
-                    }
-                }
-            }
-        };
-        // Written by another daemon since this task looked (whether or not it had to wait).
-        if !want.replace && want.dest.is_file() && (want.same_request)() {
-            log.line(&want.finished);
-            lead.finish(Outcome::Ok);
-            return Ok(None);
-        }
-        let slot = self.slot(log, cancel).await?;
-        Ok(Some(Claim {
-            lead,
-            slot,
-            _lock: Some(lock),
-        }))
-    }
-
-    async fn slot(
-        &self,
-        log: &dyn LogSink,
-        cancel: &CancellationToken,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, DownloadError> {
-        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return Ok(slot);
-        }
-        log.line(&format!(
-            "waiting for a free transfer slot ({} transfers running, max-transfers)",
-            self.limits.max_transfers
-        ));
-        tokio::select! {
-            s = self.slots.clone().acquire_owned() => s.map_err(|_| DownloadError::Interrupted),
-            _ = cancel.cancelled() => Err(DownloadError::Interrupted),
-        }
-    }
-
     async fn lead(
         &self,
         plan: &DownloadPlan,
@@ -444,134 +336,6 @@ impl Engine {
         ));
         Ok(())
     }
-}
-
-impl Engine {
-    /// Writes the catalog record of the verified temp file `staged`, under `plan.dest`'s name.
-    async fn record(
-        &self,
-        plan: &DownloadPlan,
-        task: &str,
-        delivered: Delivered,
-        image: Option<catalog::ImageInfo>,
-        staged: &Path,
-    ) -> std::io::Result<()> {
-        let name = plan
-            .dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let source = catalog::Source {
-            origin: catalog::Origin::Download,
-            url: Some(plan.url.clone()),
-            compression: plan.compression.clone().filter(|c| !c.is_empty()),
-            checksum_url: plan.checksum_source.as_ref().map(|c| c.url.clone()),
-            checksum_file_sha256: plan.checksum_source.as_ref().map(|c| c.sha256.clone()),
-            checksum_signer: plan.checksum_source.as_ref().and_then(|c| c.signer.clone()),
-            final_url: delivered.provenance.final_url,
-            etag: delivered.provenance.etag,
-            last_modified: delivered.provenance.last_modified,
-            upid: Some(task.to_owned()),
-            user: Some(plan.user.clone()),
-            time: chrono::Utc::now().timestamp(),
-        };
-        let checksum = plan.checksum.as_ref().map(|c| catalog::UserChecksum {
-            algorithm: c.algorithm.name().to_owned(),
-            value: c.expected.to_ascii_lowercase(),
-        });
-        let (dest, staged) = (plan.dest.clone(), staged.to_path_buf());
-        let (content, osinfo_dir) = (plan.content.clone(), self.osinfo_dir.clone());
-        let repaired = plan.replace.then(|| catalog::Verification {
-            state: catalog::VerifyState::Ok,
-            time: chrono::Utc::now().timestamp(),
-            upid: Some(task.to_owned()),
-        });
-        tokio::task::spawn_blocking(move || {
-            let stamp = catalog::Stamp::of(&std::fs::metadata(&staged)?);
-            let facts = catalog::facts(
-                delivered.observed,
-                stamp,
-                &content,
-                &name,
-                image,
-                &osinfo_dir,
-            );
-            let mut record = catalog::Record::new(facts, source);
-            record.checksum = checksum;
-            record.verification = repaired;
-            // What the user set on the volume this one replaces (a repair) stays.
-            if let Ok(Lookup::Fresh(old) | Lookup::Stale(old)) = catalog::store::load(&dest) {
-                record.keep_attributes(old);
-            }
-            catalog::store::save(&dest, &record)
-        })
-        .await
-        .map_err(std::io::Error::other)?
-    }
-}
-
-/// Puts the verified temp file under its name once its record is written: the file is never
-/// listed without it. A record that cannot be written costs only a re-hash later (the file
-/// is adopted), not the transfer.
-fn publish_recorded(
-    staged: staging::Staged,
-    dest: &Path,
-    recorded: std::io::Result<()>,
-    log: &dyn LogSink,
-) -> Result<(), DownloadError> {
-    if let Err(e) = recorded {
-        log.line(&format!("warning: unable to write the catalog record: {e}"));
-    }
-    if let Some(e) = staged.publish(dest)? {
-        log.line(&format!(
-            "warning: unable to sync the directory of '{}': {e}",
-            dest.display()
-        ));
-    }
-    Ok(())
-}
-
-/// What a task asks to become the one writer of.
-struct Want<'a> {
-    dest: &'a Path,
-    staging_dir: &'a Path,
-    key: RequestKey,
-    /// The file there is to be replaced, not met.
-    replace: bool,
-    /// The line that ends a task whose work another did.
-    finished: String,
-    /// Whether the file another daemon wrote meanwhile is what this request asks for.
-    same_request: &'a (dyn Fn() -> bool + Sync),
-}
-
-/// The right to write a target: the lead among this daemon's tasks, a transfer slot, and the
-/// lock among daemons.
-struct Claim {
-    lead: LeadGuard,
-    slot: tokio::sync::OwnedSemaphorePermit,
-    _lock: Option<WriterLock>,
-}
-
-impl Claim {
-    /// Ends the transfer: the slot and the lock are free, whoever joined learns how it ended.
-    fn release(self, result: &Result<(), DownloadError>) {
-        drop(self.slot);
-        self.lead.finish(match result {
-            Ok(()) => Outcome::Ok,
-            Err(DownloadError::Interrupted) => Outcome::Abandoned,
-            Err(e) => Outcome::Failed(e.to_string()),
-        });
-    }
-}
-
-/// The file at `plan.dest` came from the same request: its record names the same URL and
-/// decompression (a shared storage's other writer did this request's work).
-fn same_source(plan: &DownloadPlan) -> bool {
-    matches!(
-        catalog::store::load(&plan.dest),
-        Ok(Lookup::Fresh(r)) if r.source.url.as_deref() == Some(plan.url.as_str())
-            && r.source.compression == plan.compression.clone().filter(|c| !c.is_empty())
-    )
 }
 
 /// PVE's worker checks the compression before anything is printed (spec §1.5), then

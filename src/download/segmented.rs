@@ -15,12 +15,12 @@ use reqwest::header::ACCEPT_RANGES;
 
 use super::error::describe_reqwest;
 use super::fetch::Fetcher;
+use super::origin::{Failure, send_with_range, status_failure};
 use super::pipeline::Sink;
 use super::progress::Progress;
 use super::range::{self, Resume};
 use super::ratelimit::RateLimit;
 use super::segment_writer::{MIN_SEGMENT, SegmentState};
-use super::transfer::{Failure, send_with_range, status_failure};
 use super::{DownloadError, DownloadPlan, LogSink};
 
 /// Why a first answer is not split, when more than one connection was asked for.

@@ -1,9 +1,10 @@
 //! One transfer: the attempt loop of a download, from the first request to the fsynced temp file
-//! with its digest checked. An attempt sends the request (with `Range` + `If-Range` once bytes
-//! are in), reads the answer (go on, start over, or fail), and streams the body into the sink;
-//! a transient failure backs off and tries again (attempt.rs holds the policy). The resume
-//! state next to the temp file follows along: the origin's version whenever the file starts
-//! from zero, the bytes on disk for good whenever the writer has synced more.
+//! with its digest checked. An attempt sends the request (origin.rs: with `Range` + `If-Range`
+//! once bytes are in), reads the answer (go on, start over, or fail), and streams the body into
+//! the sink, or hands it to several connections (segmented.rs); a transient failure backs off
+//! and tries again (retry.rs holds the policy). The resume state next to the temp file follows
+//! along: the origin's version whenever the file starts from zero, the bytes on disk for good
+//! whenever the writer has synced more.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,39 +14,15 @@ use reqwest::{Response, StatusCode};
 
 use super::error::describe_reqwest;
 use super::fetch::Fetcher;
+use super::origin::{Failure, is_reset, send_with_range, status_failure};
 use super::pipeline::{Sink, SinkError, user_hasher};
 use super::progress::{self, Progress};
 use super::range::{self, Resume};
 use super::ratelimit::RateLimit;
-use super::retry;
 use super::segment_writer;
 use super::segmented;
 use super::staging::Staged;
-use super::url_policy::PolicyError;
 use super::{Compression, DownloadError, DownloadPlan, Engine, Limits, LogSink};
-
-/// How one attempt ended, when it did not deliver the whole body.
-pub(super) enum Failure {
-    /// Worth another attempt; `after` is the origin's Retry-After.
-    Transient {
-        reason: String,
-        after: Option<std::time::Duration>,
-    },
-    /// An answer to a segment's request that is not a range of the version being fetched.
-    Unusable(String),
-    /// The writer stopped taking bytes; finishing the sink says why.
-    WriterGone,
-    Fatal(DownloadError),
-}
-
-impl Failure {
-    pub(super) fn transient(reason: String) -> Failure {
-        Failure::Transient {
-            reason,
-            after: None,
-        }
-    }
-}
 
 #[derive(PartialEq)]
 enum Accepted {
@@ -506,61 +483,6 @@ impl<'a> Transfer<'a> {
     }
 }
 
-/// Sends the plan's request, with `Range` (and `If-Range` when there is a validator).
-pub(super) async fn send_with_range(
-    fetcher: &Fetcher,
-    plan: &DownloadPlan,
-    range: Option<(&str, Option<&str>)>,
-) -> Result<Response, Failure> {
-    let mut req = fetcher
-        .download(plan.verify_certificates, &plan.url)
-        .map_err(|e| Failure::Fatal(DownloadError::Policy(e)))?;
-    if let Some((range, validator)) = range {
-        req = req.header(reqwest::header::RANGE, range);
-        if let Some(v) = validator {
-            req = req.header(reqwest::header::IF_RANGE, v);
-        }
-    }
-    // An origin that accepts and then says nothing is a stall like one that stops mid-body.
-    let stall = plan.retry.stall_timeout;
-    let Ok(sent) = tokio::time::timeout(stall, req.send()).await else {
-        return Err(Failure::transient(format!(
-            "no response received for {}s",
-            stall.as_secs()
-        )));
-    };
-    // Refused connections, unknown hosts, failed TLS handshakes and redirect loops do not
-    // heal by waiting (wget gives up on them too); timeouts and drops may.
-    sent.map_err(|e| {
-        if let Some(p) = PolicyError::find(&e) {
-            return Failure::Fatal(DownloadError::Policy(p.clone()));
-        }
-        let reason = describe_reqwest(&e);
-        if (e.is_connect() && !e.is_timeout()) || e.is_redirect() {
-            Failure::Fatal(DownloadError::Transfer(reason))
-        } else {
-            Failure::transient(reason)
-        }
-    })
-}
-
-/// An error status: worth another attempt when the origin is busy, else the end.
-pub(super) fn status_failure(resp: &Response) -> Failure {
-    let status = resp.status();
-    let reason = status.canonical_reason().unwrap_or("");
-    if retry::is_transient(status) {
-        Failure::Transient {
-            reason: format!("HTTP {} {reason}", status.as_u16()),
-            after: retry::retry_after(resp.headers()),
-        }
-    } else {
-        Failure::Fatal(DownloadError::Http {
-            status: status.as_u16(),
-            reason: reason.to_string(),
-        })
-    }
-}
-
 /// Records the segments as far as they are durable, when that changed.
 fn record_segments(staged: &mut Staged, sink: &Sink) {
     if let Some(segments) = sink.segments()
@@ -568,18 +490,6 @@ fn record_segments(staged: &mut Staged, sink: &Sink) {
     {
         staged.record_segments(segments, sink.synced());
     }
-}
-
-/// The origin (or something between) reset the connection rather than closing it.
-fn is_reset(e: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionReset;
-        }
-        source = s.source();
-    }
-    false
 }
 
 fn check_size(limits: &Limits, bytes: u64) -> Result<(), Failure> {
