@@ -33,14 +33,16 @@ impl Failure {
     }
 }
 
-/// Sends the plan's request, with `Range` (and `If-Range` when there is a validator).
+/// Sends the plan's request to `url` (the plan's, or where it led), with `Range` (and
+/// `If-Range` when there is a validator).
 pub(super) async fn send_with_range(
     fetcher: &Fetcher,
     plan: &DownloadPlan,
+    url: &str,
     range: Option<(&str, Option<&str>)>,
 ) -> Result<Response, Failure> {
     let mut req = fetcher
-        .download(plan.verify_certificates, &plan.url)
+        .download(plan.verify_certificates, url)
         .map_err(|e| Failure::Fatal(DownloadError::Policy(e)))?;
     if let Some((range, validator)) = range {
         req = req.header(reqwest::header::RANGE, range);

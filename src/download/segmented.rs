@@ -56,6 +56,8 @@ pub enum Stopped {
 /// The connections of one segmented download.
 pub struct Connections<'a> {
     pub plan: &'a DownloadPlan,
+    /// Where the segments are asked for.
+    pub url: &'a str,
     pub fetcher: &'a Fetcher,
     pub rates: &'a [RateLimit],
     pub log: &'a dyn LogSink,
@@ -129,7 +131,7 @@ impl Connections<'_> {
     async fn request(&self, at: u64, end: u64) -> Result<Response, Failure> {
         let range = format!("bytes={at}-{}", end - 1);
         let asked = Some((range.as_str(), Some(self.validator)));
-        let resp = send_with_range(self.fetcher, self.plan, asked).await?;
+        let resp = send_with_range(self.fetcher, self.plan, self.url, asked).await?;
         match range::judge_resume(
             at,
             Some(self.validator),
@@ -138,7 +140,14 @@ impl Connections<'_> {
             resp.headers(),
         ) {
             Resume::Continue => Ok(resp),
-            Resume::Status => Err(status_failure(&resp)),
+            Resume::Status => Err(match status_failure(&resp) {
+                // Where a redirect led may refuse a later request (a signed URL that expired):
+                // the plan's URL, asked again with one connection, may still answer.
+                Failure::Fatal(DownloadError::Http { status, .. }) if self.url != self.plan.url => {
+                    Failure::Unusable(format!("HTTP {status} for a segment from {}", self.url))
+                }
+                other => other,
+            }),
             Resume::Restart(reason) | Resume::Replace(reason) => Err(Failure::Unusable(reason)),
             Resume::Complete => Err(Failure::Unusable(format!(
                 "HTTP 416 for a range from byte {at}"

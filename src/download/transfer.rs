@@ -220,6 +220,13 @@ impl<'a> Transfer<'a> {
         let segments = sink.segments_written().unwrap_or_default();
         let connections = segmented::Connections {
             plan: self.plan,
+            // Every connection asks where the first answer came from: a mirror redirector
+            // could send each to another mirror. A resumed download asks again.
+            url: self
+                .provenance
+                .final_url
+                .as_deref()
+                .unwrap_or(&self.plan.url),
             fetcher: &self.fetcher,
             rates: &self.rates,
             log: self.log,
@@ -276,7 +283,7 @@ impl<'a> Transfer<'a> {
     async fn send(&self) -> Result<Response, Failure> {
         let range = format!("bytes={}-", self.received);
         let range = (self.received > 0).then_some((range.as_str(), self.validator.as_deref()));
-        send_with_range(&self.fetcher, self.plan, range).await
+        send_with_range(&self.fetcher, self.plan, &self.plan.url, range).await
     }
 
     /// Decides from the status whether the body continues the bytes already in, replaces them,

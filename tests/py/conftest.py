@@ -216,6 +216,7 @@ http {{
             limit_rate 8m;
             access_log {tmp}/ranges.log ranges;
         }}
+        location ~ ^/ranged-redirect/(.+)$ {{ return 302 /ranged/$1; }}
         location /ranged-slow/ {{
             alias {docroot}/files/;
             limit_rate 512k;

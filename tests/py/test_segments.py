@@ -85,6 +85,24 @@ def test_four_connections_fetch_one_segment_each_and_verify_once(daemon, origin)
     assert no_leftovers(daemon) == []
 
 
+def test_connections_ask_where_the_redirect_led(daemon, origin):
+    """A mirror redirector could send each connection elsewhere: the segments are asked for at
+    the first answer's URL, and the redirect is followed once."""
+    name = "big.iso"
+    before = len(ranges_log(origin, name))
+    access = origin.tmp / "nginx-access.log"
+    redirects = lambda: access.read_text().count("GET /ranged-redirect/%s " % name)  # noqa: E731
+    hops = redirects()
+    lines = download_ok(daemon.api(), origin.url("/ranged-redirect/" + name), "redirected.iso")
+    assert "fetching 4 segments over as many connections" in lines
+    seen = ranges_log(origin, name)[before:]
+    assert sorted(r[0] for r in seen) == [200, 206, 206, 206], seen
+    wait_until(lambda: redirects() > hops, timeout=10, what="nginx's access log line")
+    assert redirects() == hops + 1
+    stored = daemon.storage_path() / SUBDIR["iso"] / "redirected.iso"
+    assert stored.read_bytes() == origin.data(name)
+
+
 def test_one_connection_is_the_default(daemon, origin):
     api = daemon.api()
     name = "big.iso"
