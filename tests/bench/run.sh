@@ -252,6 +252,10 @@ T_NET=$(since "$s")
 s=$EPOCHREALTIME
 openssl dgst -sha256 "$FILE" >/dev/null
 T_HASH=$(since "$s")
+# Both at once on the same cores, as a download must: no disk at all.
+s=$EPOCHREALTIME
+curl -s "$BASE/both.iso" | openssl dgst -sha256 >/dev/null
+T_BOTH=$(since "$s")
 s=$EPOCHREALTIME
 dd if=/dev/zero of="$OUT/direct.img" bs=4M count=$(( (SIZE_MIB + 3) / 4 )) oflag=direct status=none
 T_DIRECT=$(since "$s")
@@ -368,6 +372,7 @@ T_PVE_THIRD=$(calc "$T_PVE / 3" 3)
 SP_ARIA=$(calc "$T_ARIA / $T_ISOLIB")
 SP_PIPE=$(calc "$T_PIPE / $T_ISOLIB")
 R_PHYS=$(calc "$T_ISOLIB / $T_PHYS")
+R_BOTH=$(calc "$T_ISOLIB / $T_BOTH")
 R_CONC=$(calc "$AGG_ISO / $AGG_CURL")
 
 cat <<EOF
@@ -391,6 +396,7 @@ Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Outputs deleted and \`sync\` run between
 | · hash: \`openssl dgst -sha256 FILE\` | ${T_HASH} s | | | |
 | · disk: \`dd bs=4M oflag=direct\` | ${T_DIRECT} s | | | |
 | (reference, not in the limit: \`dd bs=4M conv=fsync\`, buffered then one fsync) | ${T_DISK} s | | | |
+| (reference: network and hash at once, \`curl -s URL \| openssl dgst -sha256\`, nothing written) | ${T_BOTH} s | isolib at ${R_BOTH}x | (reported) | — |
 | isolib peak RSS during its transfer (max of VmRSS every 0.1 s = ${RSS_POLL_MIB}, VmHWM = ${RSS_HWM_MIB}) | ${RSS_MIB} MiB | | < 64 MiB | $(yn "$RSS_MIB < 64") |
 | page cache the finished download leaves of its file (fincore RES / size, max of the runs) | ${CACHED_PCT} % | | ≤ 5 % | $(yn "$CACHED_PCT <= 5") |
 | peak \`Dirty\` in /proc/meminfo during the download (every 0.05 s, whole machine) | ${DIRTY_MIB} MiB | | ≤ 64 MiB | $(yn "$DIRTY_MIB <= 64") |

@@ -8,11 +8,11 @@ import json
 import os
 import re
 import signal
-import time
 
+import pytest
+from conftest import _daemon_fixture
 from helpers import SUBDIR, wait_until
 
-MiB = 1024 * 1024
 STAGING = ".isolib-partial"
 LINE = re.compile(r'^(\S+) (\d+) "([^"]*)" "([^"]*)" (\d+)$')
 
@@ -50,7 +50,8 @@ def no_leftovers(daemon):
 
 def download_ok(api, url, filename, connections=4):
     """Downloads `url` over `connections`; the task's log lines, after it ended OK."""
-    upid, status = api.run_download(url=url, content="iso", filename=filename, connections=connections)
+    extra = {} if connections is None else {"connections": connections}
+    upid, status = api.run_download(url=url, content="iso", filename=filename, **extra)
     lines = api.log_lines(upid)
     assert status["exitstatus"] == "OK", lines
     return lines
@@ -112,6 +113,27 @@ def test_one_connection_is_the_default(daemon, origin):
     lines = api.log_lines(upid)
     assert not any("segments" in line for line in lines), lines
     assert [r[1] for r in ranges_log(origin, name)[before:]] == [""]
+
+
+@pytest.fixture
+def four_daemon(request):
+    """A daemon whose `connections` setting is 4."""
+    def prepare(d):
+        with open(d.config, "a") as f:
+            f.write("connections = 4\n")
+    yield from _daemon_fixture(request, "isolib-seg-", prepare)
+
+
+def test_the_connections_setting_is_the_default_a_request_can_lower(four_daemon, origin):
+    name = "big.iso"
+    api = four_daemon.api()
+    before = len(ranges_log(origin, name))
+    lines = download_ok(api, origin.url("/ranged/" + name), "setting.iso", connections=None)
+    assert "fetching 4 segments over as many connections" in lines
+    assert len(ranges_log(origin, name)) - before == 4
+    lines = download_ok(api, origin.url("/ranged/" + name), "one.iso", connections=1)
+    assert not any("segments" in line for line in lines), lines
+    assert len(ranges_log(origin, name)) - before == 5
 
 
 def test_an_origin_without_ranges_gets_one_connection(daemon, origin):
