@@ -230,6 +230,12 @@ impl Sink {
         self.segments.as_ref().map(|c| c.current())
     }
 
+    /// Ends segment `i` of a segmented download at `at`; the rest becomes a new segment, whose
+    /// index is returned. Nothing of segment `i` may have been sent past `at`.
+    pub fn split(&self, i: usize, at: u64) -> Option<usize> {
+        self.segments.as_ref()?.split(i, at)
+    }
+
     /// The segments of a segmented download as far as they are on disk for good.
     pub fn segments(&self) -> Option<Vec<SegmentState>> {
         self.segments.as_ref().map(|c| c.synced())
@@ -340,23 +346,20 @@ impl Syncer {
                 {
                     // Loaded before the sync: every byte counted here was written already.
                     let upto = upto(&checkpoints);
-                    let segments_done = checkpoints
-                        .as_ref()
-                        .and_then(|c| c.segments.as_ref())
-                        .map(|s| s.done());
                     // A decoded file is never resumed (its decoder's state is gone), so it has
                     // no checkpoints to make.
                     if let Some(c) = checkpoints
                         .as_ref()
                         .filter(|_| last_sync.elapsed() >= CHECKPOINT)
                     {
+                        let segments_now = c.segments.as_ref().map(|s| s.current());
                         if let Err(e) = file.sync_data() {
                             tracing::warn!("periodic sync of a partial download failed: {e}");
                             return;
                         }
                         c.synced.store(upto, Ordering::Release);
-                        if let (Some(s), Some(done)) = (&c.segments, segments_done) {
-                            s.publish_synced(done);
+                        if let (Some(s), Some(now)) = (&c.segments, segments_now) {
+                            s.publish_synced(now);
                         }
                         release_cache(&file, 0, upto);
                         in_flight = None;

@@ -53,8 +53,11 @@ pub fn split(total: u64, connections: u32) -> Vec<SegmentState> {
 
 /// Leading bytes of the file that the segments hold without a gap, by `done(i)`.
 pub fn prefix(segments: &[SegmentState], done: impl Fn(usize) -> u64) -> u64 {
+    let mut order: Vec<usize> = (0..segments.len()).collect();
+    order.sort_by_key(|&i| segments[i].start);
     let mut front = 0;
-    for (i, s) in segments.iter().enumerate() {
+    for i in order {
+        let s = &segments[i];
         if s.start != front {
             break;
         }
@@ -73,55 +76,88 @@ pub struct Piece {
 }
 
 /// The writer's progress, shared with the syncer (which makes it durable) and the transfer
-/// (which records it).
+/// (which records it and splits segments).
 pub struct Counters {
-    spans: Vec<(u64, u64)>,
-    /// Bytes written per segment, from its start.
-    done: Vec<AtomicU64>,
-    /// Bytes per segment on disk for good as of the last checkpoint.
-    synced: Mutex<Vec<u64>>,
+    /// The segments in the order they were made (a split adds one at the end), with the bytes
+    /// written into each in `synced`.
+    written: Mutex<Vec<SegmentState>>,
+    /// The segments as of the last checkpoint, with their bytes on disk for good.
+    synced: Mutex<Vec<SegmentState>>,
 }
 
 impl Counters {
     pub fn new(segments: &[SegmentState]) -> Counters {
         Counters {
-            spans: segments.iter().map(|s| (s.start, s.end)).collect(),
-            done: segments.iter().map(|s| AtomicU64::new(s.synced)).collect(),
-            synced: Mutex::new(segments.iter().map(|s| s.synced).collect()),
-        }
-    }
-
-    /// Bytes written per segment right now.
-    pub fn done(&self) -> Vec<u64> {
-        self.done
-            .iter()
-            .map(|d| d.load(Ordering::Acquire))
-            .collect()
-    }
-
-    /// After a sync of the file: `done` (taken before it) is on disk for good.
-    pub fn publish_synced(&self, done: Vec<u64>) {
-        if let Ok(mut synced) = self.synced.lock() {
-            *synced = done;
+            written: Mutex::new(segments.to_vec()),
+            synced: Mutex::new(segments.to_vec()),
         }
     }
 
     /// The segments with the bytes written into each so far.
     pub fn current(&self) -> Vec<SegmentState> {
-        self.states(self.done())
+        self.written.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// After a sync of the file: `current` (taken before it) is on disk for good.
+    pub fn publish_synced(&self, current: Vec<SegmentState>) {
+        if let Ok(mut synced) = self.synced.lock() {
+            *synced = current;
+        }
     }
 
     /// The segments as the resume state records them.
     pub fn synced(&self) -> Vec<SegmentState> {
-        self.states(self.synced.lock().map(|s| s.clone()).unwrap_or_default())
+        self.synced.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn states(&self, per_segment: Vec<u64>) -> Vec<SegmentState> {
-        self.spans
-            .iter()
-            .zip(per_segment)
-            .map(|(&(start, end), synced)| SegmentState { start, end, synced })
-            .collect()
+    /// Ends segment `i` at `at` and makes the rest of it a new segment, whose index is
+    /// returned. Nothing of segment `i` may have been sent past `at`.
+    pub fn split(&self, i: usize, at: u64) -> Option<usize> {
+        let mut segments = self.written.lock().ok()?;
+        let s = segments.get_mut(i)?;
+        if at <= s.start + s.synced || at >= s.end {
+            return None;
+        }
+        let rest = SegmentState {
+            start: at,
+            end: s.end,
+            synced: 0,
+        };
+        s.end = at;
+        segments.push(rest);
+        Some(segments.len() - 1)
+    }
+
+    /// Segment `i`: its start, its end and the bytes written into it.
+    fn span(&self, i: usize) -> Option<(u64, u64, u64)> {
+        let segments = self.written.lock().ok()?;
+        segments.get(i).map(|s| (s.start, s.end, s.synced))
+    }
+
+    fn add_written(&self, i: usize, n: u64) {
+        if let Ok(mut segments) = self.written.lock()
+            && let Some(s) = segments.get_mut(i)
+        {
+            s.synced += n;
+        }
+    }
+
+    /// The segment that starts at `at`.
+    fn starting_at(&self, at: u64) -> Option<usize> {
+        let segments = self.written.lock().ok()?;
+        segments.iter().position(|s| s.start == at && s.end > at)
+    }
+
+    /// The segment that holds byte `at`.
+    fn holding(&self, at: u64) -> Option<usize> {
+        let segments = self.written.lock().ok()?;
+        segments.iter().position(|s| s.start <= at && at < s.end)
+    }
+
+    /// The file's length: the end of the last segment.
+    fn total(&self) -> u64 {
+        let segments = self.written.lock().map(|s| s.clone()).unwrap_or_default();
+        segments.iter().map(|s| s.end).max().unwrap_or(0)
     }
 }
 
@@ -157,13 +193,10 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn write(&mut self, piece: &Piece) -> io::Result<()> {
         let i = piece.segment;
-        let (Some(&(start, end)), Some(done)) =
-            (self.counters.spans.get(i), self.counters.done.get(i))
-        else {
+        let Some((start, end, done)) = self.counters.span(i) else {
             return Err(io::Error::other(format!("no segment {i}")));
         };
-        let done_now = done.load(Ordering::Acquire);
-        let pos = start + done_now;
+        let pos = start + done;
         let len = piece.bytes.len() as u64;
         if pos + len > end {
             return Err(io::Error::other(format!(
@@ -171,37 +204,43 @@ impl Writer<'_> {
             )));
         }
         self.file.write_all_at(&piece.bytes, pos)?;
+        self.counters.add_written(i, len);
         if i == self.segment && pos == self.at {
             self.ordered.feed(&piece.bytes);
             self.advance(len);
-        } else if done_now + len >= self.kicked[i] + KICK_BYTES {
+            return Ok(());
+        }
+        if self.kicked.len() <= i {
+            self.kicked.resize(i + 1, 0);
+        }
+        if done + len >= self.kicked[i] + KICK_BYTES {
             super::pipeline::start_writeback(
                 self.file,
                 start + self.kicked[i],
-                done_now + len - self.kicked[i],
+                done + len - self.kicked[i],
             );
-            self.kicked[i] = done_now + len;
+            self.kicked[i] = done + len;
         }
-        done.store(done_now + len, Ordering::Release);
         Ok(())
     }
 
-    /// Moves the front past `n` hashed bytes, into the next segment at the end of one.
+    /// Moves the front past `n` hashed bytes, into the segment that follows at the end of one.
     fn advance(&mut self, n: u64) {
         self.at += n;
         self.front.store(self.at, Ordering::Release);
-        while self.segment + 1 < self.counters.spans.len()
-            && self.at == self.counters.spans[self.segment].1
+        let end = self.counters.span(self.segment).map_or(0, |s| s.1);
+        if self.at == end
+            && let Some(next) = self.counters.starting_at(self.at)
         {
-            self.segment += 1;
+            self.segment = next;
         }
     }
 
     /// Bytes written ahead that wait at the front.
     fn waiting(&self) -> u64 {
-        let start = self.counters.spans[self.segment].0;
-        let written = start + self.counters.done[self.segment].load(Ordering::Acquire);
-        written.saturating_sub(self.at)
+        self.counters
+            .span(self.segment)
+            .map_or(0, |(start, _, done)| (start + done).saturating_sub(self.at))
     }
 
     /// Reads back and hashes up to `budget` bytes written ahead of the front.
@@ -231,24 +270,22 @@ pub fn run(
     ordered: Ordered,
     abandoned: impl Fn() -> bool,
 ) -> io::Result<(Option<Hasher>, Observed)> {
-    if counters.spans.is_empty() {
-        return Err(io::Error::other("no segments"));
-    }
+    let total = counters.total();
     // The caller has hashed the leading bytes already there.
     let at = front.load(Ordering::Acquire);
-    let last = counters.spans.len() - 1;
+    let segment = match counters.holding(at) {
+        Some(i) => i,
+        None if at == total && total > 0 => counters.holding(at - 1).unwrap_or(0),
+        None => return Err(io::Error::other(format!("no segment holds byte {at}"))),
+    };
     let mut w = Writer {
         file,
         counters,
         front,
         ordered,
         at,
-        segment: counters
-            .spans
-            .iter()
-            .position(|&(_, end)| at < end)
-            .unwrap_or(last),
-        kicked: counters.done(),
+        segment,
+        kicked: counters.current().iter().map(|s| s.synced).collect(),
         buf: vec![0; 1 << 20],
     };
     loop {
@@ -273,7 +310,6 @@ pub fn run(
         return Ok((w.ordered.hasher, w.ordered.observer.finish()));
     }
     w.catch_up(u64::MAX)?;
-    let total = counters.spans.last().map_or(0, |s| s.1);
     if w.at != total {
         return Err(io::Error::other(format!(
             "the segments hold {} of {total} bytes",
@@ -354,6 +390,45 @@ mod tests {
         let mut back = vec![0; body.len()];
         file.read_exact_at(&mut back, 0).unwrap();
         assert!(back == body, "file differs from the body");
+    }
+
+    /// A segment split in two: the front goes from its first half to the new segment (made
+    /// last, but next in the file), then on to the segment after.
+    #[test]
+    fn a_split_segment_is_hashed_in_file_order() {
+        let m = MIN_SEGMENT as usize;
+        let body: Vec<u8> = (0..6 * m).map(|i| (i * 13 % 241) as u8).collect();
+        let counters = Counters::new(&split(body.len() as u64, 2));
+        assert_eq!(counters.split(0, 2 * MIN_SEGMENT), Some(2));
+        assert_eq!(counters.split(0, 0), None, "not before its bytes");
+        assert_eq!(counters.split(1, 9 * MIN_SEGMENT), None, "not past its end");
+        let file = tempfile::tempfile().unwrap();
+        let front = AtomicU64::new(0);
+        let (tx, rx) = mpsc::channel(64);
+        for (segment, range) in [(1, 3 * m..6 * m), (2, 2 * m..3 * m), (0, 0..2 * m)] {
+            for c in body[range].chunks(100_000) {
+                let bytes = Bytes::copy_from_slice(c);
+                tx.try_send(Piece { segment, bytes }).unwrap();
+            }
+        }
+        drop(tx);
+        let ordered = Ordered {
+            hasher: None,
+            observer: Observer::new(false),
+        };
+        let (_, observed) = run(rx, &file, &counters, &front, ordered, || false).unwrap();
+        assert_eq!(observed.sha256, hex(&sha2::Sha256::digest(&body)));
+        let ends: Vec<(u64, u64)> = counters
+            .current()
+            .iter()
+            .map(|s| (s.start, s.end))
+            .collect();
+        let mb = MIN_SEGMENT;
+        assert_eq!(ends, [(0, 2 * mb), (3 * mb, 6 * mb), (2 * mb, 3 * mb)]);
+        assert_eq!(
+            prefix(&counters.current(), |i| counters.current()[i].synced),
+            6 * mb
+        );
     }
 
     #[test]

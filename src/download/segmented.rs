@@ -8,7 +8,7 @@
 //! their bytes on disk (resume.rs).
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reqwest::Response;
 use reqwest::header::ACCEPT_RANGES;
@@ -67,36 +67,162 @@ pub struct Connections<'a> {
     pub progress: Mutex<Progress>,
 }
 
+/// A segment as the connections see it: `sent` bytes of it were handed to the writer (or are
+/// on their way), so a split never gives away bytes already fetched.
+struct Live {
+    start: u64,
+    end: u64,
+    sent: u64,
+    /// When its connection began, and `sent` then: its rate so far.
+    began: Instant,
+    sent_then: u64,
+}
+
+impl Live {
+    fn new(start: u64, end: u64, sent: u64) -> Live {
+        Live {
+            start,
+            end,
+            sent,
+            began: Instant::now(),
+            sent_then: sent,
+        }
+    }
+
+    fn left(&self) -> u64 {
+        self.end - (self.start + self.sent)
+    }
+
+    /// How long its connection will take for the rest at its rate so far.
+    fn time_left(&self, now: Instant) -> Duration {
+        let rate = (self.sent - self.sent_then) as f64 / (now - self.began).as_secs_f64();
+        if rate > 0.0 {
+            Duration::from_secs_f64((self.left() as f64 / rate).min(1e9))
+        } else {
+            Duration::MAX
+        }
+    }
+}
+
+type Table = Mutex<Vec<Live>>;
+
+/// Segments a download is cut into at the most: splits stop there.
+const MAX_SEGMENTS: usize = 64;
+
+/// A segment whose connection will be done sooner is left alone: a new connection costs a
+/// request, and the bytes in flight on the old one are lost.
+const WORTH_A_SPLIT: Duration = Duration::from_secs(1);
+
+/// How often a free connection looks again for a segment worth splitting.
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
+
+enum Split {
+    /// This connection goes on with the new segment.
+    Took(usize),
+    /// Nothing is worth it yet.
+    Later,
+    /// Nothing will be: this connection is done.
+    Never,
+}
+
 impl Connections<'_> {
-    /// Fetches what `segments` still miss; `first` is the answer that started the download,
-    /// whose body is the first segment. Stops at the first segment that cannot go on.
+    /// Fetches what `segments` still miss, one connection per segment; `first` is the answer
+    /// that started the download, whose body is the first segment. A connection whose
+    /// segment is done takes over the second half of what is left of the largest other one,
+    /// so a slow connection does not hold up the end. Stops at the first segment that cannot
+    /// go on.
     pub async fn run(
         &self,
         segments: &[SegmentState],
         mut first: Option<Response>,
     ) -> Result<(), Stopped> {
-        let each = segments.iter().enumerate().map(|(i, s)| {
+        let table: Table = Mutex::new(
+            segments
+                .iter()
+                .map(|s| Live::new(s.start, s.end, s.synced))
+                .collect(),
+        );
+        let each = (0..segments.len()).map(|i| {
             let first = if i == 0 { first.take() } else { None };
-            self.segment(i, s, first)
+            self.connection(&table, i, first)
         });
         futures_util::future::try_join_all(each).await.map(drop)
     }
 
-    async fn segment(
+    async fn connection(
         &self,
-        i: usize,
-        s: &SegmentState,
+        table: &Table,
+        mut i: usize,
         mut answer: Option<Response>,
     ) -> Result<(), Stopped> {
-        let len = s.end - s.start;
-        let mut done = s.synced;
+        loop {
+            self.segment(table, i, answer.take()).await?;
+            i = loop {
+                match self.take_over(table) {
+                    Split::Took(next) => break next,
+                    // A connection's first bytes come in a burst: its rate shows later.
+                    Split::Later => tokio::time::sleep(LOOK_AGAIN).await,
+                    Split::Never => return Ok(()),
+                }
+            };
+        }
+    }
+
+    /// Splits the segment whose connection will take longest for what it has left, when that
+    /// is worth a connection, and returns the index of its second half.
+    fn take_over(&self, table: &Table) -> Split {
+        let Ok(mut t) = table.lock() else {
+            return Split::Never;
+        };
+        let now = Instant::now();
+        let slowest = t
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.left() >= 2 * MIN_SEGMENT)
+            .max_by_key(|(_, l)| l.time_left(now));
+        let Some((j, slowest)) = slowest.filter(|_| t.len() < MAX_SEGMENTS) else {
+            return Split::Never;
+        };
+        if slowest.time_left(now) < WORTH_A_SPLIT {
+            return Split::Later;
+        }
+        let (at, end) = (
+            slowest.start + slowest.sent + slowest.left() / 2,
+            slowest.end,
+        );
+        let Some(k) = self.sink.split(j, at) else {
+            return Split::Never;
+        };
+        t[j].end = at;
+        t.push(Live::new(at, end, 0));
+        // Both tables grow only here, under this lock: their indexes agree.
+        debug_assert_eq!(k, t.len() - 1);
+        self.log.line(&format!(
+            "segment {} split at byte {at}: bytes {at}-{} go to a connection that is free",
+            j + 1,
+            end - 1
+        ));
+        Split::Took(k)
+    }
+
+    async fn segment(
+        &self,
+        table: &Table,
+        i: usize,
+        mut answer: Option<Response>,
+    ) -> Result<(), Stopped> {
         let mut failures = 0;
-        while done < len {
-            let at = s.start + done;
+        loop {
+            let Some((start, end, sent)) = live(table, i) else {
+                return Ok(());
+            };
+            if start + sent >= end {
+                return Ok(());
+            }
             let outcome = match answer.take() {
-                Some(resp) => self.stream(i, resp, len, &mut done).await,
-                None => match self.request(at, s.end).await {
-                    Ok(resp) => self.stream(i, resp, len, &mut done).await,
+                Some(resp) => self.stream(table, i, resp).await,
+                None => match self.request(start + sent, end).await {
+                    Ok(resp) => self.stream(table, i, resp).await,
                     Err(f) => Err(f),
                 },
             };
@@ -112,11 +238,11 @@ impl Connections<'_> {
                         return Err(Stopped::Failed(DownloadError::Transfer(reason)));
                     }
                     let delay = policy.delay(failures, after);
+                    let (start, end, sent) = live(table, i).unwrap_or((start, end, sent));
                     self.log.line(&format!(
-                        "segment {} (bytes {}-{}): transfer failed after {done} bytes: {reason}; retry {failures} of {} in {}s",
+                        "segment {} (bytes {start}-{}): transfer failed after {sent} bytes: {reason}; retry {failures} of {} in {}s",
                         i + 1,
-                        s.start,
-                        s.end - 1,
+                        end - 1,
                         policy.retries,
                         delay.as_secs_f64()
                     ));
@@ -124,7 +250,6 @@ impl Connections<'_> {
                 }
             }
         }
-        Ok(())
     }
 
     /// Asks for `[at, end)` of the version being fetched, and checks the answer is that.
@@ -155,23 +280,23 @@ impl Connections<'_> {
         }
     }
 
-    /// Moves the body into the segment until the segment is full, or the body ends, breaks or
-    /// stalls.
-    async fn stream(
-        &self,
-        i: usize,
-        mut resp: Response,
-        len: u64,
-        done: &mut u64,
-    ) -> Result<(), Failure> {
+    /// Moves the body into segment `i` until the segment is full (its end may move: another
+    /// connection may take over its rest), or the body ends, breaks or stalls.
+    async fn stream(&self, table: &Table, i: usize, mut resp: Response) -> Result<(), Failure> {
         let stall = self.plan.retry.stall_timeout;
-        while *done < len {
+        loop {
+            let Some((start, end, sent)) = live(table, i) else {
+                return Ok(());
+            };
+            let left = end - (start + sent);
+            if left == 0 {
+                return Ok(());
+            }
             let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
                 Ok(Ok(Some(chunk))) => chunk,
                 Ok(Ok(None)) => {
                     return Err(Failure::transient(format!(
-                        "connection closed {} bytes before the end of the segment",
-                        len - *done
+                        "connection closed {left} bytes before the end of the segment"
                     )));
                 }
                 Ok(Err(e)) => return Err(Failure::transient(describe_reqwest(&e))),
@@ -182,12 +307,15 @@ impl Connections<'_> {
                     )));
                 }
             };
-            // The first answer is the whole file: only its first segment is ours.
-            let n = (chunk.len() as u64).min(len - *done);
+            // The end may have moved while the chunk arrived; the first answer is the whole
+            // file, of which only the first segment is ours.
+            let n = reserve(table, i, chunk.len() as u64);
+            if n == 0 {
+                return Ok(());
+            }
             if !self.sink.send_to(i, chunk.slice(..n as usize)).await {
                 return Err(Failure::WriterGone);
             }
-            *done += n;
             for r in self.rates {
                 r.consume(n).await;
             }
@@ -200,6 +328,21 @@ impl Connections<'_> {
                 self.log.line(&line);
             }
         }
-        Ok(())
     }
+}
+
+/// Segment `i`: its start, its end and the bytes sent of it.
+fn live(table: &Table, i: usize) -> Option<(u64, u64, u64)> {
+    let t = table.lock().ok()?;
+    t.get(i).map(|l| (l.start, l.end, l.sent))
+}
+
+/// Counts up to `want` more bytes of segment `i` as sent, as many as it still has room for, and
+/// returns how many. Counted before the send: a split while it waits leaves these bytes here.
+fn reserve(table: &Table, i: usize, want: u64) -> u64 {
+    let Ok(mut t) = table.lock() else { return 0 };
+    let Some(l) = t.get_mut(i) else { return 0 };
+    let n = want.min(l.end - (l.start + l.sent));
+    l.sent += n;
+    n
 }

@@ -165,6 +165,8 @@ events {{ worker_connections 128; }}
 http {{
     access_log {tmp}/nginx-access.log;
     log_format ranges '$uri $status "$http_range" "$http_if_range" $body_bytes_sent';
+    # A mirror whose first connection (the one without Range) is slow.
+    map $http_range $uneven_rate {{ "" 512k; default 16m; }}
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -217,6 +219,11 @@ http {{
             access_log {tmp}/ranges.log ranges;
         }}
         location ~ ^/ranged-redirect/(.+)$ {{ return 302 /ranged/$1; }}
+        location /uneven/ {{
+            alias {docroot}/files/;
+            limit_rate $uneven_rate;
+            access_log {tmp}/ranges.log ranges;
+        }}
         location /ranged-slow/ {{
             alias {docroot}/files/;
             limit_rate 512k;

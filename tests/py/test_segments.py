@@ -104,6 +104,30 @@ def test_connections_ask_where_the_redirect_led(daemon, origin):
     assert stored.read_bytes() == origin.data(name)
 
 
+def test_a_free_connection_takes_over_half_of_a_slow_one(daemon, origin):
+    """The first connection is slow (512 KiB/s, the others 16 MiB/s): when the others are done,
+    one of them takes over the second half of what the slow one has left, asking for exactly
+    that range of the same version."""
+    name = "big.iso"
+    before = len(ranges_log(origin, name))
+    lines = download_ok(daemon.api(), origin.url("/uneven/" + name), "uneven.iso")
+    segment = len(origin.data(name)) // 4
+    splits = [re.match(r"^segment (\d+) split at byte (\d+): bytes (\d+)-(\d+) go to a connection that is free$",
+                       line) for line in lines]
+    splits = [m for m in splits if m]
+    assert splits and all(m.group(1) == "1" for m in splits), lines
+    assert 0 < int(splits[0].group(2)) < segment and int(splits[0].group(4)) == segment - 1, lines
+    seen = ranges_log(origin, name)[before:]
+    etag = etag_of(origin, "/uneven/" + name)
+    for m in splits:
+        taken = [r for r in seen if r[1] == "bytes=%s-%s" % (m.group(3), m.group(4))]
+        assert len(taken) == 1 and taken[0][0] == 206 and taken[0][2] == etag, (m.group(0), seen)
+    assert len(seen) == 4 + len(splits), seen
+    stored = daemon.storage_path() / SUBDIR["iso"] / "uneven.iso"
+    assert stored.read_bytes() == origin.data(name)
+    assert no_leftovers(daemon) == []
+
+
 def test_one_connection_is_the_default(daemon, origin):
     api = daemon.api()
     name = "big.iso"
@@ -163,7 +187,9 @@ def test_a_file_that_changes_between_connections_is_never_spliced(daemon, origin
     assert stored == origin.data("big.iso")[::-1]
     asked = [{k.lower(): v for k, v in h.items()}.get("if-range")
              for m, p, h in origin.fault.requests if p == "/changing/big.iso"]
-    assert asked.count('"v1"') == 3, asked
+    # The first request, then each segment's (and any split's) of v1, then one from zero.
+    assert asked[0] is None and asked[-1] is None and len(asked) >= 5, asked
+    assert set(asked[1:-1]) == {'"v1"'}, asked
     assert no_leftovers(daemon) == []
 
 
@@ -202,7 +228,9 @@ def test_segments_resume_after_kill9(daemon, origin):
     assert "resuming 4 segments from %d bytes already on disk" % on_disk in lines, lines
     asked = sorted(r[1] for r in ranges_log(origin, name)[before:])
     expected = sorted("bytes=%d-%d" % (s["start"] + s["synced"], s["end"] - 1) for s in recorded)
-    assert asked == expected, (asked, expected)
+    # Each segment from its own bytes on disk; a connection that is free may split one more.
+    splits = [line for line in lines if " split at byte " in line]
+    assert set(expected) <= set(asked) and len(asked) == len(expected) + len(splits), (asked, expected)
     data = (daemon.storage_path() / SUBDIR["iso"] / "resumed.iso").read_bytes()
     assert hashlib.sha256(data).hexdigest() == origin.digest(name, "sha256")
     assert no_leftovers(daemon) == []
