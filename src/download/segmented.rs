@@ -4,8 +4,9 @@
 //! Every request after the first carries `If-Range` with the first answer's validator, and
 //! every answer must be a range of that version at the asked offset, so bytes of two versions
 //! are never joined. A segment whose connection breaks or stalls goes on from its own bytes
-//! with the same retry policy as a single transfer; after a crash, the segments go on from
-//! their bytes on disk (resume.rs).
+//! with the same retry policy as a single transfer; a connection that is done takes over half
+//! of the slowest one's rest; after a crash, the segments go on from their bytes on disk
+//! (resume.rs).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
