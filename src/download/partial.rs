@@ -28,6 +28,10 @@ use super::{Checksum, DownloadPlan};
 /// The state's `format`; a state of another format is not understood and treated as garbage.
 pub const FORMAT: u32 = 1;
 
+/// The `format` of a state with segments. A daemon from before segments reads format 1 only:
+/// it would take the file, whose gaps are zeros, for contiguous bytes.
+const SEGMENTED_FORMAT: u32 = 2;
+
 const PART: &str = ".part";
 const STATE: &str = ".json";
 const STATE_TMP: &str = ".json.tmp";
@@ -133,17 +137,26 @@ impl PartialState {
         if same_boot { len } else { self.synced.min(len) }
     }
 
+    fn expected_format(&self) -> u32 {
+        if self.segments.is_empty() {
+            FORMAT
+        } else {
+            SEGMENTED_FORMAT
+        }
+    }
+
     /// Reads a state file; `None` when it is missing, unreadable or of another format.
     pub fn load(path: &Path) -> Option<PartialState> {
         let text = fs::read(path).ok()?;
         serde_json::from_slice::<PartialState>(&text)
             .ok()
-            .filter(|s| s.format == FORMAT)
+            .filter(|s| s.format == s.expected_format())
     }
 
     /// Replaces the state file at `path` in one rename, stamped with the current boot.
     pub fn store(&mut self, path: &Path) -> io::Result<()> {
         self.boot_id = boot_id();
+        self.format = self.expected_format();
         let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         let tmp = with_suffix(path, STATE_TMP, STATE);
         crate::fsutil::replace_file(path, &tmp, &text, 0o600)
@@ -380,6 +393,46 @@ mod tests {
         assert_eq!(s.usable(50), 50);
         s.boot_id = None;
         assert_eq!(s.usable(150), 100);
+    }
+
+    /// A state with segments is format 2, which a daemon from before segments does not read;
+    /// only the synced bytes of its segments count, up to the first gap, whatever the boot.
+    #[test]
+    fn a_segmented_state_has_its_own_format_and_counts_its_prefix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.json");
+        let mut s = PartialState::new(&plan(dir.path(), "u", None));
+        s.segments = vec![
+            SegmentState {
+                start: 0,
+                end: 10,
+                synced: 10,
+            },
+            SegmentState {
+                start: 20,
+                end: 30,
+                synced: 5,
+            },
+            SegmentState {
+                start: 10,
+                end: 20,
+                synced: 4,
+            },
+        ];
+        s.store(&path).expect("store");
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.contains("\"format\": 2"), "{text}");
+        let loaded = PartialState::load(&path).expect("load");
+        assert_eq!(loaded.usable(30), 14);
+        let old = text.replace("\"format\": 2", "\"format\": 1");
+        fs::write(&path, old).expect("write");
+        assert!(
+            PartialState::load(&path).is_none(),
+            "format 1 with segments"
+        );
+        s.segments.clear();
+        s.store(&path).expect("store");
+        assert_eq!(PartialState::load(&path).expect("load").format, FORMAT);
     }
 
     #[test]
