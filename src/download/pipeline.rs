@@ -132,7 +132,6 @@ impl Sink {
         let mut out = Output::new(file, compression, observer)?;
         let synced = Arc::new(AtomicU64::new(offset));
         let published = synced.clone();
-        let (tx, mut rx) = mpsc::channel::<Piece>(CHANNEL_DEPTH);
         let decoding = compression.is_some();
         let classify = move |e: io::Error| {
             // A decoder reports bad input as InvalidInput/InvalidData/Other; the file itself
@@ -155,7 +154,7 @@ impl Sink {
         let syncer = Syncer::start(syncer_file, checkpoints)?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let abandon = abandoned.clone();
-        let thread = spawn_writer(move || {
+        let work = move |mut rx: mpsc::Receiver<Piece>| {
             let mut hasher = hasher;
             let mut accepted = offset;
             while let Some(Piece { bytes: chunk, .. }) = rx.blocking_recv() {
@@ -171,15 +170,8 @@ impl Sink {
             let (file, observed) = out.finish().map_err(classify)?;
             written.store(accepted, Ordering::Release);
             close(file, &abandon, hasher, algorithm, observed)
-        })?;
-        Ok(Sink {
-            tx,
-            thread,
-            synced,
-            written: in_file,
-            abandoned,
-            segments: None,
-        })
+        };
+        Sink::launch(synced, in_file, abandoned, None, work)
     }
 
     /// A sink for the bytes of several connections, each fetching one of `segments` into its
@@ -204,24 +196,38 @@ impl Sink {
                 segments: Some(counters.clone()),
             }),
         )?;
-        let (tx, rx) = mpsc::channel::<Piece>(CHANNEL_DEPTH);
         let abandoned = Arc::new(AtomicBool::new(false));
         let (abandon, shared, front) = (abandoned.clone(), counters.clone(), written.clone());
-        let thread = spawn_writer(move || {
+        let work = move |rx| {
             let ordered = Ordered { hasher, observer };
             let gone = || abandon.load(Ordering::Acquire);
             let result = segment_writer::run(rx, &file, &shared, &front, ordered, gone);
             syncer.stop();
             let (hasher, observed) = result.map_err(SinkError::Write)?;
             close(file, &abandon, hasher, algorithm, observed)
-        })?;
+        };
+        Sink::launch(synced, written, abandoned, Some(counters), work)
+    }
+
+    /// Starts the writer thread, which does `work` with the pieces sent to the sink.
+    fn launch(
+        synced: Arc<AtomicU64>,
+        written: Arc<AtomicU64>,
+        abandoned: Arc<AtomicBool>,
+        segments: Option<Arc<Counters>>,
+        work: impl FnOnce(mpsc::Receiver<Piece>) -> Result<Finished, SinkError> + Send + 'static,
+    ) -> io::Result<Sink> {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("isolib-writer".into())
+            .spawn(move || work(rx))?;
         Ok(Sink {
             tx,
             thread,
             synced,
             written,
             abandoned,
-            segments: Some(counters),
+            segments,
         })
     }
 
@@ -281,14 +287,6 @@ impl Sink {
 }
 
 type Writer = JoinHandle<Result<Finished, SinkError>>;
-
-fn spawn_writer(
-    work: impl FnOnce() -> Result<Finished, SinkError> + Send + 'static,
-) -> io::Result<Writer> {
-    std::thread::Builder::new()
-        .name("isolib-writer".into())
-        .spawn(work)
-}
 
 /// The writer's last step: the file on disk for good and out of the page cache, unless its
 /// bytes are about to be thrown away.
