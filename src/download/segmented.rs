@@ -110,8 +110,9 @@ type Table = Mutex<Vec<Live>>;
 /// Segments a download is cut into at the most: splits stop there.
 const MAX_SEGMENTS: usize = 64;
 
-/// A segment whose connection will be done sooner is left alone: a new connection costs a
-/// request, and the bytes in flight on the old one are lost.
+/// A segment whose connection will be done sooner is left alone (a new connection costs a
+/// request, and the bytes in flight on the old one are lost), and so is one whose connection
+/// began less than this ago.
 const WORTH_A_SPLIT: Duration = Duration::from_secs(1);
 
 /// How often a free connection looks again for a segment worth splitting.
@@ -161,7 +162,8 @@ impl Connections<'_> {
             i = loop {
                 match self.take_over(table) {
                     Split::Took(next) => break next,
-                    // A connection's first bytes come in a burst: its rate shows later.
+                    // A connection's rate shows only after a while (its first bytes come in a
+                    // burst, or not yet).
                     Split::Later => tokio::time::sleep(LOOK_AGAIN).await,
                     Split::Never => return Ok(()),
                 }
@@ -176,17 +178,19 @@ impl Connections<'_> {
             return Split::Never;
         };
         let now = Instant::now();
+        let big_enough = |l: &&Live| l.left() >= 2 * MIN_SEGMENT;
+        if t.len() >= MAX_SEGMENTS || !t.iter().any(|l| big_enough(&l)) {
+            return Split::Never;
+        }
+        // A connection is judged by its rate once it has had time to show one.
         let slowest = t
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.left() >= 2 * MIN_SEGMENT)
+            .filter(|(_, l)| big_enough(l) && now - l.began >= WORTH_A_SPLIT)
             .max_by_key(|(_, l)| l.time_left(now));
-        let Some((j, slowest)) = slowest.filter(|_| t.len() < MAX_SEGMENTS) else {
-            return Split::Never;
-        };
-        if slowest.time_left(now) < WORTH_A_SPLIT {
+        let Some((j, slowest)) = slowest.filter(|(_, l)| l.time_left(now) >= WORTH_A_SPLIT) else {
             return Split::Later;
-        }
+        };
         let (at, end) = (
             slowest.start + slowest.sent + slowest.left() / 2,
             slowest.end,

@@ -7,6 +7,8 @@ Paths (all serve files from one directory):
   /changing/<name>   the file changes after the first GET: that one gets the file with ETag "v1", every
                      later one its bytes reversed with ETag "v2"; `Range` is honoured unless `If-Range`
                      names the other version
+  /flaky/<name>      ETag "f1" and ranges, but the first request with `Range` gets only half of its
+                     body before the connection closes
 
 Binds 127.0.0.1 only; runs in a daemon thread; `stop()` shuts it down.
 """
@@ -75,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.requests.append(("GET", self.path, dict(self.headers)))
         mode, path = self._resolve()
-        if path is None or mode not in ("nohead405", "nohead501", "chunked", "changing"):
+        if path is None or mode not in ("nohead405", "nohead501", "chunked", "changing", "flaky"):
             return self._not_found()
         with open(path, "rb") as f:
             data = f.read()
@@ -103,6 +105,13 @@ class _Handler(BaseHTTPRequestHandler):
             if self.headers.get("If-Range", etag) != etag:
                 rng = None
             extra = {"ETag": etag}
+        cut = False
+        if mode == "flaky":
+            extra = {"ETag": '"f1"'}
+            if rng:
+                with self.server.lock:
+                    cut = path not in self.server.cut
+                    self.server.cut.add(path)
         m = RANGE_RE.match(rng.strip()) if rng else None
         if m:
             start = int(m.group(1))
@@ -121,8 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             for k, v in extra.items():
                 self.send_header(k, v)
+            if cut:
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body[: len(body) // 2] if cut else body)
+            if cut:
+                self.close_connection = True
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
@@ -142,6 +155,7 @@ class FaultOrigin:
         self.httpd.requests = []
         self.httpd.log = []
         self.httpd.changed = set()
+        self.httpd.cut = set()
         self.httpd.lock = threading.Lock()
         self.port = self.httpd.server_address[1]
         self.base = "http://127.0.0.1:%d" % self.port

@@ -193,6 +193,29 @@ def test_a_file_that_changes_between_connections_is_never_spliced(daemon, origin
     assert no_leftovers(daemon) == []
 
 
+def test_a_broken_connection_goes_on_from_its_own_bytes(daemon, origin):
+    """The first segment request closes after half its body: that segment retries from the
+    bytes it has, with the same validator; no other segment is asked for again."""
+    lines = download_ok(daemon.api(), origin.fault_url("/flaky/big.iso"), "flaky.iso")
+    failed = [line for line in lines if re.match(
+        r"^segment \d \(bytes \d+-\d+\): transfer failed after \d+ bytes: .*; retry 1 of 5 in 1s$", line)]
+    assert len(failed) == 1, lines
+    n, start, end, after = map(int, re.match(
+        r"^segment (\d) \(bytes (\d+)-(\d+)\): transfer failed after (\d+) bytes", failed[0]).groups())
+    asked = [{k.lower(): v for k, v in h.items()} for m, p, h in origin.fault.requests if p == "/flaky/big.iso"]
+    ranges = [h.get("range") for h in asked]
+    splits = [line for line in lines if " split at byte " in line]
+    # The first request, one per other segment, the retry, and one per split of a segment by
+    # a connection that was free (the broken one's rest may go to one during its backoff).
+    assert len(asked) == 4 + 1 + len(splits), (ranges, splits)
+    assert ranges.count("bytes=%d-%d" % (start, end)) == 1 and 0 < after < end - start + 1, ranges
+    again = [r for r in ranges if r and r.startswith("bytes=%d-" % (start + after))]
+    assert len(again) == 1, ranges
+    assert all(h.get("if-range") == '"f1"' for h in asked[1:]), asked
+    stored = (daemon.storage_path() / SUBDIR["iso"] / "flaky.iso").read_bytes()
+    assert stored == origin.data("big.iso")
+
+
 def test_segments_resume_after_kill9(daemon, origin):
     """Killed while four connections run at 512 KiB/s each: asked again, each segment goes on
     from its own bytes on disk, as the resume state recorded them."""
