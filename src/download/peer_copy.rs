@@ -22,6 +22,7 @@ use super::partial::PartialState;
 use super::pipeline::Sink;
 use super::progress::{Progress, human_bytes};
 use super::ratelimit::RateLimit;
+use super::record::{Recording, verified};
 use super::staging::Staged;
 use super::{DownloadError, Engine, LogSink, Want, checksum, publish_recorded};
 use crate::catalog::{self, Lookup};
@@ -292,43 +293,21 @@ impl Engine {
             time: chrono::Utc::now().timestamp(),
             ..catalog::Source::default()
         };
+        let recording = Recording {
+            dest: &copy.dest,
+            content: &copy.content,
+            source,
+            checksum: None,
+            // Compared with the record of a verified copy: as good as a verification.
+            verification: Some(verified(task)),
+            image: None,
+        };
         let recorded = self
-            .record_copy(copy, done.observed, source, staged.path())
+            .save_record(recording, done.observed, staged.path())
             .await;
         publish_recorded(staged, &copy.dest, recorded, log)?;
         log.line(&format!("copy of '{}' finished", copy.volid));
         Ok(())
-    }
-
-    async fn record_copy(
-        &self,
-        copy: &PeerCopy,
-        observed: catalog::Observed,
-        source: catalog::Source,
-        staged: &std::path::Path,
-    ) -> std::io::Result<()> {
-        let name = copy
-            .dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (dest, staged) = (copy.dest.clone(), staged.to_path_buf());
-        let (content, osinfo_dir) = (copy.content.clone(), self.osinfo_dir.clone());
-        let upid = source.upid.clone();
-        tokio::task::spawn_blocking(move || {
-            let stamp = catalog::Stamp::of(&std::fs::metadata(&staged)?);
-            let facts = catalog::facts(observed, stamp, &content, &name, None, &osinfo_dir);
-            let mut record = catalog::Record::new(facts, source);
-            // Compared with the record of a verified copy: as good as a verification.
-            record.verification = Some(catalog::Verification {
-                state: catalog::VerifyState::Ok,
-                time: chrono::Utc::now().timestamp(),
-                upid,
-            });
-            catalog::store::save(&dest, &record)
-        })
-        .await
-        .map_err(std::io::Error::other)?
     }
 }
 

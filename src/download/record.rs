@@ -7,6 +7,17 @@ use super::transfer::Delivered;
 use super::{DownloadError, DownloadPlan, Engine, LogSink, staging};
 use crate::catalog::{self, Lookup};
 
+/// A record to write for a verified temp file, apart from what its bytes say.
+pub(super) struct Recording<'a> {
+    /// The name the file is published under.
+    pub dest: &'a Path,
+    pub content: &'a str,
+    pub source: catalog::Source,
+    pub checksum: Option<catalog::UserChecksum>,
+    pub verification: Option<catalog::Verification>,
+    pub image: Option<catalog::ImageInfo>,
+}
+
 impl Engine {
     /// Writes the catalog record of the verified temp file `staged`, under `plan.dest`'s name.
     pub(super) async fn record(
@@ -17,11 +28,6 @@ impl Engine {
         image: Option<catalog::ImageInfo>,
         staged: &Path,
     ) -> std::io::Result<()> {
-        let name = plan
-            .dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let source = catalog::Source {
             origin: catalog::Origin::Download,
             url: Some(plan.url.clone()),
@@ -36,31 +42,51 @@ impl Engine {
             user: Some(plan.user.clone()),
             time: chrono::Utc::now().timestamp(),
         };
-        let checksum = plan.checksum.as_ref().map(|c| catalog::UserChecksum {
-            algorithm: c.algorithm.name().to_owned(),
-            value: c.expected.to_ascii_lowercase(),
-        });
-        let (dest, staged) = (plan.dest.clone(), staged.to_path_buf());
-        let (content, osinfo_dir) = (plan.content.clone(), self.osinfo_dir.clone());
-        let repaired = plan.replace.then(|| catalog::Verification {
-            state: catalog::VerifyState::Ok,
-            time: chrono::Utc::now().timestamp(),
-            upid: Some(task.to_owned()),
-        });
+        let recording = Recording {
+            dest: &plan.dest,
+            content: &plan.content,
+            source,
+            checksum: plan.checksum.as_ref().map(|c| catalog::UserChecksum {
+                algorithm: c.algorithm.name().to_owned(),
+                value: c.expected.to_ascii_lowercase(),
+            }),
+            // A repair fetched the recorded bytes again: as good as a verification.
+            verification: plan.replace.then(|| verified(task)),
+            image,
+        };
+        self.save_record(recording, delivered.observed, staged)
+            .await
+    }
+
+    /// Writes the record of the temp file `staged`, whose bytes are `observed`, under
+    /// `recording.dest`'s name. What the user set on a record already there (a volume this one
+    /// replaces) stays.
+    pub(super) async fn save_record(
+        &self,
+        recording: Recording<'_>,
+        observed: catalog::Observed,
+        staged: &Path,
+    ) -> std::io::Result<()> {
+        let name = recording
+            .dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (dest, staged) = (recording.dest.to_path_buf(), staged.to_path_buf());
+        let (content, osinfo_dir) = (recording.content.to_owned(), self.osinfo_dir.clone());
+        let Recording {
+            source,
+            checksum,
+            verification,
+            image,
+            ..
+        } = recording;
         tokio::task::spawn_blocking(move || {
             let stamp = catalog::Stamp::of(&std::fs::metadata(&staged)?);
-            let facts = catalog::facts(
-                delivered.observed,
-                stamp,
-                &content,
-                &name,
-                image,
-                &osinfo_dir,
-            );
+            let facts = catalog::facts(observed, stamp, &content, &name, image, &osinfo_dir);
             let mut record = catalog::Record::new(facts, source);
             record.checksum = checksum;
-            record.verification = repaired;
-            // What the user set on the volume this one replaces (a repair) stays.
+            record.verification = verification;
             if let Ok(Lookup::Fresh(old) | Lookup::Stale(old)) = catalog::store::load(&dest) {
                 record.keep_attributes(old);
             }
@@ -68,6 +94,15 @@ impl Engine {
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+}
+
+/// A verification that passed now, in task `task`.
+pub(super) fn verified(task: &str) -> catalog::Verification {
+    catalog::Verification {
+        state: catalog::VerifyState::Ok,
+        time: chrono::Utc::now().timestamp(),
+        upid: Some(task.to_owned()),
     }
 }
 
