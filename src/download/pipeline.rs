@@ -231,6 +231,11 @@ impl Sink {
         })
     }
 
+    /// Whether the bytes come over several connections, each into its segment.
+    pub fn is_segmented(&self) -> bool {
+        self.segments.is_some()
+    }
+
     /// The segments of a segmented download with the bytes written into each.
     pub fn segments_written(&self) -> Option<Vec<SegmentState>> {
         self.segments.as_ref().map(|c| c.current())

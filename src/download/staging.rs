@@ -86,19 +86,7 @@ impl Staged {
         validator: Option<String>,
         length: Option<u64>,
     ) -> io::Result<File> {
-        // Readable too: what lzop writes into it is read back for the catalog.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&self.part)?;
-        self.state.validator = validator;
-        self.state.length = length;
-        self.state.synced = 0;
-        self.state.segments = Vec::new();
-        self.state.store(&self.state_path)?;
-        Ok(file)
+        self.reset(validator, length, Vec::new())
     }
 
     /// `start_over` for a download fetched in `segments` (segmented.rs), at its full length.
@@ -108,8 +96,29 @@ impl Staged {
         length: u64,
         segments: Vec<SegmentState>,
     ) -> io::Result<File> {
-        let file = self.start_over(validator, Some(length))?;
-        file.set_len(length)?;
+        self.reset(validator, Some(length), segments)
+    }
+
+    fn reset(
+        &mut self,
+        validator: Option<String>,
+        length: Option<u64>,
+        segments: Vec<SegmentState>,
+    ) -> io::Result<File> {
+        // Readable too: what lzop writes into it is read back for the catalog.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.part)?;
+        if !segments.is_empty() {
+            // Segments are written in place, each at its offset.
+            file.set_len(length.unwrap_or(0))?;
+        }
+        self.state.validator = validator;
+        self.state.length = length;
+        self.state.synced = 0;
         self.state.segments = segments;
         self.state.store(&self.state_path)?;
         Ok(file)

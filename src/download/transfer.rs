@@ -147,7 +147,7 @@ impl<'a> Transfer<'a> {
     }
 
     async fn attempt(&mut self) -> Result<(), Failure> {
-        if self.sink.as_ref().is_some_and(|s| s.segments().is_some()) {
+        if self.sink.as_ref().is_some_and(Sink::is_segmented) {
             return self.fetch_segments(None).await;
         }
         if self.received > 0 && self.validator.is_none() && self.plan.checksum.is_none() {
