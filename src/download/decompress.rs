@@ -4,34 +4,33 @@
 //! the temp file while we feed its stdin.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, Seek, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
+use super::direct::Direct;
 use crate::catalog::{Observed, Observer};
 use crate::pve::content::Compression;
 use crate::pve::run_command::exit_failure;
 
-const WRITE_BUFFER: usize = 1 << 20;
-
 /// The temp file, with the catalog's observer seeing every byte that goes into it.
 pub struct Stored {
-    file: File,
+    out: Direct,
     observer: Observer,
 }
 
 impl Write for Stored {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.out.write(buf)?;
         self.observer.update(&buf[..n]);
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.out.flush()
     }
 }
 
-type Writer = BufWriter<Stored>;
+type Writer = Stored;
 
 /// Where the downloaded bytes go: the temp file, possibly through a decoder.
 pub enum Output {
@@ -50,27 +49,34 @@ pub enum Output {
 }
 
 impl Output {
-    /// `observer` has seen the bytes already in `file` (a resumed download).
+    /// `observer` has seen the bytes already in `file` (a resumed download), which is
+    /// positioned where writing goes on.
     pub fn new(
         file: File,
         compression: Option<Compression>,
         observer: Observer,
     ) -> io::Result<Output> {
-        let w = |file, observer| BufWriter::with_capacity(WRITE_BUFFER, Stored { file, observer });
+        let w = |mut file: File, observer| -> io::Result<Writer> {
+            let offset = file.stream_position()?;
+            Ok(Stored {
+                out: Direct::new(file, offset)?,
+                observer,
+            })
+        };
         Ok(match compression {
-            None => Output::Plain(w(file, observer)),
+            None => Output::Plain(w(file, observer)?),
             Some(Compression::Gz) => {
-                Output::Gz(flate2::write::MultiGzDecoder::new(w(file, observer)))
+                Output::Gz(flate2::write::MultiGzDecoder::new(w(file, observer)?))
             }
             Some(Compression::Zst) => {
-                Output::Zst(zstd::stream::write::Decoder::new(w(file, observer))?)
+                Output::Zst(zstd::stream::write::Decoder::new(w(file, observer)?)?)
             }
             Some(Compression::Bz2) => {
-                Output::Bz2(MultiBz(bzip2::write::BzDecoder::new(w(file, observer))))
+                Output::Bz2(MultiBz(bzip2::write::BzDecoder::new(w(file, observer)?)))
             }
             Some(Compression::Xz) => Output::Xz(liblzma::write::XzDecoder::new_multi_decoder(w(
                 file, observer,
-            ))),
+            )?)),
             Some(Compression::Lzo) => {
                 let mut child = Command::new("lzop")
                     .args(["-d", "-c"])
@@ -109,25 +115,22 @@ impl Output {
     /// The file itself when nothing is decoded: its bytes are the download's bytes.
     pub fn raw_file(&self) -> Option<&File> {
         match self {
-            Output::Plain(w) => Some(&w.get_ref().file),
+            Output::Plain(w) => Some(w.out.file()),
             _ => None,
         }
     }
 
-    /// Bytes accepted but still in the write buffer, not yet handed to the kernel.
-    pub fn buffered(&self) -> usize {
+    /// Bytes accepted but not in the file yet.
+    pub fn buffered(&self) -> u64 {
         match self {
-            Output::Plain(w) => w.buffer().len(),
+            Output::Plain(w) => w.out.pending(),
             _ => 0,
         }
     }
 
     /// Flushes everything into the file and says what went in.
     pub fn finish(self) -> io::Result<(File, Observed)> {
-        let done = |w: Writer| {
-            let stored = w.into_inner().map_err(|e| e.into_error())?;
-            Ok((stored.file, stored.observer.finish()))
-        };
+        let done = |w: Writer| Ok((w.out.finish()?, w.observer.finish()));
         match self {
             Output::Plain(w) => done(w),
             Output::Gz(w) => done(w.finish()?),

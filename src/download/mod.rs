@@ -7,6 +7,7 @@ mod checksum;
 mod claim;
 pub mod content_check;
 mod decompress;
+mod direct;
 #[cfg(test)]
 mod engine_tests;
 mod error;

@@ -2,6 +2,10 @@
 //! asked, and writes it, while the network task goes on reading. A bounded channel between them
 //! keeps memory flat whatever the file size (architecture invariants 3 and 4).
 //!
+//! The writer hands the file's bytes to direct.rs, which writes them past the page cache on a
+//! thread of its own. Where that is refused, and for the segments of a segmented download
+//! (segment_writer.rs), the bytes go through the page cache, and the syncer sees to them.
+//!
 //! Beside the writer, a syncer thread keeps the disk busy from the first bytes on: every
 //! `KICK_BYTES` (or `KICK`, whichever comes first) it starts writeback of what was written
 //! since, without waiting for it, so the final fsync has little left to do instead of the whole
@@ -164,7 +168,7 @@ impl Sink {
                 out.write_all(&chunk).map_err(classify)?;
                 accepted += chunk.len() as u64;
                 // Only what left the buffer is in the file for the syncer to make durable.
-                written.store(accepted - out.buffered() as u64, Ordering::Release);
+                written.store(accepted - out.buffered(), Ordering::Release);
             }
             syncer.stop();
             let (file, observed) = out.finish().map_err(classify)?;

@@ -1,0 +1,405 @@
+//! Writing a download's file past the page cache: bytes are gathered into aligned blocks, and a
+//! disk thread writes each full block with `O_DIRECT` while the writer goes on hashing the next.
+//! The page cache on a PVE node belongs to the VMs, and copying every byte into it (then writing
+//! it back, then dropping it) costs a core's worth of time next to the hash on a fast download.
+//!
+//! Where the filesystem refuses `O_DIRECT` (tmpfs on older kernels, some network filesystems),
+//! the same thread writes the same blocks through the page cache, and the syncer's windowed
+//! writeback (pipeline.rs) keeps that path in check. The tail that does not fill a whole
+//! alignment unit is always written through the page cache; the final fsync covers both.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// What `O_DIRECT` asks of offsets, lengths and buffer addresses: the logical block size, at
+/// most a page on the disks PVE runs on.
+const ALIGN: usize = 4096;
+
+/// One write to the disk. Large enough that a write's fixed cost is noise, small enough that
+/// the blocks in flight are a few MiB of the daemon's memory.
+const BLOCK: usize = 2 << 20;
+
+/// Blocks in use at once: one filling, one queued, one being written.
+const BLOCKS: usize = 3;
+
+/// A heap buffer of `BLOCK` bytes at an `ALIGN`ed address.
+struct Block {
+    storage: Vec<u8>,
+    at: usize,
+}
+
+impl Block {
+    fn new() -> Block {
+        let storage = vec![0u8; BLOCK + ALIGN];
+        let at = storage.as_ptr().align_offset(ALIGN);
+        Block { storage, at }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.storage[self.at..self.at + BLOCK]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.at..self.at + BLOCK]
+    }
+}
+
+/// A block to write: its first `len` bytes at file offset `offset`.
+struct Job {
+    block: Block,
+    offset: u64,
+    len: usize,
+}
+
+/// The file, written in aligned blocks by a thread of its own.
+pub struct Direct {
+    file: File,
+    block: Block,
+    /// File offset of the block's first byte (a multiple of `ALIGN`).
+    start: u64,
+    filled: usize,
+    /// Blocks made so far; past `BLOCKS`, the disk thread's are used again.
+    made: usize,
+    disk: Disk,
+}
+
+impl Direct {
+    /// Writes on at `offset`, where the file ends.
+    pub fn new(file: File, offset: u64) -> io::Result<Direct> {
+        let start = offset - offset % ALIGN as u64;
+        let mut block = Block::new();
+        let kept = (offset - start) as usize;
+        // The part of an alignment unit already in the file is written again with the block.
+        file.read_exact_at(&mut block.bytes_mut()[..kept], start)?;
+        let disk = Disk::start(reopen_direct(&file), file.try_clone()?, offset)?;
+        Ok(Direct {
+            file,
+            block,
+            start,
+            filled: kept,
+            made: 1,
+            disk,
+        })
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Bytes accepted that are not in the file yet.
+    pub fn pending(&self) -> u64 {
+        (self.start + self.filled as u64).saturating_sub(self.disk.done.load(Ordering::Acquire))
+    }
+
+    /// Writes what is left and waits for the disk thread: every byte accepted is in the file.
+    pub fn finish(self) -> io::Result<File> {
+        let Direct {
+            file,
+            block,
+            start,
+            filled,
+            disk,
+            ..
+        } = self;
+        let whole = filled - filled % ALIGN;
+        let tail = block.bytes()[whole..filled].to_vec();
+        if whole > 0 {
+            disk.send(Job {
+                block,
+                offset: start,
+                len: whole,
+            })?;
+        }
+        disk.close()?;
+        file.write_all_at(&tail, start + whole as u64)?;
+        Ok(file)
+    }
+}
+
+impl Write for Direct {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(BLOCK - self.filled);
+        self.block.bytes_mut()[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        self.filled += n;
+        if self.filled == BLOCK {
+            let next = if self.made < BLOCKS {
+                self.made += 1;
+                Block::new()
+            } else {
+                self.disk.free_block()?
+            };
+            let block = std::mem::replace(&mut self.block, next);
+            self.disk.send(Job {
+                block,
+                offset: self.start,
+                len: BLOCK,
+            })?;
+            self.start += BLOCK as u64;
+            self.filled = 0;
+        }
+        Ok(n)
+    }
+
+    /// Blocks go to the disk when they are full; `finish` writes the rest.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The disk thread and what it shares. Dropped, it waits for the thread: a block still being
+/// written must not land in a file that is being started over.
+struct Disk {
+    jobs: Option<SyncSender<Job>>,
+    free: Receiver<Block>,
+    /// End of the bytes the thread has put in the file.
+    done: Arc<AtomicU64>,
+    failed: Arc<Mutex<Option<io::Error>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Disk {
+    fn start(direct: Option<File>, buffered: File, offset: u64) -> io::Result<Disk> {
+        let (jobs, incoming) = sync_channel::<Job>(1);
+        let (give_back, free) = sync_channel::<Block>(BLOCKS);
+        let done = Arc::new(AtomicU64::new(offset));
+        let failed = Arc::new(Mutex::new(None));
+        let (done_, failed_) = (done.clone(), failed.clone());
+        let thread = std::thread::Builder::new()
+            .name("isolib-disk".into())
+            .spawn(move || write_blocks(incoming, give_back, direct, buffered, &done_, &failed_))?;
+        Ok(Disk {
+            jobs: Some(jobs),
+            free,
+            done,
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, job: Job) -> io::Result<()> {
+        self.check()?;
+        match self.jobs.as_ref().map(|j| j.send(job)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.stopped()),
+        }
+    }
+
+    /// A block the thread has written, once it has.
+    fn free_block(&self) -> io::Result<Block> {
+        self.free.recv().map_err(|_| self.stopped())
+    }
+
+    /// Waits for every block sent to be written.
+    fn close(mut self) -> io::Result<()> {
+        self.join()?;
+        self.check()
+    }
+
+    fn join(&mut self) -> io::Result<()> {
+        drop(self.jobs.take());
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Err(_)) => Err(io::Error::other("the disk thread panicked")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The thread's error, once.
+    fn check(&self) -> io::Result<()> {
+        match self.failed.lock().map(|mut f| f.take()) {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err(io::Error::other("the disk thread panicked")),
+        }
+    }
+
+    /// Why the thread took no more: its error, if it had one.
+    fn stopped(&self) -> io::Error {
+        match self.check() {
+            Err(e) => e,
+            Ok(()) => io::Error::other("the disk thread has stopped"),
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+/// A second handle on `file` that writes past the page cache; `None` where that cannot be had.
+fn reopen_direct(file: &File) -> Option<File> {
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::debug!("no direct I/O for a download, writing through the page cache: {e}");
+            None
+        }
+    }
+}
+
+/// The disk thread: writes each block where it goes, past the page cache while the
+/// filesystem takes that, and gives the block back.
+fn write_blocks(
+    jobs: Receiver<Job>,
+    give_back: SyncSender<Block>,
+    mut direct: Option<File>,
+    buffered: File,
+    done: &AtomicU64,
+    failed: &Mutex<Option<io::Error>>,
+) {
+    while let Ok(job) = jobs.recv() {
+        let bytes = &job.block.bytes()[..job.len];
+        let mut result = match &direct {
+            Some(d) => d.write_all_at(bytes, job.offset),
+            None => buffered.write_all_at(bytes, job.offset),
+        };
+        if direct.is_some() && result.as_ref().is_err_and(refused) {
+            tracing::debug!("the filesystem refuses direct I/O; writing through the page cache");
+            direct = None;
+            result = buffered.write_all_at(bytes, job.offset);
+        }
+        match result {
+            Ok(()) => done.store(job.offset + job.len as u64, Ordering::Release),
+            Err(e) => {
+                if let Ok(mut f) = failed.lock() {
+                    f.get_or_insert(e);
+                }
+                return;
+            }
+        }
+        if give_back.send(job.block).is_err() {
+            return;
+        }
+    }
+}
+
+/// A filesystem that opens `O_DIRECT` but refuses its writes says EINVAL.
+fn refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
+    }
+
+    fn write_in_chunks(out: &mut Direct, data: &[u8], chunk: usize) {
+        for piece in data.chunks(chunk) {
+            out.write_all(piece).expect("write");
+        }
+    }
+
+    #[test]
+    fn odd_sizes_and_chunks_land_whole() {
+        for len in [
+            0,
+            1,
+            ALIGN - 1,
+            ALIGN,
+            BLOCK,
+            BLOCK + 1,
+            3 * BLOCK + 12345,
+            7 * BLOCK,
+        ] {
+            let data = pattern(len);
+            let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
+            let mut out = Direct::new(tmp.reopen().expect("reopen"), 0).expect("direct");
+            write_in_chunks(&mut out, &data, 65_537);
+            out.finish().expect("finish");
+            assert_eq!(
+                std::fs::read(tmp.path()).expect("read"),
+                data,
+                "length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn goes_on_from_an_unaligned_offset() {
+        let data = pattern(2 * BLOCK + 999);
+        for offset in [1, ALIGN + 17, BLOCK - 3, BLOCK + ALIGN] {
+            let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
+            std::fs::write(tmp.path(), &data[..offset]).expect("head");
+            let mut out = Direct::new(tmp.reopen().expect("reopen"), offset as u64).expect("new");
+            assert_eq!(out.pending(), 0);
+            write_in_chunks(&mut out, &data[offset..], 100_000);
+            out.finish().expect("finish");
+            assert_eq!(
+                std::fs::read(tmp.path()).expect("read"),
+                data,
+                "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_what_is_not_in_the_file_yet() {
+        let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
+        let mut out = Direct::new(tmp.reopen().expect("reopen"), 0).expect("direct");
+        out.write_all(&pattern(1000)).expect("write");
+        assert_eq!(out.pending(), 1000);
+        out.write_all(&pattern(BLOCK)).expect("write");
+        // One full block went to the disk thread; 1000 bytes wait in the next one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while out.pending() > 1000 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(out.pending(), 1000);
+    }
+
+    #[test]
+    fn a_refused_direct_write_goes_through_the_page_cache() {
+        let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
+        let file = tmp.reopen().expect("reopen");
+        let direct = reopen_direct(&file).expect("this filesystem takes O_DIRECT");
+        let disk = Disk::start(Some(direct), file.try_clone().expect("clone"), 0).expect("disk");
+        let mut block = Block::new();
+        let data = pattern(3 * ALIGN);
+        block.bytes_mut()[..data.len()].copy_from_slice(&data);
+        // An unaligned length: O_DIRECT says EINVAL, as a filesystem that refuses it does.
+        let job = |block, offset, len| Job { block, offset, len };
+        disk.send(job(block, 1, 1000)).expect("send");
+        let mut block = disk.free_block().expect("given back");
+        block.bytes_mut()[..ALIGN].copy_from_slice(&data[..ALIGN]);
+        disk.send(job(block, ALIGN as u64, ALIGN)).expect("send");
+        disk.close().expect("close");
+        let got = std::fs::read(tmp.path()).expect("read");
+        assert_eq!(got.len(), 2 * ALIGN);
+        assert_eq!(&got[1..1001], &data[..1000]);
+        assert_eq!(&got[ALIGN..], &data[..ALIGN]);
+    }
+
+    #[test]
+    fn a_full_disk_is_reported() {
+        let Ok(full) = OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let mut out = Direct::new(full, 0).expect("direct");
+        let mut result = Ok(());
+        for _ in 0..2 * BLOCKS + 2 {
+            result = out.write_all(&pattern(BLOCK));
+            if result.is_err() {
+                break;
+            }
+        }
+        let e = result
+            .and_then(|()| out.finish().map(drop))
+            .expect_err("ENOSPC");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    }
+}
