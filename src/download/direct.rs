@@ -298,15 +298,23 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
     }
 
-    fn write_in_chunks(out: &mut Direct, data: &[u8], chunk: usize) {
-        for piece in data.chunks(chunk) {
+    /// A file holding `head`, written on with `rest` in pieces of `chunk` bytes: what it holds.
+    fn written(head: &[u8], rest: &[u8], chunk: usize) -> Vec<u8> {
+        let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
+        std::fs::write(tmp.path(), head).expect("head");
+        let file = tmp.reopen().expect("reopen");
+        let mut out = Direct::new(file, head.len() as u64).expect("direct");
+        assert_eq!(out.pending(), 0);
+        for piece in rest.chunks(chunk) {
             out.write_all(piece).expect("write");
         }
+        out.finish().expect("finish");
+        std::fs::read(tmp.path()).expect("read")
     }
 
     #[test]
     fn odd_sizes_and_chunks_land_whole() {
-        for len in [
+        let sizes = [
             0,
             1,
             ALIGN - 1,
@@ -315,17 +323,10 @@ mod tests {
             BLOCK + 1,
             3 * BLOCK + 12345,
             7 * BLOCK,
-        ] {
+        ];
+        for len in sizes {
             let data = pattern(len);
-            let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
-            let mut out = Direct::new(tmp.reopen().expect("reopen"), 0).expect("direct");
-            write_in_chunks(&mut out, &data, 65_537);
-            out.finish().expect("finish");
-            assert_eq!(
-                std::fs::read(tmp.path()).expect("read"),
-                data,
-                "length {len}"
-            );
+            assert_eq!(written(&[], &data, 65_537), data, "length {len}");
         }
     }
 
@@ -333,17 +334,8 @@ mod tests {
     fn goes_on_from_an_unaligned_offset() {
         let data = pattern(2 * BLOCK + 999);
         for offset in [1, ALIGN + 17, BLOCK - 3, BLOCK + ALIGN] {
-            let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
-            std::fs::write(tmp.path(), &data[..offset]).expect("head");
-            let mut out = Direct::new(tmp.reopen().expect("reopen"), offset as u64).expect("new");
-            assert_eq!(out.pending(), 0);
-            write_in_chunks(&mut out, &data[offset..], 100_000);
-            out.finish().expect("finish");
-            assert_eq!(
-                std::fs::read(tmp.path()).expect("read"),
-                data,
-                "offset {offset}"
-            );
+            let (head, rest) = data.split_at(offset);
+            assert_eq!(written(head, rest, 100_000), data, "offset {offset}");
         }
     }
 
