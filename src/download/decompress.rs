@@ -32,9 +32,8 @@ impl Write for Stored {
 
 type Writer = Stored;
 
-/// Where the downloaded bytes go: the temp file, possibly through a decoder.
+/// Where the downloaded bytes go: a decoder writing into the temp file.
 pub enum Output {
-    Plain(Writer),
     Gz(flate2::write::MultiGzDecoder<Writer>),
     Zst(zstd::stream::write::Decoder<'static, Writer>),
     Bz2(MultiBz),
@@ -49,35 +48,24 @@ pub enum Output {
 }
 
 impl Output {
-    /// `observer` has seen the bytes already in `file` (a resumed download), which is
-    /// positioned where writing goes on.
-    pub fn new(
-        file: File,
-        compression: Option<Compression>,
-        observer: Observer,
-    ) -> io::Result<Output> {
-        let w = |mut file: File, observer| -> io::Result<Writer> {
-            let offset = file.stream_position()?;
+    /// Decodes into `file`, which is empty.
+    pub fn new(file: File, compression: Compression, observer: Observer) -> io::Result<Output> {
+        let w = |file: File, observer| -> io::Result<Writer> {
             Ok(Stored {
-                out: Direct::new(file, offset)?,
+                out: Direct::new(file, 0)?,
                 observer,
             })
         };
         Ok(match compression {
-            None => Output::Plain(w(file, observer)?),
-            Some(Compression::Gz) => {
-                Output::Gz(flate2::write::MultiGzDecoder::new(w(file, observer)?))
-            }
-            Some(Compression::Zst) => {
-                Output::Zst(zstd::stream::write::Decoder::new(w(file, observer)?)?)
-            }
-            Some(Compression::Bz2) => {
+            Compression::Gz => Output::Gz(flate2::write::MultiGzDecoder::new(w(file, observer)?)),
+            Compression::Zst => Output::Zst(zstd::stream::write::Decoder::new(w(file, observer)?)?),
+            Compression::Bz2 => {
                 Output::Bz2(MultiBz(bzip2::write::BzDecoder::new(w(file, observer)?)))
             }
-            Some(Compression::Xz) => Output::Xz(liblzma::write::XzDecoder::new_multi_decoder(w(
+            Compression::Xz => Output::Xz(liblzma::write::XzDecoder::new_multi_decoder(w(
                 file, observer,
             )?)),
-            Some(Compression::Lzo) => {
+            Compression::Lzo => {
                 let mut child = Command::new("lzop")
                     .args(["-d", "-c"])
                     .stdin(Stdio::piped())
@@ -98,7 +86,6 @@ impl Output {
 
     pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
-            Output::Plain(w) => w.write_all(data),
             Output::Gz(w) => w.write_all(data),
             Output::Zst(w) => w.write_all(data),
             Output::Bz2(w) => w.write_all(data),
@@ -110,29 +97,10 @@ impl Output {
         }
     }
 
-    /// Makes what was written so far durable. Only an undecoded file is synced: a decoder
-    /// holds state that its output alone cannot restore, so its file is never resumed.
-    /// The file itself when nothing is decoded: its bytes are the download's bytes.
-    pub fn raw_file(&self) -> Option<&File> {
-        match self {
-            Output::Plain(w) => Some(w.out.file()),
-            _ => None,
-        }
-    }
-
-    /// Bytes accepted but not in the file yet.
-    pub fn buffered(&self) -> u64 {
-        match self {
-            Output::Plain(w) => w.out.pending(),
-            _ => 0,
-        }
-    }
-
     /// Flushes everything into the file and says what went in.
     pub fn finish(self) -> io::Result<(File, Observed)> {
         let done = |w: Writer| Ok((w.out.finish()?, w.observer.finish()));
         match self {
-            Output::Plain(w) => done(w),
             Output::Gz(w) => done(w.finish()?),
             Output::Zst(mut w) => {
                 w.flush()?;
@@ -201,7 +169,7 @@ mod tests {
 
     fn roundtrip(compression: Compression, compressed: &[u8]) -> io::Result<Vec<u8>> {
         let tmp = tempfile::NamedTempFile::new()?;
-        let mut out = Output::new(tmp.reopen()?, Some(compression), Observer::new(false))?;
+        let mut out = Output::new(tmp.reopen()?, compression, Observer::new(false))?;
         for chunk in compressed.chunks(7) {
             out.write_all(chunk)?;
         }

@@ -88,10 +88,6 @@ impl Direct {
         })
     }
 
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     /// Bytes accepted that are not in the file yet.
     pub fn pending(&self) -> u64 {
         (self.start + self.filled as u64).saturating_sub(self.disk.done.load(Ordering::Acquire))

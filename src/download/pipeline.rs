@@ -16,6 +16,7 @@
 
 use std::fs::File;
 use std::io;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 use super::Compression;
 use super::checksum::{Algorithm, Hasher};
 use super::decompress::Output;
+use super::direct::Direct;
 use super::segment_writer::{self, Counters, Ordered, Piece, SegmentState};
 use crate::catalog::{Observed, Observer};
 
@@ -119,63 +121,91 @@ impl Sink {
         iso: bool,
     ) -> io::Result<Sink> {
         let hasher = user_hasher(algorithm, compression);
-        Sink::continue_at(file, algorithm, hasher, Observer::new(iso), compression, 0)
+        let observer = Observer::new(iso);
+        match compression {
+            None => Sink::continue_at(file, algorithm, hasher, observer, 0),
+            Some(c) => Sink::decoded(file, algorithm, hasher, observer, c),
+        }
     }
 
-    /// A sink whose file already holds `offset` bytes (positioned at its end), with `hasher`
-    /// (from [`user_hasher`]) and `observer` fed with them.
+    /// A sink whose file already holds `offset` bytes, with `hasher` (from [`user_hasher`])
+    /// and `observer` fed with them.
     pub fn continue_at(
         file: File,
         algorithm: Option<Algorithm>,
         hasher: Option<Hasher>,
         observer: Observer,
-        compression: Option<Compression>,
         offset: u64,
     ) -> io::Result<Sink> {
-        let syncer_file = file.try_clone()?;
-        let mut out = Output::new(file, compression, observer)?;
         let synced = Arc::new(AtomicU64::new(offset));
-        let published = synced.clone();
-        let decoding = compression.is_some();
-        let classify = move |e: io::Error| {
-            // A decoder reports bad input as InvalidInput/InvalidData/Other; the file itself
-            // reports ENOSPC and friends with an OS error code.
-            if decoding && e.raw_os_error().is_none() {
-                SinkError::Decode(e)
-            } else {
-                SinkError::Write(e)
-            }
-        };
         let written = Arc::new(AtomicU64::new(offset));
-        // A decoded file's length says nothing about the download's offset: no checkpoints,
-        // only writeback.
-        let in_file = written.clone();
-        let checkpoints = out.raw_file().is_some().then(|| Checkpoints {
-            written: written.clone(),
-            synced: published,
-            segments: None,
-        });
-        let syncer = Syncer::start(syncer_file, checkpoints)?;
+        let syncer = Syncer::start(
+            file.try_clone()?,
+            Some(Checkpoints {
+                written: written.clone(),
+                synced: synced.clone(),
+                segments: None,
+            }),
+        )?;
+        let mut out = Direct::new(file, offset)?;
         let abandoned = Arc::new(AtomicBool::new(false));
-        let abandon = abandoned.clone();
+        let (abandon, in_file) = (abandoned.clone(), written.clone());
+        let work = move |mut rx: mpsc::Receiver<Piece>| {
+            let (mut hasher, mut observer) = (hasher, observer);
+            let mut accepted = offset;
+            while let Some(Piece { bytes, .. }) = rx.blocking_recv() {
+                accepted += bytes.len() as u64;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&bytes);
+                }
+                observer.update(&bytes);
+                out.write_all(&bytes).map_err(SinkError::Write)?;
+                // Only what is in the file is there for the syncer to make durable.
+                in_file.store(accepted - out.pending(), Ordering::Release);
+            }
+            syncer.stop();
+            let file = out.finish().map_err(SinkError::Write)?;
+            in_file.store(accepted, Ordering::Release);
+            close(file, &abandon, hasher, algorithm, observer.finish())
+        };
+        Sink::launch(synced, written, abandoned, None, work)
+    }
+
+    /// A sink that decodes the bytes (`compression`) into the file. Its file is never
+    /// resumed (the decoder's state is gone with it), so it has no checkpoints, only the
+    /// syncer's writeback.
+    fn decoded(
+        file: File,
+        algorithm: Option<Algorithm>,
+        hasher: Option<Hasher>,
+        observer: Observer,
+        compression: Compression,
+    ) -> io::Result<Sink> {
+        let syncer = Syncer::start(file.try_clone()?, None)?;
+        let mut out = Output::new(file, compression, observer)?;
+        let written = Arc::new(AtomicU64::new(0));
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let (abandon, accepted) = (abandoned.clone(), written.clone());
         let work = move |mut rx: mpsc::Receiver<Piece>| {
             let mut hasher = hasher;
-            let mut accepted = offset;
-            while let Some(Piece { bytes: chunk, .. }) = rx.blocking_recv() {
+            // A decoder reports bad input as InvalidInput/InvalidData/Other; the file itself
+            // reports ENOSPC and friends with an OS error code.
+            let classify = |e: io::Error| match e.raw_os_error() {
+                None => SinkError::Decode(e),
+                Some(_) => SinkError::Write(e),
+            };
+            while let Some(Piece { bytes, .. }) = rx.blocking_recv() {
                 if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
+                    h.update(&bytes);
                 }
-                out.write_all(&chunk).map_err(classify)?;
-                accepted += chunk.len() as u64;
-                // Only what left the buffer is in the file for the syncer to make durable.
-                written.store(accepted - out.buffered(), Ordering::Release);
+                out.write_all(&bytes).map_err(classify)?;
+                accepted.fetch_add(bytes.len() as u64, Ordering::Release);
             }
             syncer.stop();
             let (file, observed) = out.finish().map_err(classify)?;
-            written.store(accepted, Ordering::Release);
             close(file, &abandon, hasher, algorithm, observed)
         };
-        Sink::launch(synced, in_file, abandoned, None, work)
+        Sink::launch(Arc::new(AtomicU64::new(0)), written, abandoned, None, work)
     }
 
     /// A sink for the bytes of several connections, each fetching one of `segments` into its

@@ -149,7 +149,7 @@ async fn pick_up(
     let sink = hashed
         .and_then(|(file, hasher, observer)| {
             if segments.is_empty() {
-                Sink::continue_at(file, algorithm, hasher, observer, None, offset)
+                Sink::continue_at(file, algorithm, hasher, observer, offset)
             } else {
                 Sink::segmented(file, algorithm, hasher, observer, &segments, offset)
             }
