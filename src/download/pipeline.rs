@@ -137,16 +137,7 @@ impl Sink {
         observer: Observer,
         offset: u64,
     ) -> io::Result<Sink> {
-        let synced = Arc::new(AtomicU64::new(offset));
-        let written = Arc::new(AtomicU64::new(offset));
-        let syncer = Syncer::start(
-            file.try_clone()?,
-            Some(Checkpoints {
-                written: written.clone(),
-                synced: synced.clone(),
-                segments: None,
-            }),
-        )?;
+        let (syncer, written, synced) = Syncer::checkpointing(&file, offset, None)?;
         let mut out = Direct::new(file, offset)?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let (abandon, in_file) = (abandoned.clone(), written.clone());
@@ -220,16 +211,8 @@ impl Sink {
         front: u64,
     ) -> io::Result<Sink> {
         let counters = Arc::new(Counters::new(segments));
-        let written = Arc::new(AtomicU64::new(front));
-        let synced = Arc::new(AtomicU64::new(front));
-        let syncer = Syncer::start(
-            file.try_clone()?,
-            Some(Checkpoints {
-                written: written.clone(),
-                synced: synced.clone(),
-                segments: Some(counters.clone()),
-            }),
-        )?;
+        let (syncer, written, synced) =
+            Syncer::checkpointing(&file, front, Some(counters.clone()))?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let (abandon, shared, front) = (abandoned.clone(), counters.clone(), written.clone());
         let work = move |rx| {
@@ -416,6 +399,24 @@ impl Syncer {
                 }
             })?;
         Ok(Syncer { stop, thread })
+    }
+
+    /// A syncer that makes an undecoded file's leading bytes durable, counting from `offset`:
+    /// with the writer's count to feed and the count of bytes on disk for good.
+    fn checkpointing(
+        file: &File,
+        offset: u64,
+        segments: Option<Arc<Counters>>,
+    ) -> io::Result<(Syncer, Arc<AtomicU64>, Arc<AtomicU64>)> {
+        let written = Arc::new(AtomicU64::new(offset));
+        let synced = Arc::new(AtomicU64::new(offset));
+        let checkpoints = Checkpoints {
+            written: written.clone(),
+            synced: synced.clone(),
+            segments,
+        };
+        let syncer = Syncer::start(file.try_clone()?, Some(checkpoints))?;
+        Ok((syncer, written, synced))
     }
 
     fn stop(self) {
