@@ -8,14 +8,19 @@
 //! writeback (pipeline.rs) keeps that path in check. The tail that does not fill a whole
 //! alignment unit is always written through the page cache; the final fsync covers both.
 
+use std::ffi::c_void;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+use nix::sys::mman::{self, MapFlags, ProtFlags};
 
 /// What `O_DIRECT` asks of offsets, lengths and buffer addresses: the logical block size, at
 /// most a page on the disks PVE runs on.
@@ -28,25 +33,47 @@ const BLOCK: usize = 2 << 20;
 /// Blocks in use at once: one filling, one queued, one being written.
 const BLOCKS: usize = 3;
 
-/// A heap buffer of `BLOCK` bytes at an `ALIGN`ed address.
+/// `BLOCK` bytes of anonymous memory: page-aligned, as `O_DIRECT` wants, and given back to the
+/// system when dropped. From the heap, the allocator kept freed blocks for the daemon's life
+/// (seen: 77 MiB resident after two rounds of 4 concurrent downloads, 64 MiB with mappings).
 struct Block {
-    storage: Vec<u8>,
-    at: usize,
+    at: NonNull<c_void>,
 }
 
+// SAFETY: the mapping is owned by the block alone; whoever holds the block holds the bytes.
+unsafe impl Send for Block {}
+
 impl Block {
-    fn new() -> Block {
-        let storage = vec![0u8; BLOCK + ALIGN];
-        let at = storage.as_ptr().align_offset(ALIGN);
-        Block { storage, at }
+    fn new() -> io::Result<Block> {
+        let len = NonZeroUsize::new(BLOCK).ok_or_else(|| io::Error::other("empty block"))?;
+        let (prot, flags) = (
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE,
+        );
+        // SAFETY: a new private mapping at an address of the kernel's choosing: it overlaps
+        // nothing that exists.
+        let at = unsafe { mman::mmap_anonymous(None, len, prot, flags) }?;
+        Ok(Block { at })
     }
 
     fn bytes(&self) -> &[u8] {
-        &self.storage[self.at..self.at + BLOCK]
+        // SAFETY: `at` maps `BLOCK` readable bytes (zeros at first) for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.at.as_ptr().cast::<u8>(), BLOCK) }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.at..self.at + BLOCK]
+        // SAFETY: as in `bytes`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.at.as_ptr().cast::<u8>(), BLOCK) }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length and no slice of it outlives
+        // the block.
+        if let Err(e) = unsafe { mman::munmap(self.at, BLOCK) } {
+            tracing::debug!("munmap of a write block failed: {e}");
+        }
     }
 }
 
@@ -73,7 +100,7 @@ impl Direct {
     /// Writes on at `offset`, where the file ends.
     pub fn new(file: File, offset: u64) -> io::Result<Direct> {
         let start = offset - offset % ALIGN as u64;
-        let mut block = Block::new();
+        let mut block = Block::new()?;
         let kept = (offset - start) as usize;
         // The part of an alignment unit already in the file is written again with the block.
         file.read_exact_at(&mut block.bytes_mut()[..kept], start)?;
@@ -126,7 +153,7 @@ impl Write for Direct {
         if self.filled == BLOCK {
             let next = if self.made < BLOCKS {
                 self.made += 1;
-                Block::new()
+                Block::new()?
             } else {
                 self.disk.free_block()?
             };
@@ -356,7 +383,7 @@ mod tests {
         let file = tmp.reopen().expect("reopen");
         let direct = reopen_direct(&file).expect("this filesystem takes O_DIRECT");
         let disk = Disk::start(Some(direct), file.try_clone().expect("clone"), 0).expect("disk");
-        let mut block = Block::new();
+        let mut block = Block::new().expect("block");
         let data = pattern(3 * ALIGN);
         block.bytes_mut()[..data.len()].copy_from_slice(&data);
         // An unaligned length: O_DIRECT says EINVAL, as a filesystem that refuses it does.
