@@ -2,10 +2,13 @@
 
 import json
 import os
+import subprocess
+import time
 
 import pytest
 from proxmoxer.tools import Files
 
+from conftest import MiB
 from helpers import (
     ALGOS,
     NODE,
@@ -330,3 +333,30 @@ def test_failed_then_retry_succeeds(daemon, prox, origin):
                          checksum=origin.digest("small.iso", "sha256"), **{"checksum-algorithm": "sha256"})
     assert blocking(prox, upid)["exitstatus"] == "OK"
     assert (daemon.storage_path() / "template/iso/retry.iso").read_bytes() == origin.data("small.iso")
+
+
+def test_a_download_goes_past_the_page_cache(daemon, prox, origin):
+    """The temp file grows in whole 2 MiB blocks written with O_DIRECT: while it grows, none of
+    it is in the page cache, and the file is whole at the end."""
+    staging = daemon.storage_path() / ".isolib-partial"
+    url = origin.url("/ranged/big.iso")  # 16 MiB at 8 MiB/s
+    upid = post_download(prox, url=url, content="iso", filename="direct.iso")
+    seen = []
+    while prox.nodes(NODE).tasks(upid).status.get()["status"] == "running":
+        for part in staging.glob("*.part"):
+            fincore = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(part)],
+                                     capture_output=True, text=True)
+            try:
+                size = part.stat().st_size
+            except FileNotFoundError:
+                continue  # renamed into place meanwhile
+            if fincore.returncode == 0:
+                seen.append((size, int(fincore.stdout.strip())))
+        time.sleep(0.05)
+    assert blocking(prox, upid)["exitstatus"] == "OK"
+    assert (daemon.storage_path() / "template/iso/direct.iso").read_bytes() == origin.data("big.iso")
+    # Once whole, the file is read by the content check; while it grows, nothing reads it.
+    growing = [(size, res) for size, res in seen if 0 < size < 16 * MiB]
+    assert len(growing) >= 3, seen
+    assert all(size % (2 * MiB) == 0 and res == 0 for size, res in growing), seen
+    assert not list(staging.glob("*.part")), list(staging.iterdir())
