@@ -30,14 +30,12 @@ impl Write for Stored {
     }
 }
 
-type Writer = Stored;
-
 /// Where the downloaded bytes go: a decoder writing into the temp file.
 pub enum Output {
-    Gz(flate2::write::MultiGzDecoder<Writer>),
-    Zst(zstd::stream::write::Decoder<'static, Writer>),
+    Gz(flate2::write::MultiGzDecoder<Stored>),
+    Zst(zstd::stream::write::Decoder<'static, Stored>),
     Bz2(MultiBz),
-    Xz(liblzma::write::XzDecoder<Writer>),
+    Xz(liblzma::write::XzDecoder<Stored>),
     /// lzop writes the file itself; its output is read back for the observer at the end.
     Lzo {
         child: Child,
@@ -50,7 +48,7 @@ pub enum Output {
 impl Output {
     /// Decodes into `file`, which is empty.
     pub fn new(file: File, compression: Compression, observer: Observer) -> io::Result<Output> {
-        let w = |file: File, observer| -> io::Result<Writer> {
+        let w = |file: File, observer| -> io::Result<Stored> {
             Ok(Stored {
                 out: Direct::new(file, 0)?,
                 observer,
@@ -99,7 +97,7 @@ impl Output {
 
     /// Flushes everything into the file and says what went in.
     pub fn finish(self) -> io::Result<(File, Observed)> {
-        let done = |w: Writer| Ok((w.out.finish()?, w.observer.finish()));
+        let done = |w: Stored| Ok((w.out.finish()?, w.observer.finish()));
         match self {
             Output::Gz(w) => done(w.finish()?),
             Output::Zst(mut w) => {
@@ -136,7 +134,7 @@ impl Output {
 
 /// bzcat decodes concatenated streams (pbzip2 and lbzip2 write those); the write-side decoder
 /// of the bzip2 crate stops after one, so a finished stream is followed by a fresh decoder.
-pub struct MultiBz(bzip2::write::BzDecoder<Writer>);
+pub struct MultiBz(bzip2::write::BzDecoder<Stored>);
 
 impl MultiBz {
     fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
