@@ -22,13 +22,12 @@ pub static METHOD: ApiMethod = ApiMethod::get("/cluster/isolib/inventory", |ctx,
 ]));
 
 /// One volume across the cluster.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Serialize, PartialEq)]
 pub(super) struct Row {
     pub volid: String,
     pub content: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// Node → `verified`, `present` (not verified yet), `failed`, `different` (other bytes
     /// than the other nodes'), `missing`, or `unknown` (the node did not answer).

@@ -13,6 +13,7 @@ pub use crate::download::metadata::UrlMetadata;
 pub use crate::storage::ContentItem;
 
 /// What every task reply says about the task, from its UPID (spec §4.3, §4.5).
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(default)]
 pub struct TaskFields {
@@ -29,7 +30,6 @@ pub struct TaskFields {
     pub id: String,
     pub user: String,
     /// Set for a task a token started; `user` is then the token's owner.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenid: Option<String>,
 }
 
@@ -51,21 +51,21 @@ impl TaskFields {
 }
 
 /// `GET /nodes/{node}/tasks` item.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(default)]
 pub struct TaskListItem {
     #[serde(flatten)]
     pub task: TaskFields,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub endtime: Option<i64>,
     /// The exit status, or `RUNNING`.
     pub status: String,
     /// PVE's marker of a running task's entry.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub saved: Option<String>,
 }
 
 /// `GET /nodes/{node}/tasks/{upid}/status`.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(default)]
 pub struct TaskStatus {
@@ -73,7 +73,6 @@ pub struct TaskStatus {
     pub task: TaskFields,
     /// `running` or `stopped`.
     pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exitstatus: Option<String>,
 }
 
@@ -85,10 +84,10 @@ impl TaskStatus {
 
 /// `GET /nodes/{node}/storage` item and `.../storage/{storage}/status` (spec §7.1-7.2); the
 /// list adds `storage` and `used_fraction`.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(default)]
 pub struct StorageStatus {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,
@@ -105,7 +104,6 @@ pub struct StorageStatus {
     pub used: u64,
     #[serde(deserialize_with = "number")]
     pub avail: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub used_fraction: Option<f64>,
 }
 
@@ -129,6 +127,7 @@ impl Default for StorageStatus {
 
 /// `GET /nodes/{node}/storage/{storage}/content/{volume}`: PVE's fields (pve-storage
 /// `API2/Storage/Content.pm` info), then what the catalog record adds.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(default)]
 pub struct VolumeInfo {
@@ -138,31 +137,17 @@ pub struct VolumeInfo {
     #[serde(deserialize_with = "number")]
     pub used: u64,
     pub format: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "opt_int_flag",
-        deserialize_with = "opt_flag"
-    )]
+    #[serde(serialize_with = "opt_int_flag", deserialize_with = "opt_flag")]
     pub protected: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<catalog::UserChecksum>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<catalog::Source>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iso: Option<catalog::iso9660::IsoInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<catalog::osinfo::OsMatch>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<catalog::ImageInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<catalog::TemplateInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<catalog::Verification>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<catalog::VolumeAccess>,
     #[serde(
         rename = "boot-configs",

@@ -68,18 +68,15 @@ impl Firmware {
 /// An image a host boots: a volume, or its own disk.
 pub const LOCALBOOT: &str = "localboot";
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
     /// Lower case, colon-separated.
     pub mac: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
     /// A volume ID, or `localboot`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware: Option<Firmware>,
 }
 

@@ -15,6 +15,7 @@ const FIRST_DESCRIPTOR: usize = 16;
 const PLATFORM_BIOS: u8 = 0x00;
 const PLATFORM_UEFI: u8 = 0xEF;
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IsoInfo {
     #[serde(rename = "system-id")]
@@ -25,7 +26,6 @@ pub struct IsoInfo {
     pub preparer: String,
     pub application: String,
     /// The PVD's creation date as ISO 8601 (`2024-06-29T10:11:12+00:00`), when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     /// Volume space size × logical block size: what the file system says it spans.
     #[serde(rename = "volume-size")]

@@ -15,16 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use super::iso9660::IsoInfo;
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsMatch {
     /// The short id, e.g. `debian11`: Glance's `os_distro` vocabulary.
     pub id: String,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
 

@@ -10,6 +10,7 @@ use super::osinfo::OsMatch;
 /// Bumped when a field changes meaning; a record of another version is rebuilt.
 pub const RECORD_VERSION: u32 = 1;
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Record {
@@ -20,10 +21,8 @@ pub struct Record {
     /// Which file the record describes; another inode, size or mtime means it is stale.
     pub stamp: Stamp,
     /// What the user gave when the volume arrived (any of PVE's algorithms).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<UserChecksum>,
     pub source: Source,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
     #[serde(default)]
     pub protected: bool,
@@ -33,17 +32,12 @@ pub struct Record {
     /// The network boot configs that fit this image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot_configs: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iso: Option<IsoInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<OsMatch>,
     /// Import images: what qemu-img reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageInfo>,
     /// Container templates: what PVE's naming says.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
 }
 
@@ -87,35 +81,26 @@ pub enum Origin {
     Adopted,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Source {
     pub origin: Origin,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// After redirects.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub final_url: Option<String>,
     /// The download's `compression`: the file holds the decompressed bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
     /// The checksum file the expected checksum was taken from (`checksum-url`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum_url: Option<String>,
     /// The sha256 of that checksum file as it was fetched.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum_file_sha256: Option<String>,
     /// The fingerprint of the certificate that signed it, when a keyring checked it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum_signer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub upid: Option<String>,
     /// The user or token that brought it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Unix time the record was made.
     pub time: i64,
@@ -142,11 +127,11 @@ impl VolumeAccess {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ImageInfo {
     pub format: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub virtual_size: Option<u64>,
 }
 
@@ -165,11 +150,11 @@ pub enum VerifyState {
 }
 
 /// The last verification, as Proxmox Backup Server reports a snapshot's.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub state: VerifyState,
     pub time: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub upid: Option<String>,
 }
 

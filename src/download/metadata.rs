@@ -15,14 +15,12 @@ static DISPOSITION_QUOTED: Pattern = Pattern::new(r#"filename="([^"]*)""#);
 static DISPOSITION_BARE: Pattern = Pattern::new(r"filename=([^;]*)");
 static URL_LAST_SEGMENT: Pattern = Pattern::new(r"^[^?]+/([^?/]*)(?:\?.*)?$");
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct UrlMetadata {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mimetype: Option<String>,
 }
 

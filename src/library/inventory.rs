@@ -25,26 +25,20 @@ pub struct Inventory {
 }
 
 /// One volume. `sha256` is missing for a volume not hashed yet (adoption is on its way).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Entry {
     pub volid: String,
     pub storage: String,
     pub content: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<catalog::Source>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<catalog::UserChecksum>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<catalog::osinfo::OsMatch>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
     pub protected: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<catalog::Verification>,
 }
 

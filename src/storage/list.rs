@@ -16,6 +16,7 @@ use super::model::Storage;
 use crate::catalog;
 
 /// One volume as the content API returns it (and a client reads it: `api::replies`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct ContentItem {
@@ -26,12 +27,9 @@ pub struct ContentItem {
     pub ctime: i64,
     pub content: String,
     /// From the volume's catalog record, once it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// The osinfo-db short id of an ISO that matched one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<catalog::Verification>,
 }
 

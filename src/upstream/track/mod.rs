@@ -39,6 +39,7 @@ impl Feed {
 }
 
 /// What the operator declared.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Track {
@@ -49,16 +50,11 @@ pub struct Track {
     pub url: String,
     /// Matched against a whole file name; the first capture group is the version. For the
     /// Alpine feed, against the flavor.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feed: Option<Feed>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyring: Option<String>,
     /// Releases kept; none: every release stays.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<u32>,
     /// Seconds between polls.
     pub interval: u64,
@@ -81,27 +77,21 @@ pub struct Held {
 }
 
 /// What the polls found.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TrackState {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<Release>,
     /// Newest first.
     #[serde(default)]
     pub held: Vec<Held>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_poll: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_change: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The validators of the announcement as last fetched, for a conditional request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
     /// The UPID of the last task a poll started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
 }
 
