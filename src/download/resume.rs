@@ -4,7 +4,7 @@
 //! on disk (partial.rs). The bytes are hashed once to restore the digest state; the origin then
 //! decides with `Range` + `If-Range` whether they are still good (transfer.rs).
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 
 use super::inflight::LeadGuard;
 use super::partial::{self, Found, PartialState};
@@ -140,7 +140,6 @@ async fn pick_up(
                 "only {n} of {offset} bytes could be read"
             )));
         }
-        file.seek(SeekFrom::Start(offset))?;
         Ok((file, hasher, observer))
     })
     .await

@@ -129,8 +129,7 @@ impl Staged {
         OpenOptions::new().read(true).write(true).open(&self.part)
     }
 
-    /// Opens the temp file cut to its first `offset` bytes, positioned at the start; reading
-    /// those bytes leaves it where writing goes on.
+    /// Opens the temp file cut to its first `offset` bytes; the writer goes on at `offset`.
     pub fn continue_at(&self, offset: u64) -> io::Result<File> {
         let file = OpenOptions::new().read(true).write(true).open(&self.part)?;
         file.set_len(offset)?;
