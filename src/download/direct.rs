@@ -115,9 +115,10 @@ impl Direct {
         })
     }
 
-    /// Bytes accepted that are not in the file yet.
-    pub fn pending(&self) -> u64 {
-        (self.start + self.filled as u64).saturating_sub(self.disk.done.load(Ordering::Acquire))
+    /// The end of the bytes in the file, as it grows: what a reader of the file (the syncer,
+    /// a copy passed on) may count on.
+    pub fn in_file(&self) -> Arc<AtomicU64> {
+        self.disk.done.clone()
     }
 
     /// Writes what is left and waits for the disk thread: every byte accepted is in the file.
@@ -139,8 +140,10 @@ impl Direct {
                 len: whole,
             })?;
         }
+        let done = disk.done.clone();
         disk.close()?;
         file.write_all_at(&tail, start + whole as u64)?;
+        done.store(start + filled as u64, Ordering::Release);
         Ok(file)
     }
 }
@@ -327,11 +330,14 @@ mod tests {
         std::fs::write(tmp.path(), head).expect("head");
         let file = tmp.reopen().expect("reopen");
         let mut out = Direct::new(file, head.len() as u64).expect("direct");
-        assert_eq!(out.pending(), 0);
+        let in_file = out.in_file();
+        assert_eq!(in_file.load(Ordering::Acquire), head.len() as u64);
         for piece in rest.chunks(chunk) {
             out.write_all(piece).expect("write");
         }
         out.finish().expect("finish");
+        let whole = (head.len() + rest.len()) as u64;
+        assert_eq!(in_file.load(Ordering::Acquire), whole);
         std::fs::read(tmp.path()).expect("read")
     }
 
@@ -363,18 +369,20 @@ mod tests {
     }
 
     #[test]
-    fn counts_what_is_not_in_the_file_yet() {
+    fn counts_only_what_is_in_the_file() {
         let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
         let mut out = Direct::new(tmp.reopen().expect("reopen"), 0).expect("direct");
+        let in_file = out.in_file();
         out.write_all(&pattern(1000)).expect("write");
-        assert_eq!(out.pending(), 1000);
+        assert_eq!(in_file.load(Ordering::Acquire), 0);
         out.write_all(&pattern(BLOCK)).expect("write");
         // One full block went to the disk thread; 1000 bytes wait in the next one.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while out.pending() > 1000 && std::time::Instant::now() < deadline {
+        while in_file.load(Ordering::Acquire) < BLOCK as u64 && std::time::Instant::now() < deadline
+        {
             std::thread::yield_now();
         }
-        assert_eq!(out.pending(), 1000);
+        assert_eq!(in_file.load(Ordering::Acquire), BLOCK as u64);
     }
 
     #[test]

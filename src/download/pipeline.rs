@@ -104,7 +104,7 @@ pub struct Sink {
     tx: mpsc::Sender<Piece>,
     thread: Writer,
     synced: Arc<AtomicU64>,
-    /// Leading bytes of the file the writer has written (in the page cache at least).
+    /// Leading bytes of the file that are in it (not yet on disk for good).
     written: Arc<AtomicU64>,
     /// Set by `abort`: the bytes are about to be thrown away, so they are not synced.
     abandoned: Arc<AtomicBool>,
@@ -137,26 +137,24 @@ impl Sink {
         observer: Observer,
         offset: u64,
     ) -> io::Result<Sink> {
-        let (syncer, written, synced) = Syncer::checkpointing(&file, offset, None)?;
+        let syncer_file = file.try_clone()?;
         let mut out = Direct::new(file, offset)?;
+        // Only what is in the file is there for the syncer to make durable.
+        let written = out.in_file();
+        let (syncer, synced) = Syncer::checkpointing(syncer_file, written.clone(), None)?;
         let abandoned = Arc::new(AtomicBool::new(false));
-        let (abandon, in_file) = (abandoned.clone(), written.clone());
+        let abandon = abandoned.clone();
         let work = move |mut rx: mpsc::Receiver<Piece>| {
             let (mut hasher, mut observer) = (hasher, observer);
-            let mut accepted = offset;
             while let Some(Piece { bytes, .. }) = rx.blocking_recv() {
-                accepted += bytes.len() as u64;
                 if let Some(h) = hasher.as_mut() {
                     h.update(&bytes);
                 }
                 observer.update(&bytes);
                 out.write_all(&bytes).map_err(SinkError::Write)?;
-                // Only what is in the file is there for the syncer to make durable.
-                in_file.store(accepted - out.pending(), Ordering::Release);
             }
             syncer.stop();
             let file = out.finish().map_err(SinkError::Write)?;
-            in_file.store(accepted, Ordering::Release);
             close(file, &abandon, hasher, algorithm, observer.finish())
         };
         Sink::launch(synced, written, abandoned, None, work)
@@ -211,8 +209,9 @@ impl Sink {
         front: u64,
     ) -> io::Result<Sink> {
         let counters = Arc::new(Counters::new(segments));
-        let (syncer, written, synced) =
-            Syncer::checkpointing(&file, front, Some(counters.clone()))?;
+        let written = Arc::new(AtomicU64::new(front));
+        let (syncer, synced) =
+            Syncer::checkpointing(file.try_clone()?, written.clone(), Some(counters.clone()))?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let (abandon, shared, front) = (abandoned.clone(), counters.clone(), written.clone());
         let work = move |rx| {
@@ -401,22 +400,21 @@ impl Syncer {
         Ok(Syncer { stop, thread })
     }
 
-    /// A syncer that makes an undecoded file's leading bytes durable, counting from `offset`:
-    /// with the writer's count to feed and the count of bytes on disk for good.
+    /// A syncer that makes an undecoded file's leading bytes durable as the writer's count
+    /// `written` grows, with the count of bytes on disk for good.
     fn checkpointing(
-        file: &File,
-        offset: u64,
+        file: File,
+        written: Arc<AtomicU64>,
         segments: Option<Arc<Counters>>,
-    ) -> io::Result<(Syncer, Arc<AtomicU64>, Arc<AtomicU64>)> {
-        let written = Arc::new(AtomicU64::new(offset));
-        let synced = Arc::new(AtomicU64::new(offset));
+    ) -> io::Result<(Syncer, Arc<AtomicU64>)> {
+        let synced = Arc::new(AtomicU64::new(written.load(Ordering::Acquire)));
         let checkpoints = Checkpoints {
-            written: written.clone(),
+            written,
             synced: synced.clone(),
             segments,
         };
-        let syncer = Syncer::start(file.try_clone()?, Some(checkpoints))?;
-        Ok((syncer, written, synced))
+        let syncer = Syncer::start(file, Some(checkpoints))?;
+        Ok((syncer, synced))
     }
 
     fn stop(self) {
