@@ -33,9 +33,14 @@ const BLOCK: usize = 2 << 20;
 /// Blocks in use at once: one filling, one queued, one being written.
 const BLOCKS: usize = 3;
 
-/// `BLOCK` bytes of anonymous memory: page-aligned, as `O_DIRECT` wants, and given back to the
-/// system when dropped. From the heap, the allocator kept freed blocks for the daemon's life
-/// (seen: 77 MiB resident after two rounds of 4 concurrent downloads, 64 MiB with mappings).
+/// `BLOCK` bytes of anonymous memory: aligned to `BLOCK`, and given back to the system when
+/// dropped. From the heap, the allocator kept freed blocks for the daemon's life (seen: 77 MiB
+/// resident after two rounds of 4 concurrent downloads, 64 MiB with mappings).
+///
+/// A block is one transparent huge page where the system allows them (`madvise` or `always`):
+/// the disk thread's `O_DIRECT` write then pins one page instead of 512, and filling a block
+/// faults once. Measured on a 2 GiB download: 0.1 CPU-s less, and 3 page faults for the blocks
+/// instead of 1536.
 struct Block {
     at: NonNull<c_void>,
 }
@@ -45,14 +50,32 @@ unsafe impl Send for Block {}
 
 impl Block {
     fn new() -> io::Result<Block> {
-        let len = NonZeroUsize::new(BLOCK).ok_or_else(|| io::Error::other("empty block"))?;
+        // Twice the size, then the unaligned ends cut off: kernels before 6.7 (Debian 12's)
+        // do not align large mappings to huge pages by themselves.
+        let len = NonZeroUsize::new(2 * BLOCK).ok_or_else(|| io::Error::other("empty block"))?;
         let (prot, flags) = (
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             MapFlags::MAP_PRIVATE,
         );
         // SAFETY: a new private mapping at an address of the kernel's choosing: it overlaps
         // nothing that exists.
-        let at = unsafe { mman::mmap_anonymous(None, len, prot, flags) }?;
+        let raw = unsafe { mman::mmap_anonymous(None, len, prot, flags) }?;
+        let head = raw.as_ptr().cast::<u8>().align_offset(BLOCK);
+        // SAFETY: `head < BLOCK`, so the block lies within the mapping made above; the pieces
+        // unmapped before and after it are parts of that mapping nobody refers to.
+        let at = unsafe {
+            let at = raw.byte_add(head);
+            if head > 0 {
+                mman::munmap(raw, head)?;
+            }
+            mman::munmap(at.byte_add(BLOCK), BLOCK - head)?;
+            at
+        };
+        // SAFETY: advice about the block's own mapping; it changes how it is backed, not what
+        // it holds.
+        if let Err(e) = unsafe { mman::madvise(at, BLOCK, mman::MmapAdvise::MADV_HUGEPAGE) } {
+            tracing::debug!("no huge page for a write block: {e}");
+        }
         Ok(Block { at })
     }
 
@@ -405,6 +428,33 @@ mod tests {
         assert_eq!(got.len(), 2 * ALIGN);
         assert_eq!(&got[1..1001], &data[..1000]);
         assert_eq!(&got[ALIGN..], &data[..ALIGN]);
+    }
+
+    #[test]
+    fn a_block_is_one_huge_page_where_the_system_has_them() {
+        let block = Block::new().expect("block");
+        let at = block.at.as_ptr() as usize;
+        assert_eq!(at % BLOCK, 0, "block at {at:#x}");
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        if thp.map_or(true, |t| t.contains("[never]")) {
+            return;
+        }
+        // The block's entry in smaps: its own mapping, or one merged with a neighbour that
+        // got the same advice.
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let (mut in_block, mut eligible) = (false, None);
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = first.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                in_block = lo <= at && at + BLOCK <= hi;
+            } else if in_block && let Some(v) = line.strip_prefix("THPeligible:") {
+                eligible = Some(v.trim().to_owned());
+            }
+        }
+        assert_eq!(eligible.as_deref(), Some("1"));
     }
 
     #[test]
