@@ -238,6 +238,7 @@ read -r T_PVE T_PVE_MIN T_PVE_MAX < <(stats "${T_PVE_ALL[@]}")
 read -r T_NET T_NET_MIN T_NET_MAX < <(stats "${T_NET_ALL[@]}")
 read -r T_HASH T_HASH_MIN T_HASH_MAX < <(stats "${T_HASH_ALL[@]}")
 read -r T_DIRECT T_DIRECT_MIN T_DIRECT_MAX < <(stats "${T_DIRECT_ALL[@]}")
+T_PHYS=$(printf '%s\n' "$T_NET" "$T_HASH" "$T_DIRECT" | sort -g | tail -1)
 RSS_MIB=$(max "$RSS_POLL_MIB" "$RSS_HWM_MIB")
 
 settle
@@ -274,7 +275,6 @@ T_BOTH=$(since "$s")
 s=$EPOCHREALTIME
 dd if=/dev/zero of="$OUT/dd.img" bs=4M count=$(( (SIZE_MIB + 3) / 4 )) conv=fsync status=none
 T_DISK=$(since "$s")
-T_PHYS=$(printf '%s\n' "$T_NET" "$T_HASH" "$T_DIRECT" | sort -g | tail -1)
 
 settle
 # A decompressing download: text-like data (base64 of random bytes, about 4:3 for zstd), so the
